@@ -1,0 +1,33 @@
+"""otel-launch: run a Django or Celery app with OpenTelemetry, without changing its code.
+
+The public names load on first use: the bootstrap imports this package in every launched
+process, which must not pay for the launcher's modules.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from otel_launch._version import __version__
+
+if TYPE_CHECKING:
+    from otel_launch._config import Config, ConfigError
+    from otel_launch._launch import LaunchError, launch
+    from otel_launch._settings import SETTINGS, Setting
+
+_EXPORTS = {
+    "Config": "otel_launch._config",
+    "ConfigError": "otel_launch._config",
+    "LaunchError": "otel_launch._launch",
+    "launch": "otel_launch._launch",
+    "SETTINGS": "otel_launch._settings",
+    "Setting": "otel_launch._settings",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'otel_launch' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from otel_launch._cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""What runs inside the launched process. Importing this package must stay cheap.
+
+``start()`` only installs hooks: the SDK is built on a process's first request for a
+provider, and each instrumentation is loaded when the app imports the library it
+instruments. A process that never uses either pays almost nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from otel_launch._runtime._log import warn
+from otel_launch._settings import read_setting
+
+# The OpenTelemetry API builds its global providers from these entry points on first use
+# (see pyproject.toml), and leaves them alone if the app sets its own provider first.
+PROVIDER_VARS = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", "OTEL_PYTHON_LOGGER_PROVIDER")
+_started = False
+
+
+def start() -> None:
+    """Set up telemetry for this process. Never raises: the app must run regardless."""
+    global _started
+    if _started or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    _started = True
+    try:
+        for name in PROVIDER_VARS:
+            os.environ.setdefault(name, "otel_launch")
+        from otel_launch._runtime import _imports, _lifecycle
+        from otel_launch._runtime.integrations import enabled_integrations
+
+        _lifecycle.install()
+        for integration in enabled_integrations():
+            _imports.when_imported(integration.trigger, integration.activate)
+        if read_setting("logs_exporter", os.environ):
+            from otel_launch._runtime._sdk import install_log_export
+
+            install_log_export()
+    except Exception as exc:
+        warn(f"telemetry set-up failed, the app runs without it ({type(exc).__name__}: {exc})")

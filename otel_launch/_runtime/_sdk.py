@@ -1,0 +1,200 @@
+"""The OpenTelemetry SDK, configured from the standard variables and built on first use.
+
+The API calls :func:`tracer_provider`, :func:`meter_provider` and :func:`logger_provider`
+through entry points the first time a process asks for a provider (see
+``OTEL_PYTHON_*_PROVIDER``). Sampler, resource attributes, endpoint, headers, timeouts and
+propagators are read by the SDK itself from the same variables ``opentelemetry-instrument``
+uses; this module only chooses and assembles the parts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any
+
+from otel_launch._runtime import _lifecycle
+from otel_launch._runtime._log import rate_limit
+from otel_launch._settings import read_setting
+
+_lock = threading.RLock()
+_built: dict[str, Any] = {}
+
+_OTLP = "opentelemetry.exporter.otlp.proto"
+EXPORTER_CLASSES = {
+    ("traces", "grpc"): f"{_OTLP}.grpc.trace_exporter:OTLPSpanExporter",
+    ("traces", "http/protobuf"): f"{_OTLP}.http.trace_exporter:OTLPSpanExporter",
+    ("traces", "console"): "opentelemetry.sdk.trace.export:ConsoleSpanExporter",
+    ("metrics", "grpc"): f"{_OTLP}.grpc.metric_exporter:OTLPMetricExporter",
+    ("metrics", "http/protobuf"): f"{_OTLP}.http.metric_exporter:OTLPMetricExporter",
+    ("metrics", "console"): "opentelemetry.sdk.metrics.export:ConsoleMetricExporter",
+    ("logs", "grpc"): f"{_OTLP}.grpc._log_exporter:OTLPLogExporter",
+    ("logs", "http/protobuf"): f"{_OTLP}.http._log_exporter:OTLPLogExporter",
+    ("logs", "console"): "opentelemetry.sdk._logs.export:ConsoleLogRecordExporter",
+}
+
+# Loggers that report export failures; rate-limited so a dead collector cannot flood the app.
+_EXPORT_LOGGERS = (
+    f"{_OTLP}.grpc.exporter",
+    f"{_OTLP}.http.trace_exporter",
+    f"{_OTLP}.http.metric_exporter",
+    f"{_OTLP}.http._log_exporter",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+)
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _protocol(signal: str) -> str:
+    specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip().lower()
+    return specific if specific in ("grpc", "http/protobuf") else read_setting("protocol", os.environ)
+
+
+def exporter_kinds(signal: str) -> list[str]:
+    """Keys of EXPORTER_CLASSES for a signal: 'console' or the OTLP protocol in use."""
+    names = read_setting(f"{signal}_exporter", os.environ)
+    return [_protocol(signal) if name == "otlp" else name for name in names]
+
+
+class PerProcessExporter:
+    """An exporter built on first export, in the exporting thread, once per process.
+
+    Importing the OTLP exporters costs far more than the rest of start-up (gRPC alone is
+    ~150 ms), so it is paid in the background, on the first batch. After ``fork`` the child
+    builds its own exporter: a gRPC channel or HTTP session is never shared with the parent.
+    """
+
+    def __init__(self, signal: str, kind: str) -> None:
+        self._path = EXPORTER_CLASSES[(signal, kind)]
+        self._real: Any = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def _exporter(self) -> Any:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    rate_limit(*_EXPORT_LOGGERS)
+                    self._real = _load(self._path)()
+                    self._pid = os.getpid()
+        return self._real
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._exporter().export(batch, *args, **kwargs)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self._pid != os.getpid():
+            return True
+        return self._real.force_flush(timeout_millis)
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        # Nothing to close if this process never exported; never close a parent's exporter.
+        if self._pid == os.getpid():
+            self._real.shutdown(*args, **kwargs)
+
+
+def resource() -> Any:
+    """One Resource for all signals; the SDK renews its per-process parts after fork."""
+    with _lock:
+        if "resource" not in _built:
+            from opentelemetry.sdk.resources import Resource
+
+            _built["resource"] = Resource.create()
+        return _built["resource"]
+
+
+def tracer_provider() -> Any:
+    """Entry point ``opentelemetry_tracer_provider: otel_launch``."""
+    with _lock:
+        if "traces" not in _built:
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
+            provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
+            for kind in exporter_kinds("traces"):
+                provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind)))
+            _lifecycle.register(provider)
+            _built["traces"] = provider
+        return _built["traces"]
+
+
+class _PerProcessMetricExporter(PerProcessExporter):
+    """The metric reader needs the exporter's preferences up front; read them without gRPC."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("metrics", kind)
+        if kind == "console":
+            self._preferred_temporality, self._preferred_aggregation = {}, {}
+            return
+        from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
+            OTLPMetricExporterMixin,
+        )
+
+        # The same parsing of OTEL_EXPORTER_OTLP_METRICS_* preferences the OTLP exporters use.
+        OTLPMetricExporterMixin._common_configuration(self, None, None)  # type: ignore[arg-type]
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        return self._exporter().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+
+def meter_provider() -> Any:
+    """Entry point ``opentelemetry_meter_provider: otel_launch``."""
+    with _lock:
+        if "metrics" not in _built:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            readers = [
+                PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in exporter_kinds("metrics")
+            ]
+            provider = MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
+            _lifecycle.register(provider)
+            _built["metrics"] = provider
+        return _built["metrics"]
+
+
+def logger_provider() -> Any:
+    """Entry point ``opentelemetry_logger_provider: otel_launch``."""
+    with _lock:
+        if "logs" not in _built:
+            from opentelemetry.sdk._logs import LoggerProvider
+            from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+            provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
+            for kind in exporter_kinds("logs"):
+                provider.add_log_record_processor(BatchLogRecordProcessor(PerProcessExporter("logs", kind)))
+            _lifecycle.register(provider)
+            _built["logs"] = provider
+        return _built["logs"]
+
+
+def install_log_export() -> None:
+    """When logs export is asked for, send the app's log records to the logger provider.
+
+    The handler builds the SDK's LoggingHandler on the first record. Records from
+    OpenTelemetry's own loggers are never exported: an export failure that logs would
+    otherwise feed the exporter that failed.
+    """
+    import logging
+
+    class DeferredLogHandler(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self._handler: logging.Handler | None = None
+            self.addFilter(lambda record: not record.name.startswith(("opentelemetry", "otel_launch")))
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if self._handler is None:
+                from opentelemetry._logs import get_logger_provider
+                from opentelemetry.sdk._logs import LoggingHandler
+
+                self._handler = LoggingHandler(logger_provider=get_logger_provider())
+            self._handler.emit(record)
+
+    logging.getLogger().addHandler(DeferredLogHandler())

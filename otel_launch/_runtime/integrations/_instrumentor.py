@@ -1,0 +1,15 @@
+"""Run a contrib instrumentor once, leaving alone any the app already ran itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def instrument_once(instrumentor: Any, **kwargs: Any) -> bool:
+    """Instrument unless already done (by the app or by us). True when this call did it."""
+    # BaseInstrumentor is a per-class singleton that remembers whether it is active;
+    # calling instrument() again would only log a warning into the app's logs.
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return False
+    instrumentor.instrument(**kwargs)
+    return True
