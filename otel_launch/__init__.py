@@ -4,14 +4,17 @@ The public names load on first use: the bootstrap imports this package in every 
 process, which must not pay for the launcher's modules.
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
 from otel_launch._version import __version__
 
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
 if TYPE_CHECKING:
-    from otel_launch._config import Config, ConfigError
-    from otel_launch._launch import LaunchError, launch
-    from otel_launch._settings import SETTINGS, Setting
+    from typing import Any
+
+    from otel_launch._config import Config, ConfigError  # noqa: F401
+    from otel_launch._launch import LaunchError, launch  # noqa: F401
+    from otel_launch._settings import SETTINGS, Setting  # noqa: F401
 
 _EXPORTS = {
     "Config": "otel_launch._config",
@@ -22,7 +25,7 @@ _EXPORTS = {
     "Setting": "otel_launch._settings",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = ["SETTINGS", "Config", "ConfigError", "LaunchError", "Setting", "__version__", "launch"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from otel_launch._settings import (
@@ -24,7 +23,7 @@ from otel_launch._settings import (
     mask_urls_in,
 )
 
-BOOTSTRAP_DIR = str(Path(__file__).resolve().parent / "bootstrap")
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "bootstrap")
 DEFAULT_ENV_FILE = ".env"
 
 # Sentinel: read ./.env when it exists. None means "no env file" (--no-env-file).

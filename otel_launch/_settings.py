@@ -8,7 +8,6 @@ process reads it too, at interpreter start.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,6 +138,8 @@ _PROPAGATOR_PACKAGES = {"jaeger": "otel-launch[jaeger]"}
 
 
 def _propagators(raw: str) -> tuple[str, ...]:
+    import importlib.util
+
     names = _choice_list(*PROPAGATOR_MODULES)(raw)
     for name in names:
         module = PROPAGATOR_MODULES[name]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from otel_launch._runtime._log import warn
-from otel_launch._settings import read_setting
 
 # The OpenTelemetry API builds its global providers from these entry points on first use
 # (see pyproject.toml), and leaves them alone if the app sets its own provider first.
@@ -28,14 +27,13 @@ def start() -> None:
         for name in PROVIDER_VARS:
             os.environ.setdefault(name, "otel_launch")
         from otel_launch._runtime import _imports, _lifecycle
-        from otel_launch._runtime.integrations import enabled_integrations
+        from otel_launch._runtime.integrations import INTEGRATIONS, install_log_export
 
         _lifecycle.install()
-        for integration in enabled_integrations():
+        for integration in INTEGRATIONS:
             _imports.when_imported(integration.trigger, integration.activate)
-        if read_setting("logs_exporter", os.environ):
-            from otel_launch._runtime._sdk import install_log_export
-
-            install_log_export()
+        # Log export, when asked for, starts with the logging module: most apps import it
+        # early, and a process that never logs never pays for it.
+        _imports.when_imported("logging", install_log_export)
     except Exception as exc:
         warn(f"telemetry set-up failed, the app runs without it ({type(exc).__name__}: {exc})")

@@ -8,14 +8,16 @@ reloading keep working).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from collections.abc import Callable
-from types import ModuleType
 
 from otel_launch._runtime._log import warn
 
-Hook = Callable[[ModuleType], None]
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+    Hook = Callable[[ModuleType], None]
 
 
 def _run_hooks(name: str, module: ModuleType, hooks: list[Hook]) -> None:
@@ -35,6 +37,8 @@ class _PostImportFinder:
         # Called for every import not yet in sys.modules: keep the common case one dict lookup.
         if fullname not in self.hooks or fullname in self._resolving:
             return None
+        import importlib.util
+
         self._resolving.add(fullname)
         try:
             spec = importlib.util.find_spec(fullname)

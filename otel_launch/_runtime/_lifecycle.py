@@ -12,10 +12,12 @@ import atexit
 import os
 import sys
 import time
-from typing import Any
 
 from otel_launch._runtime._log import warn
-from otel_launch._settings import read_setting
+
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 _providers: list[Any] = []
 _shut_down_in_pid: int | None = None
@@ -52,6 +54,8 @@ def shutdown(timeout: float | None = None) -> bool:
         return True
     _shut_down_in_pid = os.getpid()
     if timeout is None:
+        from otel_launch._settings import read_setting
+
         timeout = read_setting("shutdown_timeout", os.environ)
     import threading
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
-from otel_launch._settings import mask_urls_in
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def warn(message: str) -> None:
     """One line on stderr, outside the app's logging so its configuration is never touched."""
     try:
+        from otel_launch._settings import mask_urls_in
+
         sys.stderr.write(f"otel-launch: warning: {mask_urls_in(message)}\n")
         sys.stderr.flush()
     except Exception:  # a closed stderr must not turn a warning into a crash
@@ -38,6 +41,8 @@ class RateLimitFilter:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False
         self._last[key] = now
+        from otel_launch._settings import mask_urls_in
+
         message = mask_urls_in(record.getMessage())
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:

@@ -9,13 +9,15 @@ uses; this module only chooses and assembles the parts.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from otel_launch._runtime import _lifecycle
-from otel_launch._runtime._log import rate_limit
+from otel_launch._runtime._log import rate_limit, warn
 from otel_launch._settings import read_setting
 
 _lock = threading.RLock()
@@ -98,16 +100,39 @@ class PerProcessExporter:
             self._real.shutdown(*args, **kwargs)
 
 
+def _never_raises(fallback: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """The API re-raises a provider factory's error into the app's get_tracer() call: the
+    app must run on, with a no-op provider and one warning line, instead."""
+
+    def decorate(factory: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(factory)
+        def guarded() -> Any:
+            try:
+                return factory()
+            except Exception as exc:
+                warn(f"telemetry set-up failed, {factory.__name__} is off ({type(exc).__name__}: {exc})")
+                return _load(fallback)()
+
+        return guarded
+
+    return decorate
+
+
 def resource() -> Any:
     """One Resource for all signals; the SDK renews its per-process parts after fork."""
     with _lock:
         if "resource" not in _built:
+            # The OTLP exporters import this module, whose class bodies call Resource.create(),
+            # which needs a thread pool; pools refuse work once the interpreter is exiting. A
+            # short process builds its exporter at exit, so the import must happen now.
+            import opentelemetry.sdk._logs  # noqa: F401
             from opentelemetry.sdk.resources import Resource
 
             _built["resource"] = Resource.create()
         return _built["resource"]
 
 
+@_never_raises("opentelemetry.trace:NoOpTracerProvider")
 def tracer_provider() -> Any:
     """Entry point ``opentelemetry_tracer_provider: otel_launch``."""
     with _lock:
@@ -137,12 +162,14 @@ class _PerProcessMetricExporter(PerProcessExporter):
         )
 
         # The same parsing of OTEL_EXPORTER_OTLP_METRICS_* preferences the OTLP exporters use.
-        OTLPMetricExporterMixin._common_configuration(self, None, None)  # type: ignore[arg-type]
+        self._preferred_temporality = OTLPMetricExporterMixin._get_temporality(self, None)  # type: ignore[arg-type]
+        self._preferred_aggregation = OTLPMetricExporterMixin._get_aggregation(self, None)  # type: ignore[arg-type]
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
         return self._exporter().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
 
+@_never_raises("opentelemetry.metrics:NoOpMeterProvider")
 def meter_provider() -> Any:
     """Entry point ``opentelemetry_meter_provider: otel_launch``."""
     with _lock:
@@ -159,6 +186,7 @@ def meter_provider() -> Any:
         return _built["metrics"]
 
 
+@_never_raises("opentelemetry._logs:NoOpLoggerProvider")
 def logger_provider() -> Any:
     """Entry point ``opentelemetry_logger_provider: otel_launch``."""
     with _lock:

@@ -29,15 +29,17 @@ def _start_telemetry():
 
 def _run_shadowed_sitecustomize():
     """Import the next ``sitecustomize`` on sys.path (the user's or the distribution's)."""
-    import importlib.machinery
-    import importlib.util
+    from importlib.machinery import PathFinder  # already loaded; importlib.util is not
 
     search = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", search)
+    spec = PathFinder.find_spec("sitecustomize", search)
     if spec is None or spec.loader is None:
         return
     ours = sys.modules.get("sitecustomize")
-    module = importlib.util.module_from_spec(spec)
+    module = spec.loader.create_module(spec) or type(sys)(spec.name)
+    module.__spec__, module.__loader__ = spec, spec.loader
+    if spec.has_location:
+        module.__file__, module.__cached__ = spec.origin, spec.cached
     sys.modules["sitecustomize"] = module
     try:
         spec.loader.exec_module(module)

@@ -8,22 +8,35 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 
-from otel_launch._settings import read_setting
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
+if TYPE_CHECKING:
+    from types import ModuleType
 
 
-@dataclass(frozen=True)
+def _disabled() -> set[str]:
+    from otel_launch._settings import read_setting
+
+    return set(read_setting("disabled_instrumentations", os.environ) or ())
+
+
 class Integration:
-    name: str  # as listed in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
-    trigger: str  # the module whose import activates it
-    module: str  # our module under integrations/, with an on_import(module) function
+    """An instrumentation, activated by the import of its ``trigger`` module.
+
+    ``name`` is as listed in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS; ``module`` is ours,
+    under integrations/, and has an ``on_import(module)`` function.
+    """
+
+    __slots__ = ("name", "trigger", "module")
+
+    def __init__(self, name: str, trigger: str, module: str) -> None:
+        self.name, self.trigger, self.module = name, trigger, module
 
     def activate(self, imported: ModuleType) -> None:
-        on_import: Callable[[ModuleType], None] = importlib.import_module(f"{__name__}.{self.module}").on_import
-        on_import(imported)
+        # The disabled list is read here, not at start-up: only a process that imports the
+        # library pays for reading settings.
+        if self.name not in _disabled():
+            importlib.import_module(f"{__name__}.{self.module}").on_import(imported)
 
 
 INTEGRATIONS = (
@@ -36,6 +49,11 @@ INTEGRATIONS = (
 )
 
 
-def enabled_integrations() -> list[Integration]:
-    disabled = set(read_setting("disabled_instrumentations", os.environ) or ())
-    return [integration for integration in INTEGRATIONS if integration.name not in disabled]
+def install_log_export(logging: ModuleType) -> None:
+    """Send the app's log records to the logger provider, when logs export is asked for."""
+    from otel_launch._settings import read_setting
+
+    if read_setting("logs_exporter", os.environ):
+        from otel_launch._runtime._sdk import install_log_export
+
+        install_log_export()

@@ -1,0 +1,325 @@
+"""A real OTLP receiver: gRPC and HTTP/protobuf, on the generated ``opentelemetry-proto`` stubs.
+
+It records every span, metric point and log record it receives, decoded into plain
+dataclasses, for tests (``receiver.wait_for(...)``) and for ``otel-launch tail``.
+It listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2 as metrics_pb,
+)
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2_grpc as metrics_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+
+STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a Python value."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def attributes(key_values: Any) -> dict[str, Any]:
+    return {item.key: any_value(item.value) for item in key_values}
+
+
+@dataclass
+class ReceivedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    transport: str = ""
+
+    @property
+    def service(self) -> str:
+        return str(self.resource.get("service.name", "?"))
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass
+class ReceivedPoint:
+    metric: str
+    resource: dict[str, Any]
+    attributes: dict[str, Any]
+    value: float | None  # sums and gauges; histogram points carry count instead
+    count: int | None
+    transport: str = ""
+
+
+@dataclass
+class ReceivedLog:
+    body: Any
+    severity: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    transport: str = ""
+
+
+def decode_spans(request: Any, transport: str) -> list[ReceivedSpan]:
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    ReceivedSpan(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        kind=span.kind,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        status=STATUS_NAMES.get(span.status.code, str(span.status.code)),
+                        status_message=span.status.message,
+                        attributes=attributes(span.attributes),
+                        resource=resource,
+                        scope=scope_spans.scope.name,
+                        events=[{"name": e.name, **attributes(e.attributes)} for e in span.events],
+                        transport=transport,
+                    )
+                )
+    return spans
+
+
+def decode_points(request: Any, transport: str) -> list[ReceivedPoint]:
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource = attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                data = metric.WhichOneof("data")
+                for point in getattr(metric, data).data_points if data else ():
+                    number = point.WhichOneof("value") if hasattr(point, "as_int") else None
+                    points.append(
+                        ReceivedPoint(
+                            metric=metric.name,
+                            resource=resource,
+                            attributes=attributes(point.attributes),
+                            value=getattr(point, number) if number else None,
+                            count=getattr(point, "count", None),
+                            transport=transport,
+                        )
+                    )
+    return points
+
+
+def decode_logs(request: Any, transport: str) -> list[ReceivedLog]:
+    logs = []
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                logs.append(
+                    ReceivedLog(
+                        body=any_value(record.body),
+                        severity=record.severity_text,
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        attributes=attributes(record.attributes),
+                        resource=resource,
+                        transport=transport,
+                    )
+                )
+    return logs
+
+
+# signal -> (request message, response message, decoder)
+_SIGNALS: dict[str, tuple[Any, Any, Callable[[Any, str], list]]] = {
+    "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse, decode_spans),
+    "metrics": (metrics_pb.ExportMetricsServiceRequest, metrics_pb.ExportMetricsServiceResponse, decode_points),
+    "logs": (logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse, decode_logs),
+}
+
+
+class OTLPReceiver:
+    """Receives OTLP over gRPC and HTTP; records what arrives; calls back per request.
+
+    Port 0 picks a free port; read ``grpc_port`` / ``http_port`` after :meth:`start`.
+    ``on_receive(signal, items)`` is called for every export request, on a server thread.
+    """
+
+    def __init__(
+        self,
+        grpc_port: int | None = 0,
+        http_port: int | None = 0,
+        host: str = "127.0.0.1",
+        on_receive: Callable[[str, list], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.on_receive = on_receive
+        self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedPoint] = []
+        self.logs: list[ReceivedLog] = []
+        self.requests: dict[tuple[str, str], int] = {}
+        self._changed = threading.Condition()
+        self._grpc_server: grpc.Server | None = None
+        self._http_server: ThreadingHTTPServer | None = None
+
+    # -- recording -------------------------------------------------------------------------
+
+    def record(self, signal: str, transport: str, request: Any) -> None:
+        items = _SIGNALS[signal][2](request, transport)
+        with self._changed:
+            {"traces": self.spans, "metrics": self.points, "logs": self.logs}[signal].extend(items)
+            key = (transport, signal)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self._changed.notify_all()
+        if self.on_receive is not None:
+            self.on_receive(signal, items)
+
+    def wait_for(self, predicate: Callable[[OTLPReceiver], bool], timeout: float = 15.0) -> bool:
+        """Wait until ``predicate(self)`` holds, at most ``timeout`` seconds; returns whether it did."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def clear(self) -> None:
+        with self._changed:
+            self.spans.clear()
+            self.points.clear()
+            self.logs.clear()
+            self.requests.clear()
+
+    # -- serving ---------------------------------------------------------------------------
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://{self.host}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def start(self) -> OTLPReceiver:
+        if self.grpc_port is not None:
+            self._start_grpc()
+        if self.http_port is not None:
+            self._start_http()
+        return self
+
+    def stop(self) -> None:
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace=None)
+            self._grpc_server = None
+        if self._http_server is not None:
+            self._http_server.shutdown()
+            self._http_server.server_close()
+            self._http_server = None
+
+    def __enter__(self) -> OTLPReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_grpc(self) -> None:
+        receiver = self
+
+        def servicer(base: type, signal: str) -> Any:
+            response = _SIGNALS[signal][1]
+
+            class Servicer(base):  # type: ignore[misc, valid-type]
+                def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the generated name
+                    receiver.record(signal, "grpc", request)
+                    return response()
+
+            return Servicer()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_grpc.add_TraceServiceServicer_to_server(servicer(trace_grpc.TraceServiceServicer, "traces"), server)
+        metrics_grpc.add_MetricsServiceServicer_to_server(
+            servicer(metrics_grpc.MetricsServiceServicer, "metrics"), server
+        )
+        logs_grpc.add_LogsServiceServicer_to_server(servicer(logs_grpc.LogsServiceServicer, "logs"), server)
+        port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
+        if port == 0:
+            raise OSError(f"cannot listen for OTLP/gRPC on {self.host}:{self.grpc_port}")
+        server.start()
+        self.grpc_port, self._grpc_server = port, server
+
+    def _start_http(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                signal = self.path.split("?")[0].removeprefix("/v1/")
+                if signal not in _SIGNALS or not self.path.startswith("/v1/"):
+                    self._reply(404, b"")
+                    return
+                if "json" in self.headers.get("Content-Type", ""):
+                    self._reply(415, b"OTLP/HTTP JSON is not supported; use application/x-protobuf")
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                request_type, response_type, _ = _SIGNALS[signal]
+                request = request_type()
+                request.ParseFromString(body)
+                receiver.record(signal, "http", request)
+                self._reply(200, response_type().SerializeToString())
+
+            def _reply(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: no access log
+                pass
+
+        server = ThreadingHTTPServer((self.host, self.http_port), Handler)
+        server.daemon_threads = True
+        self.http_port, self._http_server = server.server_address[1], server
+        threading.Thread(target=server.serve_forever, name="otlp-http", daemon=True).start()
