@@ -1,0 +1,78 @@
+"""Shared fixtures: a real OTLP receiver, and bounded runs of the real otel-launch command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_launch._receiver import OTLPReceiver
+
+TARGETS = Path(__file__).parent / "targets"
+PYTHON = sys.executable
+
+
+def launcher() -> list[str]:
+    """The installed console script, as users run it."""
+    script = Path(sys.executable).parent / "otel-launch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("otel-launch")
+    return [found] if found else [sys.executable, "-m", "otel_launch"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without OTEL_* or PYTHONPATH, so the machine's never leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "PYTHONPATH"}
+    env.update(extra)
+    return env
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """Start a process in its own group, so a hung test can kill it and all it started."""
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run to completion within ``timeout`` seconds; on time-out kill the whole group and fail."""
+    proc = start(args, env, cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        pytest.fail(f"{args} did not finish within {timeout}s")
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver(grpc_port=0, http_port=0) as started:
+        yield started
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty working directory: no stray .env file is read."""
+    return tmp_path

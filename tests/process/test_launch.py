@@ -1,0 +1,219 @@
+"""The real otel-launch against small real targets, with the package's OTLP receiver listening."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
+
+pytestmark = pytest.mark.process
+
+
+def otel_env(receiver, protocol: str = "grpc", **extra: str) -> dict[str, str]:
+    endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+    return clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_SERVICE_NAME="target",
+        OTEL_METRICS_EXPORTER="none",
+        **extra,
+    )
+
+
+def span_names(receiver) -> list[str]:
+    return sorted(span.name for span in receiver.spans)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_span_created_in_target_arrives(receiver, workdir, protocol):
+    result = run(
+        [*launcher(), PYTHON, str(TARGETS / "span_and_exit.py"), "hello"], otel_env(receiver, protocol), workdir
+    )
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: len(r.spans) >= 1, timeout=10)
+    (span,) = receiver.spans
+    assert span.name == "hello"
+    assert span.service == "target"
+    assert span.transport == ("grpc" if protocol == "grpc" else "http")
+    assert span.attributes["target.pid"] == int(result.stdout.split()[0])
+    assert span.resource["service.instance.id"]
+    assert "process.command_args" not in span.resource  # may hold secrets: never collected
+
+
+def test_pid_is_preserved_and_exit_status_passed_through(receiver, workdir):
+    proc = start([*launcher(), PYTHON, str(TARGETS / "span_and_exit.py"), "pid", "3"], otel_env(receiver), workdir)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 3, err
+    assert int(out.split()[0]) == proc.pid  # exec: the launcher became the target
+
+
+def test_sigterm_handler_in_target_runs_and_spans_are_flushed(receiver, workdir):
+    proc = start([*launcher(), PYTHON, str(TARGETS / "sigterm_handler.py")], otel_env(receiver), workdir)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)  # to the launcher's PID, which is the target's
+        out, err = proc.communicate(timeout=30)
+    finally:
+        kill_group(proc)
+    assert "handled SIGTERM" in out
+    assert proc.returncode == 0, err
+    assert receiver.wait_for(lambda r: "before-sigterm" in span_names(r), timeout=10)
+
+
+def test_users_own_sitecustomize_still_runs(receiver, workdir):
+    user_dir = workdir / "user_site"
+    user_dir.mkdir()
+    (user_dir / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE_RAN'] = 'yes'\n")
+    code = (
+        "import os, sitecustomize; from opentelemetry import trace\n"
+        "with trace.get_tracer('t').start_as_current_span('with-user-site'): pass\n"
+        "print(os.environ.get('USER_SITECUSTOMIZE_RAN'), sitecustomize.__file__)\n"
+    )
+    env = otel_env(receiver, PYTHONPATH=str(user_dir))
+    result = run([*launcher(), PYTHON, "-c", code], env, workdir)
+    assert result.returncode == 0, result.stderr
+    ran, module_file = result.stdout.split()
+    assert ran == "yes"
+    assert Path(module_file).parent == user_dir
+    assert receiver.wait_for(lambda r: "with-user-site" in span_names(r), timeout=10)
+
+
+@pytest.mark.parametrize("method", ["os.fork", "fork", "forkserver", "spawn"])
+def test_child_processes_are_instrumented_with_their_own_instance_id(receiver, workdir, method):
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_children.py"), method], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    child_name = f"child-{method}"
+    assert receiver.wait_for(
+        lambda r: {"parent-before", "parent-after", child_name} <= set(span_names(r)), timeout=15
+    ), span_names(receiver)
+    by_name = {span.name: span for span in receiver.spans}
+    parent, child = by_name["parent-before"], by_name[child_name]
+    assert child.attributes["child.pid"] != parent.resource["process.pid"]
+    assert child.resource["process.pid"] == child.attributes["child.pid"]
+    assert child.resource["service.instance.id"] != parent.resource["service.instance.id"]
+    assert by_name["parent-after"].resource["service.instance.id"] == parent.resource["service.instance.id"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_dead_collector_never_holds_the_exit_past_the_shutdown_timeout(workdir, protocol):
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_EXPORTER_OTLP_TIMEOUT="30",  # unbounded, the exporter would retry for 30 s
+        OTEL_LAUNCH_SHUTDOWN_TIMEOUT="1",
+    )
+    began = time.monotonic()
+    result = run([*launcher(), PYTHON, str(TARGETS / "span_and_exit.py"), "lost"], env, workdir, timeout=40)
+    elapsed = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 1 + 4, f"exit took {elapsed:.1f}s with a 1 s shutdown timeout"
+    assert len(result.stderr.splitlines()) <= 6, result.stderr  # warnings are few, not a flood
+
+
+def test_no_instrumentation_is_imported_when_no_instrumented_library_is(workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "loaded_modules.py")], clean_env(), workdir)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "otel_launch._runtime" in loaded  # the bootstrap did run
+    assert [name for name in loaded if name.startswith("opentelemetry")] == []
+
+
+def test_instrumentation_loads_when_the_app_imports_the_library(receiver, workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "sqlite_in_span.py")], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: len(r.spans) >= 4, timeout=10), span_names(receiver)
+    handler = next(span for span in receiver.spans if span.name == "handler")
+    sql = [span for span in receiver.spans if span.scope.startswith("opentelemetry.instrumentation.sqlite3")]
+    assert len(sql) == 3
+    assert all(span.parent_span_id == handler.span_id for span in sql)
+    insert = next(span for span in sql if "INSERT" in span.attributes.get("db.statement", ""))
+    assert "42" not in json.dumps(insert.attributes)  # parameter values never recorded
+
+
+def test_disabled_instrumentation_is_not_loaded(receiver, workdir):
+    env = otel_env(receiver, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="sqlite3")
+    result = run([*launcher(), PYTHON, str(TARGETS / "sqlite_in_span.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: "handler" in span_names(r), timeout=10)
+    assert span_names(receiver) == ["handler"]
+
+
+def test_app_with_its_own_tracer_provider_keeps_it(receiver, workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "own_provider.py")], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    module, exported = result.stdout.split()
+    assert module == "opentelemetry.sdk.trace" and exported == "1"
+    assert receiver.spans == []  # nothing duplicated to our exporter
+
+
+def test_interpreter_without_otel_launch_runs_uninstrumented_with_one_warning(workdir):
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("tests are not running in a virtual environment")
+    base = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    probe = run([base, "-c", "import otel_launch"], clean_env(), workdir)
+    if probe.returncode == 0:
+        pytest.skip("the base interpreter has otel_launch installed")
+    result = run([*launcher(), base, "-c", "print('app ran')"], clean_env(), workdir)
+    assert result.returncode == 0
+    assert result.stdout == "app ran\n"
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("otel-launch: warning: telemetry is off"), result.stderr
+
+
+def test_bad_config_is_refused_before_the_target_starts(workdir):
+    marker = workdir / "started"
+    code = f"open({str(marker)!r}, 'w').close()"
+    result = run([*launcher(), "--sample-rate", "1.5", PYTHON, "-c", code], clean_env(), workdir)
+    assert result.returncode == 2
+    assert result.stderr == "otel-launch: error: --sample-rate: '1.5' is not accepted; expected a number from 0 to 1\n"
+    assert not marker.exists()
+
+
+def test_command_not_found_and_not_executable_exit_like_a_shell(workdir):
+    missing = run([*launcher(), "no-such-command-xyz"], clean_env(), workdir)
+    assert missing.returncode == 127
+    assert missing.stderr == "otel-launch: error: no-such-command-xyz: command not found\n"
+    script = workdir / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    not_executable = run([*launcher(), str(script)], clean_env(), workdir)
+    assert not_executable.returncode == 126
+    assert "not an executable file" in not_executable.stderr
+
+
+def test_reserved_word_runs_the_program_after_double_dash(workdir):
+    result = run([*launcher(), "--", "tail", "--version"], clean_env(), workdir)
+    assert result.returncode == 0, result.stderr
+    assert "tail" in result.stdout.splitlines()[0]
+
+
+def test_print_config_masks_secrets_and_exits_0(workdir):
+    (workdir / ".env").write_text("OTEL_SERVICE_NAME=from-file\nOTEL_EXPORTER_OTLP_TRACES_HEADERS=x-token=filesecret\n")
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20topsecret",
+        OTEL_EXPORTER_OTLP_ENDPOINT="https://user:hunter2@collector.example:4317",
+    )
+    result = run([*launcher(), "--print-config", "--service-version", "1.2"], env, workdir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for secret in ("topsecret", "hunter2", "filesecret"):
+        assert secret not in out
+    assert "authorization=***" in out and "https://user:***@collector.example:4317" in out
+    assert "from-file" in out and "env file .env" in out
+    assert "1.2" in out and "--service-version" in out
