@@ -129,37 +129,41 @@ def _click_launch_command():  # noqa: ANN202 - click is imported here, off the f
         default = f"; default: {setting.default}" if setting.default is not None else ""
         return f"{setting.help} [env: {setting.env}{default}]"
 
-    @click.command(
+    def launch_command(command: tuple[str, ...], **options: object) -> None:
+        """Run COMMAND with OpenTelemetry set up: otel-launch [OPTIONS] [--] COMMAND [ARGS]..."""
+        ctx = click.get_current_context()
+        args = ctx.obj["args"]
+        settings = {s.name: options.pop(s.name) for s in SETTINGS if s.name in options}
+        ctx.obj["request"] = LaunchRequest(
+            command=list(command),
+            settings={name: value for name, value in settings.items() if value is not None},  # type: ignore[misc]
+            separated="--" in args[: len(args) - len(command)],
+            **options,  # type: ignore[arg-type]
+        )
+
+    # Decorators apply bottom-up and help lists the last applied first: settings come first.
+    decorated = click.argument("command", nargs=-1, type=click.UNPROCESSED)(launch_command)
+    decorated = click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")(
+        decorated
+    )
+    decorated = click.option(
+        "--print-config", is_flag=True, help="Show resolved settings and where each came from; exit 0."
+    )(decorated)
+    decorated = click.option("--no-env-file", is_flag=True, help="Do not read ./.env.")(decorated)
+    decorated = click.option(
+        "--env-file", "env_file", metavar="PATH", default=None, help="Read OTEL_* settings from this file."
+    )(decorated)
+    for setting in reversed(SETTINGS):
+        decorated = click.option(*setting.flags, setting.name, default=None, metavar="TEXT", help=help_for(setting))(
+            decorated
+        )
+    return click.command(
         name=PROG,
         context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
         epilog="Subcommands: 'otel-launch tail --help' runs a local OTLP receiver that prints traces. "
         "Each setting also reads its variable; flags win over the environment, which wins over the env file. "
         "A program named like a subcommand is launched after '--'.",
-    )
-    @click.option("--env-file", "env_file", metavar="PATH", default=None, help="Read OTEL_* settings from this file.")
-    @click.option("--no-env-file", is_flag=True, help="Do not read ./.env.")
-    @click.option("--print-config", is_flag=True, help="Show resolved settings and where each came from; exit 0.")
-    @click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
-    @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-    @click.pass_context
-    def launch_command(ctx: click.Context, command: tuple[str, ...], **options: object) -> None:
-        """Run COMMAND with OpenTelemetry set up: otel-launch [OPTIONS] [--] COMMAND [ARGS]..."""
-        args = ctx.obj["args"]
-        settings = {s.name: options.pop(s.name) for s in SETTINGS if options.get(s.name) is not None}
-        for s in SETTINGS:
-            options.pop(s.name, None)
-        ctx.obj["request"] = LaunchRequest(
-            command=list(command),
-            settings=settings,  # type: ignore[arg-type]
-            separated="--" in args[: len(args) - len(command)],
-            **options,  # type: ignore[arg-type]
-        )
-
-    for setting in reversed(SETTINGS):
-        launch_command = click.option(
-            *setting.flags, setting.name, default=None, metavar="TEXT", help=help_for(setting)
-        )(launch_command)
-    return launch_command
+    )(decorated)
 
 
 def parse_with_click(args: Sequence[str], prog: str = PROG) -> LaunchRequest | None:

@@ -182,8 +182,9 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:{MASK}@{hostport}" if user else f"{MASK}@{hostport}"
+        user, has_password, _ = userinfo.partition(":")
+        # "user:password@" keeps the user; a lone "token@" is all secret.
+        netloc = f"{user}:{MASK}@{hostport}" if has_password and user else f"{MASK}@{hostport}"
     query = "&".join(
         f"{item.partition('=')[0]}={MASK}" if "=" in item else item for item in parts.query.split("&") if item
     )
@@ -306,8 +307,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "logs_exporter",
         "OTEL_LOGS_EXPORTER",
-        "Where log records go. Off unless asked for, as with opentelemetry-instrument; trace ids "
-        "are still added to log records.",
+        "Where log records go. Off unless asked for, as with opentelemetry-instrument.",
         _choice_list(*_EXPORTERS),
         "otlp, console, a list of both, or none",
         default="none",
@@ -335,6 +335,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Headers sent with every export, name=value,... (URL-encoded). Secret: always masked.",
         _headers,
         "comma-separated name=value pairs",
+        render=_render_pairs,
         mask=mask_pairs,
     ),
     Setting(
