@@ -122,10 +122,10 @@ def run(request: LaunchRequest) -> None:
         fail(str(exc), exc.status)
 
 
-def _click_launch_command():  # noqa: ANN202 - click is imported here, off the fast path
+def _click_launch_command():  # click is imported here, off the fast path
     import click
 
-    def help_for(setting) -> str:  # noqa: ANN001
+    def help_for(setting) -> str:
         default = f"; default: {setting.default}" if setting.default is not None else ""
         return f"{setting.help} [env: {setting.env}{default}]"
 

@@ -1,0 +1,47 @@
+# Every target makes its own virtual environment and installs what it needs from PyPI.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SOURCES := $(shell find otel_launch -name '*.py') pyproject.toml
+
+.PHONY: install test test-unit test-process demo bench docs lint clean
+
+# A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet ".[test,demo]"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.deps $(SOURCES)
+	$(PIP) install --quiet --no-deps --force-reinstall .
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(PY) -m ruff check otel_launch tests examples bench
+	$(PY) -m ruff format --check otel_launch tests examples bench
+
+# The whole suite: unit tests, then process tests against the real launcher and receiver.
+test: install lint
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-process: install
+	$(PY) -m pytest -q -m process
+
+demo: install
+	$(PY) examples/run_demo.py
+
+# Not part of `make test`: writes bench/results.json and bench/results.md.
+bench: install
+	$(PY) bench/startup.py
+
+docs: install
+	$(PY) -m otel_launch._docs README.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/results.json bench/results.md

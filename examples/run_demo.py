@@ -1,0 +1,144 @@
+"""What ``make demo`` runs: the shop app under otel-launch, with ``otel-launch tail`` printing traces.
+
+1. ``otel-launch tail`` listens for OTLP on free local ports.
+2. The shop's database is prepared (``manage.py migrate``, telemetry off for this set-up step).
+3. ``otel-launch gunicorn shop.wsgi -w 2`` serves the app, which has no OpenTelemetry code.
+4. A few requests are made, gunicorn is stopped with SIGTERM, and tail prints the traces.
+
+Every process is bounded in time and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHOP = HERE / "shop"
+BIN = Path(sys.executable).parent
+LAUNCH = str(BIN / "otel-launch")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)  # polling with a bound
+    raise SystemExit(f"demo: {what} did not happen within {timeout:g}s")
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def request(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    grpc_port, http_port, web_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["SHOP_DB"] = str(Path(tempfile.mkdtemp(prefix="otel-launch-demo-")) / "shop.sqlite3")
+    env["PYTHONUNBUFFERED"] = "1"
+
+    with tempfile.TemporaryFile(mode="w+") as tail_out:
+        run_with_tail(tail_out, env, grpc_port, http_port, web_port)
+        tail_out.seek(0)
+        print("\n--- what otel-launch tail received ---")
+        print(tail_out.read(), end="")
+
+
+def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int, web_port: int) -> None:
+    tail = subprocess.Popen(
+        [
+            LAUNCH,
+            "tail",
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(http_port),
+            "--settle",
+            "0.5",
+            "--no-metrics",
+        ],
+        stdout=tail_out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    web = None
+    try:
+        wait_until(lambda: answers(grpc_port), 15, "otel-launch tail listening")
+        print("$ otel-launch python manage.py migrate   (telemetry off for this set-up step)")
+        subprocess.run(
+            [LAUNCH, str(BIN / "python"), "manage.py", "migrate", "-v0"],
+            cwd=SHOP,
+            env={**env, "OTEL_SDK_DISABLED": "true"},
+            check=True,
+            timeout=120,
+        )
+        command = [
+            LAUNCH,
+            "--service-name",
+            "shop-web",
+            "--endpoint",
+            f"http://127.0.0.1:{grpc_port}",
+            str(BIN / "gunicorn"),
+            "shop.wsgi",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{web_port}",
+        ]
+        print(
+            f"$ otel-launch --service-name shop-web --endpoint http://127.0.0.1:{grpc_port} "
+            f"gunicorn shop.wsgi -w 2 -b 127.0.0.1:{web_port}"
+        )
+        web = subprocess.Popen(command, cwd=SHOP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: answers(web_port), 30, "gunicorn listening")
+        for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/"):
+            print(f"GET {path} -> {request(f'http://127.0.0.1:{web_port}{path}')}")
+        print("stopping gunicorn with SIGTERM (its workers flush what they hold)")
+        stop(web)
+        stop(tail, signal.SIGINT)  # tail prints what is still pending, then exits
+    finally:
+        for process in (web, tail):
+            if process is not None:
+                stop(process, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()
