@@ -40,7 +40,7 @@ class Integration:
 
 
 INTEGRATIONS = (
-    Integration("django", "django", "django"),
+    Integration("django", "django.core.handlers.base", "django"),
     Integration("celery", "celery", "celery"),
     Integration("redis", "redis", "redis"),
     Integration("sqlite3", "sqlite3", "dbapi"),

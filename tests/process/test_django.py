@@ -1,0 +1,49 @@
+"""Django through the real launcher: instrumented when a handler loads middleware, not before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+
+pytest.importorskip("django")
+pytestmark = pytest.mark.process
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+
+def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir):
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_SERVICE_NAME="shop",
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+    )
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_client.py"), str(SHOP)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200"
+    assert receiver.wait_for(lambda r: any(s.name.startswith("GET") for s in r.spans), timeout=10)
+    servers = [span for span in receiver.spans if span.scope == "opentelemetry.instrumentation.django"]
+    assert len(servers) == 1
+    (server,) = servers
+    assert server.name == "GET orders/<int:pk>/"
+    assert server.attributes.get("http.status_code", server.attributes.get("http.response.status_code")) == 200
+    children = [span for span in receiver.spans if span.parent_span_id == server.span_id]
+    assert [span.name for span in children] == ["SELECT"]
+
+
+def test_management_command_does_not_load_request_instrumentation(workdir):
+    code = (
+        "import json, os, sys; sys.argv = ['manage.py', 'check']\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('opentelemetry.instrumentation'))))\n"
+    )
+    env = clean_env(SHOP_DB=str(workdir / "shop.sqlite3"), PYTHONPATH=str(SHOP))
+    result = run([*launcher(), PYTHON, "-c", code], env, workdir)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "opentelemetry.instrumentation.django" not in loaded
