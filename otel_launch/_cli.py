@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from otel_launch._config import _AUTO, Config, ConfigError
 from otel_launch._launch import LaunchError, exec_target
@@ -35,12 +35,11 @@ def fail(message: str, status: int = USAGE_ERROR) -> None:
     sys.exit(status)
 
 
-@dataclass
-class LaunchRequest:
+class LaunchRequest(NamedTuple):
     """A parsed ``otel-launch`` command line, whichever parser read it."""
 
     command: list[str]
-    settings: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str]
     env_file: str | None = None
     no_env_file: bool = False
     print_config: bool = False
@@ -52,19 +51,20 @@ def parse_plain_launch(args: Sequence[str]) -> LaunchRequest | None:
 
     Returns None for anything else, which click then parses (and explains, if wrong).
     """
-    request = LaunchRequest(command=[])
+    settings: dict[str, str] = {}
+    env_file, no_env_file, separated = None, False, False
     index = 0
     while index < len(args):
         arg = args[index]
         if arg == "--":
-            request.separated = True
+            separated = True
             index += 1
             break
         if not arg.startswith("-") or arg == "-":
             break
         name, has_value, value = arg.partition("=")
         if name == "--no-env-file" and not has_value:
-            request.no_env_file = True
+            no_env_file = True
             index += 1
             continue
         if name != "--env-file" and name not in _SETTING_BY_FLAG:
@@ -75,13 +75,13 @@ def parse_plain_launch(args: Sequence[str]) -> LaunchRequest | None:
             value = args[index + 1]
         index += 1 if has_value else 2
         if name == "--env-file":
-            request.env_file = value
+            env_file = value
         else:
-            request.settings[_SETTING_BY_FLAG[name]] = value
-    request.command = list(args[index:])
-    if not request.command or (request.command[0] in SUBCOMMAND_NAMES and not request.separated):
+            settings[_SETTING_BY_FLAG[name]] = value
+    command = list(args[index:])
+    if not command or (command[0] in SUBCOMMAND_NAMES and not separated):
         return None
-    return request
+    return LaunchRequest(command, settings, env_file, no_env_file, separated=separated)
 
 
 def show_config(config: Config) -> None:

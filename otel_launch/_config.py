@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from otel_launch._settings import (
     BY_NAME,
@@ -34,8 +33,7 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the flag or variable."""
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """One setting's value and where it came from."""
 
     setting: Setting
