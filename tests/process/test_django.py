@@ -14,19 +14,22 @@ pytestmark = pytest.mark.process
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
 
-def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir):
+@pytest.mark.parametrize("app_instruments", [False, True], ids=["zero-code", "app-also-instruments"])
+def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir, app_instruments):
     env = clean_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
         OTEL_METRICS_EXPORTER="none",
         OTEL_SERVICE_NAME="shop",
         SHOP_DB=str(workdir / "shop.sqlite3"),
     )
-    result = run([*launcher(), PYTHON, str(TARGETS / "django_client.py"), str(SHOP)], env, workdir)
+    args = [*launcher(), PYTHON, str(TARGETS / "django_client.py"), str(SHOP)]
+    result = run(args + (["--app-instruments-django"] if app_instruments else []), env, workdir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "200"
     assert receiver.wait_for(lambda r: any(s.name.startswith("GET") for s in r.spans), timeout=10)
     servers = [span for span in receiver.spans if span.scope == "opentelemetry.instrumentation.django"]
-    assert len(servers) == 1
+    assert len(servers) == 1  # never duplicated, whoever instrumented first
+    assert "Attempting to instrument while already instrumented" not in result.stderr
     (server,) = servers
     assert server.name == "GET orders/<int:pk>/"
     assert server.attributes.get("http.status_code", server.attributes.get("http.response.status_code")) == 200

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.process
 
 def otel_env(receiver, protocol: str = "grpc", **extra: str) -> dict[str, str]:
     endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
-    return clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
-        OTEL_SERVICE_NAME="target",
-        OTEL_METRICS_EXPORTER="none",
-        **extra,
-    )
+    settings = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_SERVICE_NAME": "target",
+        "OTEL_METRICS_EXPORTER": "none",
+    }
+    return clean_env(**{**settings, **extra})
 
 
 def span_names(receiver) -> list[str]:
@@ -33,9 +33,16 @@ def span_names(receiver) -> list[str]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_span_created_in_target_arrives(receiver, workdir, protocol):
-    result = run(
-        [*launcher(), PYTHON, str(TARGETS / "span_and_exit.py"), "hello"], otel_env(receiver, protocol), workdir
-    )
+    settings = [
+        "--service-version",
+        "1.2.3",
+        "--deployment-environment",
+        "staging",
+        "--resource-attributes",
+        "team=web",
+    ]
+    args = [*launcher(), *settings, PYTHON, str(TARGETS / "span_and_exit.py"), "hello"]
+    result = run(args, otel_env(receiver, protocol), workdir)
     assert result.returncode == 0, result.stderr
     assert receiver.wait_for(lambda r: len(r.spans) >= 1, timeout=10)
     (span,) = receiver.spans
@@ -44,6 +51,10 @@ def test_span_created_in_target_arrives(receiver, workdir, protocol):
     assert span.transport == ("grpc" if protocol == "grpc" else "http")
     assert span.attributes["target.pid"] == int(result.stdout.split()[0])
     assert span.resource["service.instance.id"]
+    resource = span.resource
+    assert (resource["service.version"], resource["deployment.environment.name"]) == ("1.2.3", "staging")
+    assert resource["team"] == "web" and resource["host.name"]
+    assert resource["process.pid"] == span.attributes["target.pid"]
     assert "process.command_args" not in span.resource  # may hold secrets: never collected
 
 
@@ -57,17 +68,21 @@ def test_pid_is_preserved_and_exit_status_passed_through(receiver, workdir):
     assert int(out.split()[0]) == proc.pid  # exec: the launcher became the target
 
 
-def test_sigterm_handler_in_target_runs_and_spans_are_flushed(receiver, workdir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_handled_by_target_ends_it_and_spans_are_flushed(receiver, workdir, signum):
     proc = start([*launcher(), PYTHON, str(TARGETS / "sigterm_handler.py")], otel_env(receiver), workdir)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGTERM)  # to the launcher's PID, which is the target's
+        proc.send_signal(signum)  # to the launcher's PID, which is the target's
         out, err = proc.communicate(timeout=30)
     finally:
         kill_group(proc)
-    assert "handled SIGTERM" in out
-    assert proc.returncode == 0, err
-    assert receiver.wait_for(lambda r: "before-sigterm" in span_names(r), timeout=10)
+    if signum == signal.SIGTERM:
+        assert "handled SIGTERM" in out  # the target's own handler ran
+        assert proc.returncode == 0, err
+    else:
+        assert "KeyboardInterrupt" in err  # Python's default SIGINT handling, untouched
+    assert receiver.wait_for(lambda r: "before-signal" in span_names(r), timeout=10)
 
 
 def test_users_own_sitecustomize_still_runs(receiver, workdir):
@@ -90,7 +105,8 @@ def test_users_own_sitecustomize_still_runs(receiver, workdir):
 
 @pytest.mark.parametrize("method", ["os.fork", "fork", "forkserver", "spawn"])
 def test_child_processes_are_instrumented_with_their_own_instance_id(receiver, workdir, method):
-    result = run([*launcher(), PYTHON, str(TARGETS / "fork_children.py"), method], otel_env(receiver), workdir)
+    env = otel_env(receiver, OTEL_METRICS_EXPORTER="otlp")
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_children.py"), method], env, workdir)
     assert result.returncode == 0, result.stderr
     child_name = f"child-{method}"
     assert receiver.wait_for(
@@ -102,6 +118,11 @@ def test_child_processes_are_instrumented_with_their_own_instance_id(receiver, w
     assert child.resource["process.pid"] == child.attributes["child.pid"]
     assert child.resource["service.instance.id"] != parent.resource["service.instance.id"]
     assert by_name["parent-after"].resource["service.instance.id"] == parent.resource["service.instance.id"]
+    # The child's last metrics interval is exported too, under the child's own identity.
+    assert receiver.wait_for(lambda r: any(p.metric == "child.work" for p in r.points), timeout=10)
+    (point,) = [p for p in receiver.points if p.metric == "child.work"]
+    assert point.value == 1 and point.attributes == {"start_method": child_name}
+    assert point.resource["service.instance.id"] == child.resource["service.instance.id"]
 
 
 def _closed_port() -> int:

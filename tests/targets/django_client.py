@@ -6,6 +6,11 @@ import sys
 sys.path.insert(0, sys.argv[1])  # the example shop
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
+if "--app-instruments-django" in sys.argv:  # as an app that set up its own instrumentation would
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    DjangoInstrumentor().instrument()
+
 import django  # noqa: E402
 
 django.setup()

@@ -4,12 +4,13 @@ import multiprocessing
 import os
 import sys
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 
 def child_work(name):
     with trace.get_tracer("child").start_as_current_span(name) as span:
         span.set_attribute("child.pid", os.getpid())
+    metrics.get_meter("child").create_counter("child.work").add(1, {"start_method": name})
 
 
 if __name__ == "__main__":

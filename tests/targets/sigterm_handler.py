@@ -1,4 +1,4 @@
-"""Handle SIGTERM as servers do (clean exit), after a span; say when ready."""
+"""After a span, wait for a signal: SIGTERM handled as servers do (clean exit), SIGINT left to Python."""
 
 import signal
 import sys
@@ -15,7 +15,7 @@ def on_term(signum, frame):
 
 
 signal.signal(signal.SIGTERM, on_term)
-with trace.get_tracer("target").start_as_current_span("before-sigterm"):
+with trace.get_tracer("target").start_as_current_span("before-signal"):
     pass
 print("ready", flush=True)
 stopped.wait(60)  # bounded: the test sends SIGTERM long before
