@@ -238,3 +238,19 @@ def test_print_config_masks_secrets_and_exits_0(workdir):
     assert "authorization=***" in out and "https://user:***@collector.example:4317" in out
     assert "from-file" in out and "env file .env" in out
     assert "1.2" in out and "--service-version" in out
+
+
+def test_logs_are_exported_only_when_asked_for(receiver, workdir):
+    script = [PYTHON, str(TARGETS / "log_records.py")]
+    off = run([*launcher(), *script], otel_env(receiver), workdir)
+    assert off.returncode == 0, off.stderr
+    assert receiver.wait_for(lambda r: "with-log" in span_names(r), timeout=10)
+    assert receiver.logs == []
+    on = run([*launcher(), "--logs-exporter", "otlp", *script], otel_env(receiver), workdir)
+    assert on.returncode == 0, on.stderr
+    assert receiver.wait_for(lambda r: len(r.logs) >= 2, timeout=10)
+    by_body = {log.body: log for log in receiver.logs}
+    assert set(by_body) == {"outside any span", "inside a span"}
+    inside = by_body["inside a span"]
+    span = next(s for s in receiver.spans if s.name == "with-log" and s.trace_id == inside.trace_id)
+    assert inside.span_id == span.span_id

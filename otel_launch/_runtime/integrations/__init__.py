@@ -51,6 +51,10 @@ INTEGRATIONS = (
 
 def install_log_export(logging: ModuleType) -> None:
     """Send the app's log records to the logger provider, when logs export is asked for."""
+    # The launcher always writes the resolved value, "none" unless logs were asked for: most
+    # processes import logging, and should not pay for parsing settings to learn that.
+    if os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() == "none":
+        return
     from otel_launch._settings import read_setting
 
     if read_setting("logs_exporter", os.environ):
