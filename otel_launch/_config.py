@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from otel_launch._settings import (
+    BY_ENV,
     BY_NAME,
     INSTRUMENTATION_NAMES,
     SETTINGS,
@@ -98,9 +99,7 @@ class Config:
         self.warnings: list[str] = []
         self.env_file, file_values = self._load_env_file(env_file)
         self.passthrough = {
-            key: value
-            for key, value in file_values.items()
-            if key not in self.environ and key not in {s.env for s in SETTINGS}
+            key: value for key, value in file_values.items() if key not in self.environ and key not in BY_ENV
         }
         self.values: dict[str, Resolved] = {}
         for setting in SETTINGS:
@@ -206,9 +205,7 @@ class Config:
         for key in sorted(self.passthrough):
             rows.append(("", key, _mask_passthrough(key, self.passthrough[key]), f"env file {self.env_file}"))
         others = sorted(
-            key
-            for key in self.environ
-            if key.startswith("OTEL_") and key not in {s.env for s in SETTINGS} and key not in self.passthrough
+            key for key in self.environ if key.startswith("OTEL_") and key not in BY_ENV and key not in self.passthrough
         )
         for key in others:
             rows.append(("", key, _mask_passthrough(key, self.environ[key]), "env (passed through)"))

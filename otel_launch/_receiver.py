@@ -11,7 +11,7 @@ import gzip
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,73 +95,70 @@ class ReceivedLog:
     transport: str = ""
 
 
+def _entries(request: Any, resources: str, scopes: str, items: str) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """(resource attributes, scope, item) for every item of an OTLP export request."""
+    for resource_entry in getattr(request, resources):
+        resource = attributes(resource_entry.resource.attributes)
+        for scope_entry in getattr(resource_entry, scopes):
+            for item in getattr(scope_entry, items):
+                yield resource, scope_entry.scope, item
+
+
 def decode_spans(request: Any, transport: str) -> list[ReceivedSpan]:
-    spans = []
-    for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                spans.append(
-                    ReceivedSpan(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        name=span.name,
-                        kind=span.kind,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        status=STATUS_NAMES.get(span.status.code, str(span.status.code)),
-                        status_message=span.status.message,
-                        attributes=attributes(span.attributes),
-                        resource=resource,
-                        scope=scope_spans.scope.name,
-                        events=[{"name": e.name, **attributes(e.attributes)} for e in span.events],
-                        transport=transport,
-                    )
-                )
-    return spans
+    return [
+        ReceivedSpan(
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            parent_span_id=span.parent_span_id.hex(),
+            name=span.name,
+            kind=span.kind,
+            start_ns=span.start_time_unix_nano,
+            end_ns=span.end_time_unix_nano,
+            status=STATUS_NAMES.get(span.status.code, str(span.status.code)),
+            status_message=span.status.message,
+            attributes=attributes(span.attributes),
+            resource=resource,
+            scope=scope.name,
+            events=[{"name": e.name, **attributes(e.attributes)} for e in span.events],
+            transport=transport,
+        )
+        for resource, scope, span in _entries(request, "resource_spans", "scope_spans", "spans")
+    ]
 
 
 def decode_points(request: Any, transport: str) -> list[ReceivedPoint]:
     points = []
-    for resource_metrics in request.resource_metrics:
-        resource = attributes(resource_metrics.resource.attributes)
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                data = metric.WhichOneof("data")
-                for point in getattr(metric, data).data_points if data else ():
-                    number = point.WhichOneof("value") if hasattr(point, "as_int") else None
-                    points.append(
-                        ReceivedPoint(
-                            metric=metric.name,
-                            resource=resource,
-                            attributes=attributes(point.attributes),
-                            value=getattr(point, number) if number else None,
-                            count=getattr(point, "count", None),
-                            transport=transport,
-                        )
-                    )
+    for resource, _, metric in _entries(request, "resource_metrics", "scope_metrics", "metrics"):
+        data = metric.WhichOneof("data")
+        for point in getattr(metric, data).data_points if data else ():
+            # Sums and gauges carry a number; histograms carry a count.
+            number = point.WhichOneof("value") if hasattr(point, "as_int") else None
+            points.append(
+                ReceivedPoint(
+                    metric=metric.name,
+                    resource=resource,
+                    attributes=attributes(point.attributes),
+                    value=getattr(point, number) if number else None,
+                    count=getattr(point, "count", None),
+                    transport=transport,
+                )
+            )
     return points
 
 
 def decode_logs(request: Any, transport: str) -> list[ReceivedLog]:
-    logs = []
-    for resource_logs in request.resource_logs:
-        resource = attributes(resource_logs.resource.attributes)
-        for scope_logs in resource_logs.scope_logs:
-            for record in scope_logs.log_records:
-                logs.append(
-                    ReceivedLog(
-                        body=any_value(record.body),
-                        severity=record.severity_text,
-                        trace_id=record.trace_id.hex(),
-                        span_id=record.span_id.hex(),
-                        attributes=attributes(record.attributes),
-                        resource=resource,
-                        transport=transport,
-                    )
-                )
-    return logs
+    return [
+        ReceivedLog(
+            body=any_value(record.body),
+            severity=record.severity_text,
+            trace_id=record.trace_id.hex(),
+            span_id=record.span_id.hex(),
+            attributes=attributes(record.attributes),
+            resource=resource,
+            transport=transport,
+        )
+        for resource, _, record in _entries(request, "resource_logs", "scope_logs", "log_records")
+    ]
 
 
 # signal -> (request message, response message, decoder)

@@ -132,21 +132,31 @@ def resource() -> Any:
         return _built["resource"]
 
 
+def _build_once(signal: str, build: Callable[[], Any]) -> Any:
+    """This process's provider for a signal: built once, and registered to flush at exit."""
+    with _lock:
+        if signal not in _built:
+            provider = build()
+            _lifecycle.register(provider)
+            _built[signal] = provider
+        return _built[signal]
+
+
 @_never_raises("opentelemetry.trace:NoOpTracerProvider")
 def tracer_provider() -> Any:
     """Entry point ``opentelemetry_tracer_provider: otel_launch``."""
-    with _lock:
-        if "traces" not in _built:
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
-            provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
-            for kind in exporter_kinds("traces"):
-                provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind)))
-            _lifecycle.register(provider)
-            _built["traces"] = provider
-        return _built["traces"]
+    def build() -> Any:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
+        provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
+        for kind in exporter_kinds("traces"):
+            provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind)))
+        return provider
+
+    return _build_once("traces", build)
 
 
 class _PerProcessMetricExporter(PerProcessExporter):
@@ -172,34 +182,31 @@ class _PerProcessMetricExporter(PerProcessExporter):
 @_never_raises("opentelemetry.metrics:NoOpMeterProvider")
 def meter_provider() -> Any:
     """Entry point ``opentelemetry_meter_provider: otel_launch``."""
-    with _lock:
-        if "metrics" not in _built:
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-            readers = [
-                PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in exporter_kinds("metrics")
-            ]
-            provider = MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
-            _lifecycle.register(provider)
-            _built["metrics"] = provider
-        return _built["metrics"]
+    def build() -> Any:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers = [PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in exporter_kinds("metrics")]
+        return MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
+
+    return _build_once("metrics", build)
 
 
 @_never_raises("opentelemetry._logs:NoOpLoggerProvider")
 def logger_provider() -> Any:
     """Entry point ``opentelemetry_logger_provider: otel_launch``."""
-    with _lock:
-        if "logs" not in _built:
-            from opentelemetry.sdk._logs import LoggerProvider
-            from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-            provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
-            for kind in exporter_kinds("logs"):
-                provider.add_log_record_processor(BatchLogRecordProcessor(PerProcessExporter("logs", kind)))
-            _lifecycle.register(provider)
-            _built["logs"] = provider
-        return _built["logs"]
+    def build() -> Any:
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
+        for kind in exporter_kinds("logs"):
+            provider.add_log_record_processor(BatchLogRecordProcessor(PerProcessExporter("logs", kind)))
+        return provider
+
+    return _build_once("logs", build)
 
 
 def install_log_export() -> None:
