@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-import time
 
 from otel_launch._runtime._log import warn
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _providers: list[Any] = []
-_shut_down_in_pid: int | None = None
+_flusher: _Flusher | None = None
 _installed = False
 
 
@@ -32,65 +31,72 @@ def install() -> None:
     _installed = True
     # Registered at interpreter start, so it runs after the app's own atexit handlers.
     atexit.register(shutdown)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     from otel_launch._runtime import _imports
 
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
 
 
+class _Flusher:
+    """A thread, started while the process runs, that shuts the providers down when asked.
+
+    Python 3.12+ refuses to start threads once the interpreter is finalizing, atexit
+    handlers included; a thread started earlier is what lets the exit wait with a bound.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.pid = os.getpid()
+        self.requested = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._run, name="otel-launch-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        self.requested.wait()
+        for provider in list(_providers):
+            try:
+                provider.shutdown()
+            except Exception as exc:
+                warn(f"flushing telemetry failed ({type(exc).__name__}: {exc})")
+        self.done.set()
+
+
 def register(provider: Any) -> None:
     """A provider (tracer, meter, logger) to shut down, flushing, when this process exits."""
+    global _flusher
     _providers.append(provider)
+    if _flusher is None:
+        _flusher = _Flusher()
 
 
 def shutdown(timeout: float | None = None) -> bool:
     """Flush and shut down every provider, within ``timeout`` seconds in all.
 
-    Each provider is shut down on its own daemon thread and waited for until the deadline:
-    an export stuck on an unreachable collector is abandoned, never waited out. Returns
-    False when the deadline passed. Runs once per process; later calls return at once.
+    An export stuck on an unreachable collector is abandoned at the deadline, never waited
+    out. Returns False when the deadline passed. Runs once per process; later calls wait
+    for the first one's flush, within their own timeout.
     """
-    global _shut_down_in_pid
-    if _shut_down_in_pid == os.getpid() or not _providers:
-        return True
-    _shut_down_in_pid = os.getpid()
+    flusher = _flusher
+    if flusher is None or flusher.pid != os.getpid():
+        return True  # this process never built a provider
     if timeout is None:
         from otel_launch._settings import read_setting
 
         timeout = read_setting("shutdown_timeout", os.environ)
-    import threading
-
-    deadline = time.monotonic() + timeout
-    threads = []
-    for provider in list(_providers):
-        thread = threading.Thread(target=_shutdown_one, args=(provider,), name="otel-launch-flush", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no new threads at this stage of interpreter shutdown
-            _shutdown_one(provider)
-            continue
-        threads.append(thread)
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the default endpoint")
-        warn(f"gave up flushing telemetry after {timeout:g}s; is the collector at {endpoint} reachable?")
-        return False
-    return True
-
-
-def _shutdown_one(provider: Any) -> None:
-    try:
-        provider.shutdown()
-    except Exception as exc:
-        warn(f"flushing telemetry failed ({type(exc).__name__}: {exc})")
+    flusher.requested.set()
+    if flusher.done.wait(timeout):
+        return True
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the default endpoint")
+    warn(f"gave up flushing telemetry after {timeout:g}s; is the collector at {endpoint} reachable?")
+    return False
 
 
 def _after_fork_in_child() -> None:
-    global _shut_down_in_pid
-    _shut_down_in_pid = None  # the child has its own exit to flush for
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    global _flusher
+    # Threads do not survive fork: the child gets its own flusher for its own exit.
+    if _flusher is not None:
+        _flusher = _Flusher()
 
 
 class _ForkToken:
