@@ -75,15 +75,15 @@ class PerProcessExporter:
         self._path = EXPORTER_CLASSES[(signal, kind)]
         self._real: Any = None
         self._pid: int | None = None
-        self._lock = threading.Lock()
 
     def _exporter(self) -> Any:
+        # No lock of ours: the SDK's batch processor and metric reader already serialize
+        # exports under locks they renew after fork, while a lock held here during the
+        # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    rate_limit(*_EXPORT_LOGGERS)
-                    self._real = _load(self._path)()
-                    self._pid = os.getpid()
+            rate_limit(*_EXPORT_LOGGERS)
+            self._real = _load(self._path)()
+            self._pid = os.getpid()
         return self._real
 
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
