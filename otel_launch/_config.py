@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 from otel_launch._settings import (
     BY_ENV,
     BY_NAME,
-    INSTRUMENTATION_NAMES,
     SETTINGS,
     Setting,
     SettingValueError,
@@ -151,11 +150,18 @@ class Config:
                 f"sampler {self.values['sampler'].value}; use --sampler parentbased_traceidratio"
             )
         disabled = self.values["disabled_instrumentations"]
-        unknown = [name for name in disabled.value or () if name not in INSTRUMENTATION_NAMES]
+        if not disabled.value:
+            return
+        # Others are accepted with a warning: a container env written for
+        # opentelemetry-instrument may list instrumentations otel-launch does not ship.
+        from otel_launch._runtime.integrations import INTEGRATIONS
+
+        known = [integration.name for integration in INTEGRATIONS]
+        unknown = [name for name in disabled.value if name not in known]
         if unknown:
             self.warnings.append(
                 f"{_origin_label(disabled.setting, disabled.source, self.env_file)}: "
-                f"{', '.join(unknown)} not known to otel-launch (known: {', '.join(INSTRUMENTATION_NAMES)})"
+                f"{', '.join(unknown)} not known to otel-launch (known: {', '.join(known)})"
             )
 
     # -- reading --------------------------------------------------------------------------------

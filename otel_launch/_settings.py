@@ -37,7 +37,6 @@ def _choices(*names: str) -> Callable[[str], str]:
             raise SettingValueError("one of " + ", ".join(names))
         return value
 
-    parse.choices = names  # type: ignore[attr-defined]
     return parse
 
 
@@ -58,7 +57,6 @@ def _choice_list(*names: str) -> Callable[[str], tuple[str, ...]]:
             raise SettingValueError(accepted)
         return items
 
-    parse.choices = (*names, "none")  # type: ignore[attr-defined]
     return parse
 
 
@@ -404,10 +402,6 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 BY_ENV: dict[str, Setting] = {setting.env: setting for setting in SETTINGS}
-
-# Known instrumentation names (for OTEL_PYTHON_DISABLED_INSTRUMENTATIONS); others are accepted
-# with a warning, since a container env written for opentelemetry-instrument may list more.
-INSTRUMENTATION_NAMES = ("django", "celery", "redis", "sqlite3", "psycopg", "psycopg2", "logging")
 
 
 def read_setting(name: str, environ: dict[str, str] | Any) -> Any:

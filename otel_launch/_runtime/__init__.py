@@ -27,13 +27,13 @@ def start() -> None:
         for name in PROVIDER_VARS:
             os.environ.setdefault(name, "otel_launch")
         from otel_launch._runtime import _imports, _lifecycle
-        from otel_launch._runtime.integrations import INTEGRATIONS, install_log_export
+        from otel_launch._runtime.integrations import INTEGRATIONS, on_logging_import
 
         _lifecycle.install()
         for integration in INTEGRATIONS:
             _imports.when_imported(integration.trigger, integration.activate)
         # Log export, when asked for, starts with the logging module: most apps import it
         # early, and a process that never logs never pays for it.
-        _imports.when_imported("logging", install_log_export)
+        _imports.when_imported("logging", on_logging_import)
     except Exception as exc:
         warn(f"telemetry set-up failed, the app runs without it ({type(exc).__name__}: {exc})")

@@ -9,6 +9,8 @@ import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# The same names as otel_launch._runtime.PROVIDER_VARS, written out: this file must work
+# exactly when otel_launch cannot be imported.
 _PROVIDER_VARS = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", "OTEL_PYTHON_LOGGER_PROVIDER")
 
 

@@ -49,7 +49,7 @@ INTEGRATIONS = (
 )
 
 
-def install_log_export(logging: ModuleType) -> None:
+def on_logging_import(logging: ModuleType) -> None:
     """Send the app's log records to the logger provider, when logs export is asked for."""
     # The launcher always writes the resolved value, "none" unless logs were asked for: most
     # processes import logging, and should not pay for parsing settings to learn that.
