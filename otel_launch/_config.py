@@ -154,9 +154,9 @@ class Config:
             return
         # Others are accepted with a warning: a container env written for
         # opentelemetry-instrument may list instrumentations otel-launch does not ship.
-        from otel_launch._runtime.integrations import INTEGRATIONS
+        from otel_launch._runtime.integrations import names
 
-        known = [integration.name for integration in INTEGRATIONS]
+        known = names()
         unknown = [name for name in disabled.value if name not in known]
         if unknown:
             self.warnings.append(

@@ -1,16 +1,49 @@
-from django.http import Http404, JsonResponse
+import logging
 
+from celery import current_app
+from django.core.cache import cache
+from django.http import Http404, HttpResponse, JsonResponse
+
+from orders import tasks
 from orders.models import Order
 
+logger = logging.getLogger(__name__)
+FIELDS = ("id", "customer", "total_cents", "fulfilled")
 
-def order_list(request):
-    return JsonResponse({"orders": list(Order.objects.values("id", "customer", "total_cents"))})
+
+def health(request):
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def orders(request):
+    """GET lists orders; POST places one and has a worker fulfil it.
+
+    ``?via=headers`` enqueues with headers of the app's own, ``?via=name`` by task name.
+    """
+    if request.method != "POST":
+        return JsonResponse({"orders": list(Order.objects.order_by("id").values(*FIELDS))})
+    order = Order.objects.create(
+        customer=request.POST.get("customer", "walk-in"), total_cents=int(request.POST.get("total_cents", 100))
+    )
+    via = request.GET.get("via")
+    if via == "headers":
+        tasks.fulfil_order.apply_async((order.id,), headers={"x-shop-origin": "web"})
+    elif via == "name":
+        current_app.send_task("orders.tasks.fulfil_order", (order.id,))
+    else:
+        tasks.fulfil_order.delay(order.id)
+    logger.info("order %s placed", order.id)
+    return JsonResponse({"id": order.id}, status=201)
 
 
 def order_detail(request, pk):
-    order = Order.objects.filter(pk=pk).values("id", "customer", "total_cents").first()
+    key = f"order:{pk}"
+    order = cache.get(key)
     if order is None:
-        raise Http404("no such order")
+        order = Order.objects.filter(pk=pk).values(*FIELDS).first()
+        if order is None:
+            raise Http404("no such order")
+        cache.set(key, order, timeout=5)
     return JsonResponse(order)
 
 

@@ -1,4 +1,9 @@
-"""Settings of the demo shop: SQLite, one app, no telemetry configuration at all."""
+"""Settings of the demo shop: one app, Celery, no telemetry configuration at all.
+
+Database, broker, cache and log files come from SHOP_* variables so that the same project
+runs on a laptop (SQLite, kombu's filesystem broker, local-memory cache) and against real
+services (PostgreSQL, Redis, RabbitMQ).
+"""
 
 import os
 from pathlib import Path
@@ -11,12 +16,55 @@ INSTALLED_APPS = ["django.contrib.contenttypes", "orders"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "shop.urls"
 WSGI_APPLICATION = "shop.wsgi.application"
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SHOP_DB", str(BASE_DIR / "shop.sqlite3")),
-    }
-}
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if os.environ.get("SHOP_PG_DB"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ["SHOP_PG_DB"],
+            "USER": os.environ.get("SHOP_PG_USER", "postgres"),
+            "HOST": os.environ.get("SHOP_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("SHOP_PG_PORT", "5432"),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("SHOP_DB", str(BASE_DIR / "shop.sqlite3")),
+            # Web workers and task processes write to the same file.
+            "OPTIONS": {"timeout": 30},
+        }
+    }
+
+if os.environ.get("SHOP_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["SHOP_CACHE_URL"]}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = os.environ.get("SHOP_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("SHOP_QUEUE", "shop")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _folder = os.environ.get("SHOP_BROKER_DIR", str(BASE_DIR / "broker"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": _folder, "data_folder_out": _folder}
+
+# SHOP_LOG_DIR: the orders app also logs to orders.log (format SHOP_LOG_FORMAT) and to
+# orders.jsonl (structured), besides the console.
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+if os.environ.get("SHOP_LOG_DIR"):
+    _logs = Path(os.environ["SHOP_LOG_DIR"])
+    LOGGING.update(
+        formatters={
+            "text": {"format": os.environ.get("SHOP_LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s %(message)s")},
+            "json": {"()": "shop.logs.JSONFormatter"},
+        },
+        handlers={
+            "text": {"class": "logging.FileHandler", "filename": str(_logs / "orders.log"), "formatter": "text"},
+            "json": {"class": "logging.FileHandler", "filename": str(_logs / "orders.jsonl"), "formatter": "json"},
+        },
+        loggers={"orders": {"handlers": ["text", "json"], "level": "INFO"}},
+    )

@@ -2,7 +2,8 @@ from django.urls import path
 from orders import views
 
 urlpatterns = [
-    path("orders/", views.order_list),
+    path("health/", views.health),
+    path("orders/", views.orders),
     path("orders/<int:pk>/", views.order_detail),
     path("fail/", views.fail),
 ]

@@ -21,36 +21,46 @@ def _disabled() -> set[str]:
 
 
 class Integration:
-    """An instrumentation, activated by the import of its ``trigger`` module.
+    """An instrumentation step, activated by the import of its ``trigger`` module.
 
-    ``name`` is as listed in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS; ``module`` is ours,
-    under integrations/, and has an ``on_import(module)`` function.
+    ``name`` is as listed in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (one name may have several
+    steps); ``module`` is ours, under integrations/, and its function ``hook(imported)`` runs.
     """
 
-    __slots__ = ("name", "trigger", "module")
+    __slots__ = ("name", "trigger", "module", "hook")
 
-    def __init__(self, name: str, trigger: str, module: str) -> None:
-        self.name, self.trigger, self.module = name, trigger, module
+    def __init__(self, name: str, trigger: str, module: str, hook: str = "on_import") -> None:
+        self.name, self.trigger, self.module, self.hook = name, trigger, module, hook
 
     def activate(self, imported: ModuleType) -> None:
         # The disabled list is read here, not at start-up: only a process that imports the
         # library pays for reading settings.
         if self.name not in _disabled():
-            importlib.import_module(f"{__name__}.{self.module}").on_import(imported)
+            getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
 
 
 INTEGRATIONS = (
     Integration("django", "django.core.handlers.base", "django"),
+    Integration("django", "django.core.management.base", "django", "on_management_import"),
     Integration("celery", "celery", "celery"),
     Integration("redis", "redis", "redis"),
+    Integration("redis", "kombu.transport.redis", "redis", "on_kombu_import"),
     Integration("sqlite3", "sqlite3", "dbapi"),
     Integration("psycopg", "psycopg", "dbapi"),
     Integration("psycopg2", "psycopg2", "dbapi"),
 )
 
 
+def names() -> list[str]:
+    """The instrumentation names otel-launch knows, in registry order."""
+    return list(dict.fromkeys(integration.name for integration in INTEGRATIONS))
+
+
 def on_logging_import(logging: ModuleType) -> None:
-    """Send the app's log records to the logger provider, when logs export is asked for."""
+    """Put trace ids on the app's log records; send them to the logger provider when asked."""
+    from otel_launch._runtime import _log_correlation
+
+    _log_correlation.correlate(logging)
     # The launcher always writes the resolved value, "none" unless logs were asked for: most
     # processes import logging, and should not pay for parsing settings to learn that.
     if os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() == "none":

@@ -1,11 +1,12 @@
-"""Django: instrumented right before a request handler loads its middleware.
+"""Django: requests instrumented right before a handler loads its middleware; one span per command.
 
 Every way Django serves requests (WSGI, ASGI, runserver, the test client) builds a handler
 whose ``load_middleware()`` reads ``settings.MIDDLEWARE``; instrumenting at that moment
 inserts the OpenTelemetry middleware in time, and only after the app has chosen its
-settings (``wsgi.py`` and ``manage.py`` set DJANGO_SETTINGS_MODULE first). Management
-commands that serve no requests never pay for the request instrumentation (~100 ms of
-imports).
+settings (``wsgi.py`` and ``manage.py`` set DJANGO_SETTINGS_MODULE first). Nothing here
+reads settings earlier: ``opentelemetry-instrument`` configures empty settings when the
+variable is not set yet at import, and the app then fails. Management commands that serve
+no requests never pay for the request instrumentation (~100 ms of imports).
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 
 from otel_launch._runtime._log import warn
 
+# Commands that serve or wait for a person: a span would stay open for the process's life.
+LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver", "shell", "dbshell"})
+
 
 def instrument() -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
     from otel_launch._runtime.integrations._instrumentor import instrument_once
 
-    instrument_once(DjangoInstrumentor())
+    if instrument_once(DjangoInstrumentor()):
+        _follow_http_conventions()
 
 
 def on_import(handlers_base: ModuleType) -> None:
@@ -38,3 +43,78 @@ def on_import(handlers_base: ModuleType) -> None:
         return original(self, *args, **kwargs)
 
     handler_class.load_middleware = load_middleware
+
+
+def _follow_http_conventions() -> None:
+    """Two fixes to the contrib middleware, so server spans read as HTTP conventions say.
+
+    - Routes start with "/": Django's ``path("orders/<int:pk>/")`` is served at
+      ``/orders/<int:pk>/``; the contrib names the span ``GET orders/<int:pk>/`` and records
+      the route that way in ``http.route`` and the duration metric.
+    - A 4xx response is not a server error: an ``Http404`` or ``PermissionDenied`` the view
+      raises, and Django answers with 404 or 403, is not recorded as the span's exception
+      (with status ERROR) as the contrib does; a 5xx keeps both.
+    """
+    from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
+
+    process_view = _DjangoMiddleware.process_view
+    process_response = _DjangoMiddleware.process_response
+
+    @functools.wraps(process_view)
+    def slashed_process_view(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        result = process_view(self, request, *args, **kwargs)
+        route = getattr(getattr(request, "resolver_match", None), "route", None)
+        span = request.META.get(self._environ_span_key)
+        if route and span is not None and not route.startswith(("/", "^")):
+            slashed = f"/{route}"
+            metric_attributes = request.META.get(self._environ_duration_attr_key) or {}
+            for key, value in metric_attributes.items():
+                if value == route:
+                    metric_attributes[key] = slashed
+            if span.is_recording():
+                span.update_name(f"{request.method} {slashed}")
+                span.set_attribute("http.route", slashed)
+        return result
+
+    @functools.wraps(process_response)
+    def client_errors_are_not_errors(self: Any, request: Any, response: Any) -> Any:
+        if getattr(response, "status_code", 500) < 500:
+            request.META.pop(self._environ_exception_key, None)
+        return process_response(self, request, response)
+
+    _DjangoMiddleware.process_view = slashed_process_view
+    _DjangoMiddleware.process_response = client_errors_are_not_errors
+
+
+def on_management_import(management_base: ModuleType) -> None:
+    """Each management command run is one span, named after the command."""
+    command_class = management_base.BaseCommand
+    original = command_class.execute
+
+    @functools.wraps(original)
+    def execute(self: Any, *args: Any, **options: Any) -> Any:
+        name = type(self).__module__.rpartition(".")[2]
+        if name in LONG_RUNNING_COMMANDS:
+            return original(self, *args, **options)
+        return _run_in_span(name, original, self, args, options)
+
+    command_class.execute = execute
+
+
+def _run_in_span(name: str, execute: Any, command: Any, args: tuple, options: dict) -> Any:
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    tracer = trace.get_tracer("otel_launch.django.command")
+    span = tracer.start_span(name, attributes={"django.command": name})
+    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+        try:
+            return execute(command, *args, **options)
+        except SystemExit as exc:  # sys.exit(0) inside a command is success
+            if exc.code not in (None, 0):
+                span.set_status(Status(StatusCode.ERROR, f"exit code {exc.code}"))
+            raise
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise

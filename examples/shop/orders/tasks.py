@@ -1,0 +1,50 @@
+"""The shop's tasks. SHOP_TASK_LOG, when set, gets one JSON line per task execution."""
+
+import json
+import logging
+import os
+
+from celery import shared_task
+
+from orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+
+def record_execution(task, **fields):
+    path = os.environ.get("SHOP_TASK_LOG")
+    if path:
+        line = {"task": task.name, "id": task.request.id, "retries": task.request.retries, "pid": os.getpid()}
+        line.update(fields)
+        with open(path, "a") as log:
+            log.write(json.dumps(line) + "\n")
+
+
+@shared_task(bind=True)
+def fulfil_order(self, order_id):
+    """Marks the order fulfilled, then has the customer notified by another task."""
+    logger.info("fulfilling order %s", order_id)
+    Order.objects.filter(pk=order_id).update(fulfilled=True)
+    record_execution(self, order=order_id, origin=self.request.get("x-shop-origin"))
+    notify_customer.delay(order_id)
+
+
+@shared_task(bind=True)
+def notify_customer(self, order_id):
+    logger.info("notifying the customer of order %s", order_id)
+    record_execution(self, order=order_id)
+
+
+@shared_task(bind=True, max_retries=3)
+def charge_card(self, order_id):
+    """Fails on its first run, as a payment gateway time-out would, and succeeds when retried."""
+    record_execution(self, order=order_id)
+    if self.request.retries == 0:
+        raise self.retry(exc=ConnectionError("payment gateway timed out"), countdown=0)
+
+
+@shared_task(bind=True)
+def refund(self, order_id):
+    """Always fails: there is nothing to refund."""
+    record_execution(self, order=order_id)
+    raise ValueError(f"order {order_id} was never charged")
