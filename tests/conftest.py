@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,28 @@ from otel_launch._receiver import OTLPReceiver
 
 TARGETS = Path(__file__).parent / "targets"
 PYTHON = sys.executable
+LOCAL_REDIS = ("127.0.0.1", 6379)
+LOCAL_RABBITMQ = ("127.0.0.1", 5672)
+
+
+def reachable(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which brokers the end-to-end tests use on this machine (they adapt to what is there)."""
+    if reachable(LOCAL_REDIS):
+        redis = "redis at 127.0.0.1:6379"
+    elif shutil.which("redis-server"):
+        redis = "redis via a redis-server started on a free port"
+    else:
+        redis = "no redis"
+    rabbitmq = "rabbitmq at 127.0.0.1:5672" if reachable(LOCAL_RABBITMQ) else "no rabbitmq (its test skips)"
+    return f"e2e brokers: {redis}; {rabbitmq}; filesystem:// always"
 
 
 def launcher() -> list[str]:

@@ -35,6 +35,7 @@ def install() -> None:
     from otel_launch._runtime import _imports
 
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
+    _imports.when_imported("uvicorn.server", _flush_before_uvicorn_dies_by_its_signal)
 
 
 class _Flusher:
@@ -114,3 +115,23 @@ def _flush_multiprocessing_children(util: Any) -> None:
         util.Finalize(None, shutdown, exitpriority=-sys.maxsize)
 
     util.register_after_fork(_fork_token, register_finalizer)
+
+
+def _flush_before_uvicorn_dies_by_its_signal(server_module: Any) -> None:
+    # uvicorn stops gracefully on SIGTERM or SIGINT, then raises the signal again to die by
+    # it, which skips atexit; so flush when its graceful shutdown is over, before that.
+    import contextlib
+
+    server_class = server_module.Server
+    capture_signals = server_class.capture_signals
+
+    @contextlib.contextmanager
+    def flushing_capture_signals(self: Any) -> Any:
+        with capture_signals(self):
+            try:
+                yield
+            finally:
+                if getattr(self, "_captured_signals", None):
+                    shutdown()
+
+    server_class.capture_signals = flushing_capture_signals

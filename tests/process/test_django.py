@@ -31,7 +31,7 @@ def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir, app
     assert len(servers) == 1  # never duplicated, whoever instrumented first
     assert "Attempting to instrument while already instrumented" not in result.stderr
     (server,) = servers
-    assert server.name == "GET orders/<int:pk>/"
+    assert server.name == "GET /orders/<int:pk>/"
     assert server.attributes.get("http.status_code", server.attributes.get("http.response.status_code")) == 200
     children = [span for span in receiver.spans if span.parent_span_id == server.span_id]
     assert [span.name for span in children] == ["SELECT"]

@@ -26,8 +26,9 @@ def instrument() -> None:
 
     from otel_launch._runtime.integrations._instrumentor import instrument_once
 
-    if instrument_once(DjangoInstrumentor()):
-        _follow_http_conventions()
+    instrument_once(DjangoInstrumentor())
+    # Also when the app ran the instrumentor itself: the spans are the contrib's either way.
+    _follow_http_conventions()
 
 
 def on_import(handlers_base: ModuleType) -> None:
@@ -57,6 +58,9 @@ def _follow_http_conventions() -> None:
     """
     from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
 
+    if getattr(_DjangoMiddleware, "_otel_launch_conventions", False):
+        return
+    _DjangoMiddleware._otel_launch_conventions = True
     process_view = _DjangoMiddleware.process_view
     process_response = _DjangoMiddleware.process_response
 

@@ -1,0 +1,169 @@
+"""Web -> broker -> Celery worker, on real gunicorn, a real prefork worker and a real broker.
+
+Counts, not presence: every task execution (as the tasks log it themselves) must have its
+run span, also when the worker is stopped right after the last task and when every pool
+child is recycled after one task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.e2e.conftest import (
+    named,
+    points_by_pid,
+    server_spans,
+    service,
+    telemetry_noise,
+    traces,
+)
+
+pytestmark = pytest.mark.e2e
+CONSUMER = 5  # SpanKind.CONSUMER + 1 in OTLP numbering
+TASK_ID = "messaging.message.id"  # the contrib's attribute for the Celery task id
+
+
+def run_spans(receiver) -> list:
+    return named(receiver, "run/")
+
+
+def assert_every_execution_has_one_run_span(shop, executions) -> None:
+    """Task run spans == task executions, per task name, with each execution's own task id."""
+    runs = run_spans(shop.receiver)
+    assert Counter(span.name.removeprefix("run/") for span in runs) == Counter(e["task"] for e in executions)
+    assert Counter(span.attributes.get("celery.task_name") for span in runs) == Counter(e["task"] for e in executions)
+    assert Counter(span.attributes.get(TASK_ID) for span in runs) == Counter(e["id"] for e in executions)
+    assert all(span.parent_span_id for span in runs), "every run span continues its producer's trace"
+
+
+def test_request_to_task_is_one_trace_and_nothing_is_lost(shop):
+    receiver = shop.receiver
+    web = shop.gunicorn("-w", "2")
+    port = web.port
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2")
+
+    posts = {via: shop.request(port, "POST", f"/orders/{via and '?via=' + via}", {"customer": via}) for via in ("", "headers", "name")}
+    assert {status for status, _ in posts.values()} == {201}
+    order_ids = {via: json.loads(body)["id"] for via, (_, body) in posts.items()}
+    status, _ = shop.manage("place_orders", "1", "--charge", "--refund")
+    assert status == 0
+    # 3 web orders and 1 batch order: each fulfil + notify; charge runs twice (retried); refund once.
+    executions = shop.wait_for_executions(4 * 2 + 2 + 1)
+    assert shop.stop(worker) == 0  # warm shutdown right after the last task
+    assert shop.stop(web) == 0
+    executions = shop.executions()
+    assert len(executions) == 11
+
+    assert_every_execution_has_one_run_span(shop, executions)
+
+    # Each POST: one trace holding the web server span, the publish span and the worker's run
+    # span (and the task that task enqueued), parented in that order.
+    by_trace = traces(receiver)
+    for via, order_id in order_ids.items():
+        (fulfil,) = [e for e in executions if e["task"].endswith("fulfil_order") and e["order"] == order_id]
+        (run,) = [s for s in run_spans(receiver) if s.attributes.get(TASK_ID) == fulfil["id"]]
+        trace = by_trace[run.trace_id]
+        (server,) = [s for s in trace if s.name == "POST /orders/"]
+        publishes = [s for s in trace if s.name == "apply_async/orders.tasks.fulfil_order"]
+        assert len(publishes) == 1, via
+        assert publishes[0].parent_span_id == server.span_id and run.parent_span_id == publishes[0].span_id
+        assert service(server) == "shop-web" and service(run) == "shop-worker"
+        assert run.kind == CONSUMER
+        assert [s.name for s in trace if s.name.startswith("run/")].count("run/orders.tasks.notify_customer") == 1
+    # A caller's own headers reach the task, and do not cut the trace (checked above).
+    assert [e["origin"] for e in executions if e.get("order") == order_ids["headers"] and "origin" in e] == ["web"]
+
+    # The management command: one root span, named after it, with its tasks in its trace.
+    (command,) = [s for s in receiver.spans if s.name == "place_orders"]
+    assert not command.parent_span_id and service(command) == "shop-command"
+    command_trace = by_trace[command.trace_id]
+    retried = [s for s in command_trace if s.name == "run/orders.tasks.charge_card"]
+    assert len(retried) == 2
+    assert sorted(bool(s.attributes.get("celery.retry.reason")) for s in retried) == [False, True]
+    assert "payment gateway timed out" in next(s for s in retried if s.attributes.get("celery.retry.reason")).attributes[
+        "celery.retry.reason"
+    ]
+    (refund,) = [s for s in command_trace if s.name == "run/orders.tasks.refund"]
+    assert refund.status == "ERROR"
+    assert [e["exception.type"] for e in refund.events if e["name"] == "exception"] == ["ValueError"]
+
+    # No orphan root spans from the worker's own broker traffic: every worker span is in a
+    # trace some producer started.
+    assert [s.name for s in receiver.spans if service(s) == "shop-worker" and not s.parent_span_id] == []
+
+    # Task duration from every pool child that ran a task, each with its own instance id.
+    child_pids = {e["pid"] for e in executions}
+    reported = points_by_pid(receiver, "flower.task.runtime.seconds")
+    assert child_pids <= set(reported), f"children {child_pids}, metrics from {set(reported)}"
+    instance_ids = [next(iter(reported[pid])) for pid in child_pids]
+    assert len(set(instance_ids)) == len(child_pids)
+
+    # Log records inside a task carry its run span's ids, in structured and in formatted logs.
+    fulfil_logs = [r for r in shop.log_records() if r["message"].startswith("fulfilling order")]
+    assert len(fulfil_logs) == 4
+    run_ids = {(s.trace_id, s.span_id) for s in run_spans(receiver)}
+    assert {(r["trace_id"], r["span_id"]) for r in fulfil_logs} <= run_ids
+    text = (shop.workdir / "logs" / "orders.log").read_text()
+    assert all(f"trace_id={r['trace_id']} span_id={r['span_id']}" in text for r in fulfil_logs)
+
+    assert telemetry_noise(shop.output(worker)) == []
+    assert all(telemetry_noise(shop.output(p)) == [] for p in shop.processes)
+
+
+def test_children_recycled_after_every_task_lose_nothing(shop):
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2", "--max-tasks-per-child", "1")
+    status, output = shop.manage("place_orders", "4")
+    assert status == 0, output
+    shop.wait_for_executions(8)
+    assert shop.stop(worker) == 0
+    executions = shop.executions()
+    assert len(executions) == 8
+    assert len({e["pid"] for e in executions}) == 8  # one child per task
+
+    assert_every_execution_has_one_run_span(shop, executions)
+    reported = points_by_pid(shop.receiver, "flower.task.runtime.seconds")
+    assert {e["pid"] for e in executions} <= set(reported)
+
+
+@pytest.mark.parametrize(
+    ("broker", "pool"),
+    [
+        ("primary", "solo"),
+        ("primary", "threads"),
+        ("rabbitmq", "prefork"),
+        ("filesystem", "prefork"),
+    ],
+)
+def test_pools_and_brokers(shop, broker_urls, broker, pool):
+    name = shop.broker if broker == "primary" else broker
+    if name not in broker_urls:
+        pytest.skip(f"{name} is not reachable here")
+    print(f"broker: {name} ({broker_urls[name].split('@')[-1]}), pool: {pool}")
+    worker = shop.worker("--pool", pool, "--concurrency", "2", SHOP_BROKER_URL=broker_urls[name])
+    status, output = shop.manage("place_orders", "2", SHOP_BROKER_URL=broker_urls[name])
+    assert status == 0, output
+    shop.wait_for_executions(4)
+    assert shop.stop(worker) == 0
+    executions = shop.executions()
+    assert_every_execution_has_one_run_span(shop, executions)
+    (command,) = [s for s in shop.receiver.spans if s.name == "place_orders"]
+    assert {s.trace_id for s in run_spans(shop.receiver)} == {command.trace_id}
+    assert [s.name for s in shop.receiver.spans if service(s) == "shop-worker" and not s.parent_span_id] == []
+
+
+def test_cache_and_sql_spans_inside_the_request(shop):
+    if "SHOP_CACHE_URL" not in shop.base_env:
+        pytest.skip("no redis here: the shop uses its local-memory cache, which makes no spans")
+    web = shop.gunicorn("-w", "1")
+    assert [shop.request(web.port, "GET", "/orders/3/")[0] for _ in range(2)] == [200, 200]
+    assert shop.stop(web) == 0
+    first, second = [s for s in server_spans(shop.receiver) if s.name == "GET /orders/<int:pk>/"]
+    children = {span.span_id: [s.name for s in shop.receiver.spans if s.parent_span_id == span.span_id] for span in (first, second)}
+    assert sorted(children[first.span_id]) == ["GET", "SELECT", "SET"]  # cache miss: read, query, fill
+    assert children[second.span_id] == ["GET"]  # cache hit
+    (select,) = [s for s in shop.receiver.spans if s.parent_span_id == first.span_id and s.name == "SELECT"]
+    assert "%s" in select.attributes["db.statement"] or "?" in select.attributes["db.statement"]
+    assert "3" not in select.attributes["db.statement"].split("WHERE")[-1]
