@@ -2,8 +2,12 @@
 
 1. ``otel-launch tail`` listens for OTLP on free local ports.
 2. The shop's database is prepared (``manage.py migrate``, telemetry off for this set-up step).
-3. ``otel-launch gunicorn shop.wsgi -w 2`` serves the app, which has no OpenTelemetry code.
-4. A few requests are made, gunicorn is stopped with SIGTERM, and tail prints the traces.
+3. ``otel-launch gunicorn shop.wsgi -w 2`` serves the app, and
+   ``otel-launch celery -A shop worker --pool prefork --concurrency 2`` runs its tasks; the
+   app has no OpenTelemetry code. The broker is the Redis on 127.0.0.1:6379 when it answers,
+   else kombu's filesystem transport.
+4. A few requests are made (one places an order, which a task fulfils), the worker and
+   gunicorn are stopped with SIGTERM, and tail prints the traces.
 
 Every process is bounded in time and stopped by PID.
 """
@@ -50,9 +54,9 @@ def answers(port: int) -> bool:
         return False
 
 
-def request(url: str) -> int:
+def request(url: str, data: bytes | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, data=data, timeout=5) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -71,8 +75,18 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
 def main() -> None:
     grpc_port, http_port, web_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["SHOP_DB"] = str(Path(tempfile.mkdtemp(prefix="otel-launch-demo-")) / "shop.sqlite3")
+    workdir = Path(tempfile.mkdtemp(prefix="otel-launch-demo-"))
+    env["SHOP_DB"] = str(workdir / "shop.sqlite3")
+    env["SHOP_TASK_LOG"] = str(workdir / "tasks.jsonl")
+    env["SHOP_QUEUE"] = f"demo-{os.getpid()}"
     env["PYTHONUNBUFFERED"] = "1"
+    if answers(6379):
+        env["SHOP_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+    else:
+        env["SHOP_BROKER_URL"] = "filesystem://"
+        env["SHOP_BROKER_DIR"] = str(workdir / "broker")
+        (workdir / "broker").mkdir()
+    print(f"broker: {env['SHOP_BROKER_URL']}")
 
     with tempfile.TemporaryFile(mode="w+") as tail_out:
         run_with_tail(tail_out, env, grpc_port, http_port, web_port)
@@ -99,7 +113,7 @@ def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int,
         env=env,
         text=True,
     )
-    web = None
+    web = worker = None
     try:
         wait_until(lambda: answers(grpc_port), 15, "otel-launch tail listening")
         print("$ otel-launch python manage.py migrate   (telemetry off for this set-up step)")
@@ -128,14 +142,29 @@ def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int,
             f"gunicorn shop.wsgi -w 2 -b 127.0.0.1:{web_port}"
         )
         web = subprocess.Popen(command, cwd=SHOP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{grpc_port}"
+        worker_command = ["--service-name", "shop-worker", "--endpoint", endpoint, "celery", "-A", "shop", "worker"]
+        worker_command += ["--pool", "prefork", "--concurrency", "2"]
+        print(f"$ otel-launch {' '.join(worker_command)}")
+        worker = subprocess.Popen(
+            [LAUNCH, *worker_command[:4], str(BIN / "celery"), *worker_command[5:]],
+            cwd=SHOP,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(lambda: answers(web_port), 30, "gunicorn listening")
         for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/"):
             print(f"GET {path} -> {request(f'http://127.0.0.1:{web_port}{path}')}")
-        print("stopping gunicorn with SIGTERM (its workers flush what they hold)")
+        print(f"POST /orders/ -> {request(f'http://127.0.0.1:{web_port}/orders/', data=b'customer=demo')}")
+        tasks = Path(env["SHOP_TASK_LOG"])
+        wait_until(lambda: tasks.exists() and len(tasks.read_text().splitlines()) >= 2, 30, "the order's tasks run")
+        print("stopping the worker and gunicorn with SIGTERM (every process flushes what it holds)")
+        stop(worker)
         stop(web)
         stop(tail, signal.SIGINT)  # tail prints what is still pending, then exits
     finally:
-        for process in (web, tail):
+        for process in (web, worker, tail):
             if process is not None:
                 stop(process, signal.SIGKILL)
 

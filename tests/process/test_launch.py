@@ -254,3 +254,26 @@ def test_logs_are_exported_only_when_asked_for(receiver, workdir):
     inside = by_body["inside a span"]
     span = next(s for s in receiver.spans if s.name == "with-log" and s.trace_id == inside.trace_id)
     assert inside.span_id == span.span_id
+
+
+def test_log_records_carry_the_current_trace_ids(receiver, workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "log_correlation.py")], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    outside, inside, own = json.loads(result.stdout)
+    assert receiver.wait_for(lambda r: "logging-span" in span_names(r), timeout=10)
+    span = next(s for s in receiver.spans if s.name == "logging-span")
+    assert (outside["trace_id"], outside["span_id"]) == ("0", "0")  # format strings never fail
+    assert (inside["trace_id"], inside["span_id"]) == (span.trace_id, span.span_id)
+    assert inside["otelTraceID"] == span.trace_id  # upstream's name, for format strings written for it
+    assert own["trace_id"] == "the app's own"  # an app's extra wins, and logging does not refuse it
+    assert own["span_id"] == span.span_id
+    assert "Logging error" not in result.stderr
+
+
+def test_upstream_log_correlation_variable_sets_the_log_format(receiver, workdir):
+    env = otel_env(receiver, OTEL_PYTHON_LOG_CORRELATION="true")
+    result = run([*launcher(), PYTHON, str(TARGETS / "log_correlation.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: "logging-span" in span_names(r), timeout=10)
+    span = next(s for s in receiver.spans if s.name == "logging-span")
+    assert f"[trace_id={span.trace_id} span_id={span.span_id} resource.service.name=" in result.stderr
