@@ -128,6 +128,7 @@ class Shop:
         self.base_env.pop("DJANGO_SETTINGS_MODULE", None)  # the app sets it, as it would in production
         if cache_url:
             self.base_env["SHOP_CACHE_URL"] = cache_url
+            self.base_env["SHOP_CACHE_PREFIX"] = self.base_env["SHOP_QUEUE"]
 
     # -- processes ----------------------------------------------------------------------------
 

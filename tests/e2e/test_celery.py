@@ -156,18 +156,24 @@ def test_pools_and_brokers(shop, broker_urls, broker, pool):
 
 
 def test_cache_and_sql_spans_inside_the_request(shop):
-    if "SHOP_CACHE_URL" not in shop.base_env:
-        pytest.skip("no redis here: the shop uses its local-memory cache, which makes no spans")
+    redis_cache = "SHOP_CACHE_URL" in shop.base_env
+    print(f"django cache backend: {'redis' if redis_cache else 'local memory (no redis here)'}")
     web = shop.gunicorn("-w", "1")
     assert [shop.request(web.port, "GET", "/orders/3/")[0] for _ in range(2)] == [200, 200]
     assert shop.stop(web) == 0
     first, second = [s for s in server_spans(shop.receiver) if s.name == "GET /orders/<int:pk>/"]
 
     def children(span):
-        return sorted(s.name for s in shop.receiver.spans if s.parent_span_id == span.span_id)
+        return sorted((s for s in shop.receiver.spans if s.parent_span_id == span.span_id), key=lambda s: s.name)
 
-    assert children(first) == ["GET", "SELECT", "SET"]  # cache miss: read, query, fill
-    assert children(second) == ["GET"]  # cache hit
-    (select,) = [s for s in shop.receiver.spans if s.parent_span_id == first.span_id and s.name == "SELECT"]
+    assert [s.name for s in children(first)] == ["SELECT", "cache.get", "cache.set"]  # miss: read, query, fill
+    assert [s.name for s in children(second)] == ["cache.get"]  # hit
+    select, miss, fill = children(first)
+    (hit,) = children(second)
+    assert (miss.attributes["django.cache.hit"], hit.attributes["django.cache.hit"]) == (False, True)
+    # The Redis commands of the Redis-backed cache sit inside the cache spans.
+    expected = (["GET"], ["SET"], ["GET"]) if redis_cache else ([], [], [])
+    assert tuple([s.name for s in children(span)] for span in (miss, fill, hit)) == expected
+    # The statement, without the looked-up value.
     assert "%s" in select.attributes["db.statement"] or "?" in select.attributes["db.statement"]
     assert "3" not in select.attributes["db.statement"].split("WHERE")[-1]

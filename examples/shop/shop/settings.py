@@ -41,7 +41,11 @@ else:
 
 if os.environ.get("SHOP_CACHE_URL"):
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["SHOP_CACHE_URL"]}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["SHOP_CACHE_URL"],
+            "KEY_PREFIX": os.environ.get("SHOP_CACHE_PREFIX", "shop"),
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -42,6 +42,7 @@ class Integration:
 INTEGRATIONS = (
     Integration("django", "django.core.handlers.base", "django"),
     Integration("django", "django.core.management.base", "django", "on_management_import"),
+    Integration("django", "django.core.cache", "django", "on_cache_import"),
     Integration("celery", "celery", "celery"),
     Integration("redis", "redis", "redis"),
     Integration("redis", "kombu.transport.redis", "redis", "on_kombu_import"),

@@ -122,3 +122,59 @@ def _run_in_span(name: str, execute: Any, command: Any, args: tuple, options: di
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
+
+
+# The cache API calls worth a span; keys and values are never recorded (they hold app data).
+CACHE_OPERATIONS = ("get", "set", "add", "delete", "get_many", "set_many", "delete_many", "has_key", "incr", "decr")
+
+
+def on_cache_import(cache_module: ModuleType) -> None:
+    """Spans for Django cache calls made inside a span, whatever the backend."""
+    handler_class = cache_module.CacheHandler
+    create_connection = handler_class.create_connection
+
+    @functools.wraps(create_connection)
+    def traced_create_connection(self: Any, alias: str) -> Any:
+        backend = create_connection(self, alias)
+        try:
+            _trace_cache_calls(backend, alias)
+        except Exception as exc:  # the app's cache works untraced rather than not at all
+            warn(f"could not trace the django cache {alias!r} ({type(exc).__name__}: {exc})")
+        return backend
+
+    handler_class.create_connection = traced_create_connection
+
+
+def _trace_cache_calls(backend: Any, alias: str) -> None:
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("otel_launch.django.cache")
+    backend_name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    attributes = {"django.cache.alias": alias, "django.cache.backend": backend_name}
+    missing = object()
+
+    def traced(operation: str, call: Any) -> Any:
+        @functools.wraps(call)
+        def cache_call(*args: Any, **kwargs: Any) -> Any:
+            # A cache call outside any span would be a one-span trace of its own: not worth it.
+            if not trace.get_current_span().get_span_context().is_valid:
+                return call(*args, **kwargs)
+            with tracer.start_as_current_span(f"cache.{operation}", kind=trace.SpanKind.CLIENT) as span:
+                if span.is_recording():
+                    span.set_attributes(attributes)
+                if operation != "get":
+                    return call(*args, **kwargs)
+                # get(key, default): a hit is whatever is not the default it would return.
+                default = args[1] if len(args) > 1 else kwargs.get("default", missing)
+                if default is missing:
+                    value = call(args[0], missing, *args[2:], **kwargs)
+                    span.set_attribute("django.cache.hit", value is not missing)
+                    return None if value is missing else value
+                value = call(*args, **kwargs)
+                span.set_attribute("django.cache.hit", value is not default)
+                return value
+
+        return cache_call
+
+    for operation in CACHE_OPERATIONS:
+        setattr(backend, operation, traced(operation, getattr(backend, operation)))
