@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,15 @@ def reachable(address: tuple[str, int]) -> bool:
             return True
     except OSError:
         return False
+
+
+# What the end-to-end fixtures actually used (brokers, servers started), for the run's summary.
+SERVICES_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in dict.fromkeys(SERVICES_USED):
+        terminalreporter.write_line(f"e2e: {line}")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

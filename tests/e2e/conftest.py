@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from otel_launch._receiver import OTLPReceiver, ReceivedSpan
-from tests.conftest import LOCAL_RABBITMQ, LOCAL_REDIS, PYTHON, clean_env, launcher, reachable
+from tests.conftest import LOCAL_RABBITMQ, LOCAL_REDIS, PYTHON, SERVICES_USED, clean_env, launcher, reachable
 
 pytest.importorskip("celery")
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
@@ -57,10 +57,12 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
     """A Redis URL: the local server, else one we start and stop by PID, else None."""
     if reachable(LOCAL_REDIS):
+        SERVICES_USED.append("redis: the server at 127.0.0.1:6379")
         yield "redis://127.0.0.1:6379"
         return
     server = shutil.which("redis-server")
     if server is None:
+        SERVICES_USED.append("redis: none here (no server, no redis-server)")
         yield None
         return
     port = free_port()
@@ -69,6 +71,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
     process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: reachable(("127.0.0.1", port)), 10, "redis-server listening")
+        SERVICES_USED.append(f"redis: redis-server started on 127.0.0.1:{port} (pid {process.pid})")
         yield f"redis://127.0.0.1:{port}"
     finally:
         process.kill()
@@ -89,7 +92,7 @@ def broker_urls(redis_url: str | None) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def primary_broker(broker_urls: dict[str, str]) -> str:
     name = next(name for name in ("redis", "rabbitmq", "filesystem") if name in broker_urls)
-    print(f"\nprimary broker for the e2e scenarios: {name}")
+    SERVICES_USED.append(f"broker of the scenarios: {name} ({broker_urls[name].rpartition('@')[2]})")
     return name
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import SERVICES_USED
 from tests.e2e.conftest import (
     named,
     points_by_pid,
@@ -142,7 +143,7 @@ def test_pools_and_brokers(shop, broker_urls, broker, pool):
     name = shop.broker if broker == "primary" else broker
     if name not in broker_urls:
         pytest.skip(f"{name} is not reachable here")
-    print(f"broker: {name} ({broker_urls[name].split('@')[-1]}), pool: {pool}")
+    SERVICES_USED.append(f"broker {name} ({broker_urls[name].rpartition('@')[2]}) with the {pool} pool")
     worker = shop.worker("--pool", pool, "--concurrency", "2", SHOP_BROKER_URL=broker_urls[name])
     status, output = shop.manage("place_orders", "2", SHOP_BROKER_URL=broker_urls[name])
     assert status == 0, output
@@ -157,7 +158,7 @@ def test_pools_and_brokers(shop, broker_urls, broker, pool):
 
 def test_cache_and_sql_spans_inside_the_request(shop):
     redis_cache = "SHOP_CACHE_URL" in shop.base_env
-    print(f"django cache backend: {'redis' if redis_cache else 'local memory (no redis here)'}")
+    SERVICES_USED.append(f"django cache: {'redis' if redis_cache else 'local memory (no redis here)'}")
     web = shop.gunicorn("-w", "1")
     assert [shop.request(web.port, "GET", "/orders/3/")[0] for _ in range(2)] == [200, 200]
     assert shop.stop(web) == 0

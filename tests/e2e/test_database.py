@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import reachable
+from tests.conftest import SERVICES_USED, reachable
 from tests.e2e.conftest import service
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +24,7 @@ def postgres_db() -> Iterator[str]:
     admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
+    SERVICES_USED.append("postgresql: the server at 127.0.0.1:5432")
     try:
         yield name
     finally:

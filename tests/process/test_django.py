@@ -34,7 +34,7 @@ def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir, app
     assert server.name == "GET /orders/<int:pk>/"
     assert server.attributes.get("http.status_code", server.attributes.get("http.response.status_code")) == 200
     children = [span for span in receiver.spans if span.parent_span_id == server.span_id]
-    assert [span.name for span in children] == ["SELECT"]
+    assert sorted(span.name for span in children) == ["SELECT", "cache.get", "cache.set"]
 
 
 def test_management_command_does_not_load_request_instrumentation(workdir):

@@ -56,7 +56,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _folder = os.environ.get("SHOP_BROKER_DIR", str(BASE_DIR / "broker"))
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": _folder, "data_folder_out": _folder}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": _folder,
+        "data_folder_out": _folder,
+        "control_folder": str(Path(_folder) / "control"),
+    }
 
 # SHOP_LOG_DIR: the orders app also logs to orders.log (format SHOP_LOG_FORMAT) and to
 # orders.jsonl (structured), besides the console.
