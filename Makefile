@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 SOURCES := $(shell find otel_launch -name '*.py') pyproject.toml
 
-.PHONY: install test test-unit test-process demo bench docs lint clean
+.PHONY: install test test-unit test-process test-e2e demo bench docs lint clean
 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
@@ -32,6 +32,10 @@ test-unit: install
 
 test-process: install
 	$(PY) -m pytest -q -m process
+
+# The example shop on real gunicorn, uvicorn, runserver, Celery workers and brokers.
+test-e2e: install
+	$(PY) -m pytest -q -m e2e
 
 demo: install
 	$(PY) examples/run_demo.py
