@@ -54,7 +54,8 @@ def scenario(tool: str, orders: int, max_tasks: int | None, export_settings: boo
         if export_settings:
             env["DJANGO_SETTINGS_MODULE"] = "shop.settings"
         prefix = [str(BIN / "otel-launch")] if tool == "otel-launch" else [str(BIN / "opentelemetry-instrument")]
-        worker_args = [str(BIN / "celery"), "-A", "shop", "worker", "-l", "info", "--pool", "prefork", "--concurrency", "2"]
+        worker_args = [str(BIN / "celery"), "-A", "shop", "worker", "-l", "info", "--pool", "prefork"]
+        worker_args += ["--concurrency", "2"]
         if max_tasks:
             worker_args += ["--max-tasks-per-child", str(max_tasks)]
         log = open(workdir / "worker.log", "w")  # noqa: SIM115
