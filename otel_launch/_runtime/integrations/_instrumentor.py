@@ -13,3 +13,11 @@ def instrument_once(instrumentor: Any, **kwargs: Any) -> bool:
         return False
     instrumentor.instrument(**kwargs)
     return True
+
+
+def inside_a_span() -> bool:
+    """Whether a span is current: calls outside one (broker bookkeeping, a cache read at import)
+    are not traced, as each would be a one-span trace of its own."""
+    from opentelemetry import trace
+
+    return trace.get_current_span().get_span_context().is_valid

@@ -148,6 +148,8 @@ def on_cache_import(cache_module: ModuleType) -> None:
 def _trace_cache_calls(backend: Any, alias: str) -> None:
     from opentelemetry import trace
 
+    from otel_launch._runtime.integrations._instrumentor import inside_a_span
+
     tracer = trace.get_tracer("otel_launch.django.cache")
     backend_name = f"{type(backend).__module__}.{type(backend).__qualname__}"
     attributes = {"django.cache.alias": alias, "django.cache.backend": backend_name}
@@ -156,8 +158,7 @@ def _trace_cache_calls(backend: Any, alias: str) -> None:
     def traced(operation: str, call: Any) -> Any:
         @functools.wraps(call)
         def cache_call(*args: Any, **kwargs: Any) -> Any:
-            # A cache call outside any span would be a one-span trace of its own: not worth it.
-            if not trace.get_current_span().get_span_context().is_valid:
+            if not inside_a_span():
                 return call(*args, **kwargs)
             with tracer.start_as_current_span(f"cache.{operation}", kind=trace.SpanKind.CLIENT) as span:
                 if span.is_recording():

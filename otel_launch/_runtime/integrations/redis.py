@@ -12,13 +12,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from otel_launch._runtime.integrations._instrumentor import inside_a_span, instrument_once
+
 _BROKER_POOL_MARK = "_otel_launch_broker_pool"
 
 
 def on_import(redis: ModuleType) -> None:
     from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    from otel_launch._runtime.integrations._instrumentor import instrument_once
 
     instrument_once(RedisInstrumentor())
 
@@ -43,11 +43,9 @@ def on_kombu_import(transport: ModuleType) -> None:
 
 
 def _untraced_outside_spans(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if getattr(getattr(instance, "connection_pool", None), _BROKER_POOL_MARK, False):
-        from opentelemetry import trace
+    if getattr(getattr(instance, "connection_pool", None), _BROKER_POOL_MARK, False) and not inside_a_span():
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-        if not trace.get_current_span().get_span_context().is_valid:
-            with suppress_instrumentation():
-                return wrapped(*args, **kwargs)
+        with suppress_instrumentation():
+            return wrapped(*args, **kwargs)
     return wrapped(*args, **kwargs)
