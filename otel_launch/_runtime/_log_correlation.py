@@ -9,7 +9,7 @@ format string naming them never fails.
 The contrib ``LoggingInstrumentor`` is not used: importing it costs ~70 ms in every process
 that imports ``logging``, it builds the SDK as soon as it is enabled, and by default it also
 attaches the log-export handler, the source of the recursion warnings users see with logs
-export off. A record factory is all correlation needs.
+export off. Stamping the records as they are made is all correlation needs.
 """
 
 from __future__ import annotations

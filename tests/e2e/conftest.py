@@ -16,12 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,26 +221,8 @@ class Shop:
 
     def concurrently(self, port: int, paths: list[str], threads: int = 4) -> list[int]:
         """GET every path, ``threads`` at a time (so that every server worker gets some)."""
-        statuses: list[int] = []
-        lock = threading.Lock()
-        pending = list(paths)
-
-        def worker() -> None:
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    path = pending.pop()
-                status, _ = self.request(port, "GET", path)
-                with lock:
-                    statuses.append(status)
-
-        pool = [threading.Thread(target=worker) for _ in range(threads)]
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join(60)
-        return statuses
+        with ThreadPoolExecutor(threads) as pool:
+            return [status for status, _ in pool.map(lambda path: self.request(port, "GET", path), paths)]
 
     def wait_http(self, server: subprocess.Popen, timeout: float = 30) -> None:
         port = server.port  # type: ignore[attr-defined]
