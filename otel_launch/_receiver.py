@@ -161,6 +161,19 @@ def decode_logs(request: Any, transport: str) -> list[ReceivedLog]:
     ]
 
 
+def count_items(request: Any, signal: str) -> int:
+    """How many spans, metric points or log records one export request holds, without decoding them."""
+    if signal == "traces":
+        return sum(len(scope.spans) for entry in request.resource_spans for scope in entry.scope_spans)
+    if signal == "logs":
+        return sum(len(scope.log_records) for entry in request.resource_logs for scope in entry.scope_logs)
+    total = 0
+    for _, _, metric in _entries(request, "resource_metrics", "scope_metrics", "metrics"):
+        data = metric.WhichOneof("data")
+        total += len(getattr(metric, data).data_points) if data else 0
+    return total
+
+
 # signal -> (request message, response message, decoder)
 _SIGNALS: dict[str, tuple[Any, Any, Callable[[Any, str], list]]] = {
     "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse, decode_spans),
@@ -174,6 +187,8 @@ class OTLPReceiver:
 
     Port 0 picks a free port; read ``grpc_port`` / ``http_port`` after :meth:`start`.
     ``on_receive(signal, items)`` is called for every export request, on a server thread.
+    ``keep=False`` only counts what arrives (``counts``), as a forwarding collector costs:
+    benchmarks use it so that decoding into Python objects does not compete for the CPU.
     """
 
     def __init__(
@@ -182,11 +197,14 @@ class OTLPReceiver:
         http_port: int | None = 0,
         host: str = "127.0.0.1",
         on_receive: Callable[[str, list], None] | None = None,
+        keep: bool = True,
     ) -> None:
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.on_receive = on_receive
+        self.keep = keep
+        self.counts: dict[str, int] = {signal: 0 for signal in _SIGNALS}
         self.spans: list[ReceivedSpan] = []
         self.points: list[ReceivedPoint] = []
         self.logs: list[ReceivedLog] = []
@@ -198,9 +216,11 @@ class OTLPReceiver:
     # -- recording -------------------------------------------------------------------------
 
     def record(self, signal: str, transport: str, request: Any) -> None:
-        items = _SIGNALS[signal][2](request, transport)
+        items = _SIGNALS[signal][2](request, transport) if self.keep else []
+        count = len(items) if self.keep else count_items(request, signal)
         with self._changed:
             {"traces": self.spans, "metrics": self.points, "logs": self.logs}[signal].extend(items)
+            self.counts[signal] += count
             key = (transport, signal)
             self.requests[key] = self.requests.get(key, 0) + 1
             self._changed.notify_all()
@@ -224,6 +244,7 @@ class OTLPReceiver:
             self.points.clear()
             self.logs.clear()
             self.requests.clear()
+            self.counts = dict.fromkeys(self.counts, 0)
 
     # -- serving ---------------------------------------------------------------------------
 

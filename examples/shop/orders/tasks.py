@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import time
 
 from celery import shared_task
 
@@ -48,3 +49,15 @@ def refund(self, order_id):
     """Always fails: there is nothing to refund."""
     record_execution(self, order=order_id)
     raise ValueError(f"order {order_id} was never charged")
+
+
+@shared_task(ignore_result=True)
+def tick():
+    """A trivial task for the benchmark: appends its end time to SHOP_TICKS (one write)."""
+    path = os.environ.get("SHOP_TICKS")
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{time.time():.6f}\n".encode())
+        finally:
+            os.close(fd)

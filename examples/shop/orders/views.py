@@ -36,6 +36,15 @@ def orders(request):
     return JsonResponse({"id": order.id}, status=201)
 
 
+def customers(request):
+    """The ten latest orders, each with its customer's order count: 1 + 10 queries, the
+    shape of a typical list page (the benchmark's "list view")."""
+    latest = list(Order.objects.order_by("-id").values(*FIELDS)[:10])
+    for order in latest:
+        order["customer_orders"] = Order.objects.filter(customer=order["customer"]).count()
+    return JsonResponse({"orders": latest})
+
+
 def order_detail(request, pk):
     key = f"order:{pk}"
     order = cache.get(key)

@@ -5,5 +5,6 @@ urlpatterns = [
     path("health/", views.health),
     path("orders/", views.orders),
     path("orders/<int:pk>/", views.order_detail),
+    path("customers/", views.customers),
     path("fail/", views.fail),
 ]

@@ -1,0 +1,115 @@
+"""Celery throughput and pool-child memory: 2000 trivial tasks, prefork pool of 2, Redis broker.
+
+The queue is filled first (by a plain process, so every variant consumes the same messages), then
+the worker starts. Each task appends its end time to a file; throughput is the tasks between the
+first and the last end time over that span, so worker start-up is not counted.
+Run alone: ``.venv/bin/python bench/tasks.py [tasks] [variant ...]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from _common import (
+    BIN,
+    OURS,
+    PLAIN,
+    PYTHON,
+    SHOP,
+    UPSTREAM,
+    Variant,
+    children,
+    free_port,
+    memory_kb,
+    process,
+    run,
+    wait_until,
+)
+
+LOCAL_REDIS = ("127.0.0.1", 6379)
+
+
+def reachable(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis(workdir: Path) -> Iterator[tuple[str | None, str]]:
+    """(URL, which server): a redis-server of our own on a free port, else the one at 6379, else none."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if reachable(LOCAL_REDIS):
+            yield "redis://127.0.0.1:6379/0", "the server at 127.0.0.1:6379"
+        else:
+            yield None, "none (no redis-server, nothing at 127.0.0.1:6379): Celery figures skipped"
+        return
+    port = free_port()
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with process(command, workdir, {}, 3600, workdir / "redis.log"):
+        if not wait_until(lambda: reachable(("127.0.0.1", port)), 10):
+            raise SystemExit("bench: redis-server did not start listening")
+        yield f"redis://127.0.0.1:{port}/0", f"a redis-server started on 127.0.0.1:{port}"
+
+
+def ticks(path: Path) -> list[float]:
+    return [float(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: int, receiver, queue: str) -> dict:
+    """Fill the queue with ``count`` ticks, then let a prefork x2 worker under ``variant`` drain it."""
+    tick_file = workdir / f"ticks-{queue}"
+    env = {**env, "SHOP_QUEUE": queue, "SHOP_TICKS": str(tick_file)}
+    fill = f"from orders.tasks import tick\nfor _ in range({count}): tick.delay()"
+    run([PYTHON, "manage.py", "shell", "-c", fill], SHOP, env, 120)
+    command = [str(BIN / "celery"), "-A", "shop", "worker", "-P", "prefork", "-c", "2", "-l", "warning"]
+    command += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    before = receiver.counts["traces"]
+    log = workdir / f"worker-{queue}.log"
+    with process(variant.command(command), SHOP, {**env, **variant.env}, 300, log) as worker:
+        if not wait_until(
+            lambda: len(tick_file.read_bytes().splitlines()) >= count if tick_file.exists() else 0, 180, 0.05
+        ):
+            raise SystemExit(f"bench: {variant.name} worker did not run {count} tasks:\n{log.read_text()[-2000:]}")
+        peaks = [memory_kb(child) / 1024 for child in children(worker.pid)]
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    ends = sorted(ticks(tick_file))
+    return {
+        "tasks_per_s": (len(ends) - 1) / (ends[-1] - ends[0]),
+        "child_peak_rss_mb": max(peaks),
+        "spans": receiver.counts["traces"] - before,
+    }
+
+
+def main() -> None:
+    from _common import base_env, rotations, scratch
+
+    from otel_launch._receiver import OTLPReceiver
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS)}
+    variants = [chosen[name] for name in sys.argv[2:]] or list(chosen.values())
+    workdir = scratch("tasks")
+    with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, redis(workdir) as (url, which):
+        print("redis:", which)
+        env = {**base_env(receiver.grpc_endpoint, workdir), "SHOP_BROKER_URL": url}
+        run([PYTHON, "manage.py", "migrate", "-v0"], SHOP, env, 120)
+        for number, order in enumerate(rotations(variants, 1)):
+            for variant in order:
+                queue = f"bench-{number}-{variant.name.replace(' ', '-')}"
+                print(variant.name, consume_once(variant, env, workdir, count, receiver, queue), flush=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
