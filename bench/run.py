@@ -93,7 +93,8 @@ def main() -> None:
         "minutes": round((time.monotonic() - began) / 60, 1),
         "method": (
             "Variants rotated every repeat; start-up: medians of "
-            f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs; HTTP: gunicorn 1 sync worker, wrk -t2 -c8, {SECONDS:g} s per view after 1 s of warm-up, "
+            f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs; "
+            f"HTTP: gunicorn 1 sync worker, wrk -t2 -c8, {SECONDS:g} s per view after 1 s of warm-up, "
             f"medians of {REPEATS} servers; Celery: {TASKS} trivial tasks, prefork x2, Redis ({which}), "
             f"medians of {REPEATS} workers; peak RSS (VmHWM) is the largest seen; memory over {MEMORY_SECONDS} s is "
             "VmRSS every 5 s of the worker under otel-launch with the collector down"
