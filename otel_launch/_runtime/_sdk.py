@@ -36,6 +36,8 @@ EXPORTER_CLASSES = {
     ("logs", "console"): "opentelemetry.sdk._logs.export:ConsoleLogRecordExporter",
 }
 
+_OTLP_SPAN_EXPORTERS = (EXPORTER_CLASSES[("traces", "grpc")], EXPORTER_CLASSES[("traces", "http/protobuf")])
+
 # Loggers that report export failures; rate-limited so a dead collector cannot flood the app.
 _EXPORT_LOGGERS = (
     f"{_OTLP}.grpc.exporter",
@@ -82,6 +84,10 @@ class PerProcessExporter:
         # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
             rate_limit(*_EXPORT_LOGGERS)
+            if self._path in _OTLP_SPAN_EXPORTERS:
+                from otel_launch._runtime import _otlp_encoding
+
+                _otlp_encoding.install(self._path.partition(":")[0])
             self._real = _load(self._path)()
             self._pid = os.getpid()
         return self._real
