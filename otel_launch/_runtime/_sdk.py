@@ -125,16 +125,18 @@ def _never_raises(fallback: str) -> Callable[[Callable[[], Any]], Callable[[], A
 
 
 def resource() -> Any:
-    """One Resource for all signals; the SDK renews its per-process parts after fork."""
+    """One Resource for all signals of this process. The SDK renews the process-dependent parts
+    (pid, ``service.instance.id``) of providers that exist at fork; a provider first built in a
+    child (metrics, often) must not get the parent's, so the Resource is made once per process."""
     with _lock:
-        if "resource" not in _built:
+        if _built.get("resource_pid") != os.getpid():
             # The OTLP exporters import this module, whose class bodies call Resource.create(),
             # which needs a thread pool; pools refuse work once the interpreter is exiting. A
             # short process builds its exporter at exit, so the import must happen now.
             import opentelemetry.sdk._logs  # noqa: F401
             from opentelemetry.sdk.resources import Resource
 
-            _built["resource"] = Resource.create()
+            _built["resource"], _built["resource_pid"] = Resource.create(), os.getpid()
         return _built["resource"]
 
 
@@ -157,12 +159,27 @@ def tracer_provider() -> Any:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
-        provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
+        provider = TracerProvider(
+            resource=resource(), shutdown_on_exit=False, meter_provider=_sdk_internal_meter_provider()
+        )
         for kind in exporter_kinds("traces"):
-            provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind)))
+            exporter = PerProcessExporter("traces", kind)
+            provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=_sdk_internal_meter_provider()))
         return provider
 
     return _build_once("traces", build)
+
+
+def _sdk_internal_meter_provider() -> Any:
+    """The SDK's tracers and batch processors ask for the global meter provider for their own
+    metrics even when those are off (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED), which builds
+    the metrics SDK (~40 ms) in a process that records no metric. Give them a no-op provider
+    unless those metrics are on."""
+    if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true":
+        return None
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    return NoOpMeterProvider()
 
 
 class _PerProcessMetricExporter(PerProcessExporter):

@@ -43,7 +43,12 @@ INTEGRATIONS = (
     Integration("django", "django.core.handlers.base", "django"),
     Integration("django", "django.core.management.base", "django", "on_management_import"),
     Integration("django", "django.core.cache", "django", "on_cache_import"),
-    Integration("celery", "celery", "celery"),
+    # Not at ``import celery``: a Django project imports its Celery app in every process, and
+    # most (management commands, web workers before their first publish) never use it. The
+    # first publish imports celery.app.amqp; ``celery worker`` imports celery.apps.worker
+    # before its pool forks. Both are leaf imports, never made halfway through celery's own.
+    Integration("celery", "celery.app.amqp", "celery"),
+    Integration("celery", "celery.apps.worker", "celery"),
     Integration("redis", "redis", "redis"),
     Integration("redis", "kombu.transport.redis", "redis", "on_kombu_import"),
     Integration("sqlite3", "sqlite3", "dbapi"),

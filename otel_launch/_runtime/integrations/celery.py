@@ -1,8 +1,9 @@
 """Celery: producer and worker spans from the contrib signals, made whole for real deployments.
 
 The contrib ``CeleryInstrumentor`` connects Celery's signals (publish on the producer side,
-prerun/postrun/failure/retry on the worker side); it is run when the app imports celery,
-in every process: web, worker, beat, management commands.
+prerun/postrun/failure/retry on the worker side); it is run when a process first uses Celery:
+its first publish, or the start of ``celery worker``. Importing the app is not using
+it, and building the SDK there cost every management command of a Celery project ~50 ms.
 
 Prefork pool children inherit the connected signals, and the SDK renews its export threads
 and ``service.instance.id`` in every child at fork. What it misses is the exit: children
@@ -17,7 +18,15 @@ from types import ModuleType
 from typing import Any
 
 
-def on_import(celery: ModuleType) -> None:
+_started = False
+
+
+def on_import(_: ModuleType) -> None:
+    # Once per process, whichever trigger comes first.
+    global _started
+    if _started:
+        return
+    _started = True
     from celery import signals
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 

@@ -2,12 +2,19 @@
 
 Statements are recorded without parameter values (the contrib default), so data in
 queries never reaches span attributes.
+
+sqlite3 is instrumented on its first ``connect()``, not on import: Django imports the driver
+of its configured database in every process, and the instrumentation's import and set-up
+(~50 ms) would be paid by every management command that never queries.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
 from types import ModuleType
+from typing import Any
 
 from otel_launch._runtime.integrations._instrumentor import instrument_once
 
@@ -16,8 +23,38 @@ _INSTRUMENTORS = {
     "psycopg": ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
     "psycopg2": ("opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
 }
+_lock = threading.Lock()
 
 
 def on_import(driver: ModuleType) -> None:
-    module, name = _INSTRUMENTORS[driver.__name__]
+    if driver.__name__ == "sqlite3":
+        _instrument_on_first_connect(driver, [driver, sys.modules["sqlite3.dbapi2"]])
+    else:
+        _instrument(driver.__name__)
+
+
+def _instrument(driver: str) -> None:
+    module, name = _INSTRUMENTORS[driver]
     instrument_once(getattr(importlib.import_module(module), name)())
+
+
+def _instrument_on_first_connect(driver: ModuleType, modules: list[ModuleType]) -> None:
+    """Put a stand-in ``connect`` on the driver's modules that instruments, then connects.
+
+    The contrib instrumentor wraps ``connect`` in these same modules, so the original is put
+    back first. Code that kept a reference to the stand-in reaches the wrapped one through it.
+    """
+    original = driver.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            if any(module.connect is connect for module in modules):
+                for module in modules:
+                    if module.connect is connect:
+                        module.connect = original
+                _instrument(driver.__name__)
+        real = driver.connect
+        return (original if real is connect else real)(*args, **kwargs)
+
+    for module in modules:
+        module.connect = connect
