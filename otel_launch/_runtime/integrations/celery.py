@@ -17,7 +17,6 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-
 _started = False
 
 
