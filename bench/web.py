@@ -71,7 +71,7 @@ def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: fl
     port = free_port()
     command = variant.command([str(BIN / "gunicorn"), "shop.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"])
     before = receiver.counts["traces"]
-    log = workdir / f"gunicorn-{variant.name.replace(' ', '_')}.log"
+    log = workdir / ("gunicorn-" + re.sub(r"\W+", "_", variant.name) + ".log")
     with process(command, SHOP, {**env, **variant.env}, 600, log) as server:
         if not wait_until(lambda: answers(port), 60, 0.1):
             raise SystemExit(f"bench: gunicorn under {variant.name} did not answer:\n{log.read_text()[-2000:]}")
