@@ -40,12 +40,13 @@ test-e2e: install
 demo: install
 	$(PY) examples/run_demo.py
 
-# Not part of `make test`: writes bench/results.json and bench/results.md.
+# Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
+# and the README's table.
 bench: install
-	$(PY) bench/startup.py
+	$(PY) bench/run.py
 
 docs: install
 	$(PY) -m otel_launch._docs README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info bench/results.json bench/results.md
+	rm -rf $(VENV) build *.egg-info
