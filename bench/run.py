@@ -150,7 +150,8 @@ def summarize(report: dict, down: str) -> tuple[list[dict], list[dict]]:
         {n: max(r["worker_peak_rss_mb"] for r in rs) for n, rs in report["web"].items()},
         False,
     )
-    tasks_rate = child_rss = {}
+    tasks_rate: dict[str, float] = {}
+    child_rss: dict[str, float] = {}
     if report["tasks"]:
         tasks_rate = row(
             f"{TASKS} Celery tasks, tasks/s",

@@ -7,11 +7,13 @@ Run alone for a quick look: ``.venv/bin/python bench/web.py [seconds] [variant .
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import (
@@ -66,34 +68,34 @@ def answers(port: int) -> bool:
         return False
 
 
-def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: float, receiver) -> dict:
-    """One gunicorn under ``variant``: every view measured, then the worker's peak RSS and spans delivered."""
+@contextlib.contextmanager
+def gunicorn(variant: Variant, env: dict[str, str], workdir: Path, limit: float) -> Iterator[tuple[int, int]]:
+    """gunicorn with 1 sync worker under ``variant``, answering: (port, worker pid)."""
     port = free_port()
     command = variant.command([str(BIN / "gunicorn"), "shop.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"])
-    before = receiver.counts["traces"]
     log = workdir / ("gunicorn-" + re.sub(r"\W+", "_", variant.name) + ".log")
-    with process(command, SHOP, {**env, **variant.env}, 600, log) as server:
+    with process(command, SHOP, {**env, **variant.env}, limit, log) as server:
         if not wait_until(lambda: answers(port), 60, 0.1):
             raise SystemExit(f"bench: gunicorn under {variant.name} did not answer:\n{log.read_text()[-2000:]}")
-        views, requests = {}, 0
+        (worker,) = children(server.pid)
+        yield port, worker
+
+
+def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: float, receiver) -> dict:
+    """One gunicorn under ``variant``: every view measured, then the worker's peak RSS and spans delivered."""
+    before = receiver.counts["traces"]
+    with gunicorn(variant, env, workdir, 600) as (port, worker):
+        views = {}
         for view, path in VIEWS.items():
             wrk(f"http://127.0.0.1:{port}{path}", 1)  # warm-up, unmeasured
             views[view] = wrk(f"http://127.0.0.1:{port}{path}", seconds)
-            requests += views[view]["requests"]
-        (worker,) = children(server.pid)
         peak_mb = memory_kb(worker) / 1024
-    spans = receiver.counts["traces"] - before
-    return {"views": views, "worker_peak_rss_mb": peak_mb, "spans": spans}
+    return {"views": views, "worker_peak_rss_mb": peak_mb, "spans": receiver.counts["traces"] - before}
 
 
 def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, seconds: float) -> list[float]:
     """The worker's resident set (MB) every 5 s while wrk drives the trivial view for ``seconds``."""
-    port = free_port()
-    command = variant.command([str(BIN / "gunicorn"), "shop.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"])
-    with process(command, SHOP, {**env, **variant.env}, seconds + 120, workdir / "gunicorn-memory.log") as server:
-        if not wait_until(lambda: answers(port), 60, 0.1):
-            raise SystemExit(f"bench: gunicorn under {variant.name} did not answer")
-        (worker,) = children(server.pid)
+    with gunicorn(variant, env, workdir, seconds + 120) as (port, worker):
         load = subprocess.Popen(
             ["wrk", "-t2", "-c8", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/health/"],
             stdout=subprocess.DEVNULL,
