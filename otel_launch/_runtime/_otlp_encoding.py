@@ -58,10 +58,14 @@ def _varint(number: int) -> bytes:
     return bytes(out)
 
 
+def _with_length(payload: bytes) -> bytes:
+    size = len(payload)  # most payloads are short: skip the call for one-byte lengths
+    return (_SMALL[size] if size < 128 else _varint(size)) + payload
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
-    size = len(payload)
-    return tag + (_SMALL[size] if size < 128 else _varint(size)) + payload
+    return tag + _with_length(payload)
 
 
 def _key_value(key: str, value: Any) -> bytes:
@@ -88,10 +92,10 @@ def _attribute(key: str, value: Any) -> bytes:
     except KeyError:
         pass
     except TypeError:  # an unhashable value
-        return b"\x4a" + _with_length(_key_value(key, value))
+        return _field(b"\x4a", _key_value(key, value))
     if len(_attributes) >= _CACHE_LIMIT:
         _attributes.clear()
-    encoded = _attributes[cache_key] = b"\x4a" + _with_length(_key_value(key, value))
+    encoded = _attributes[cache_key] = _field(b"\x4a", _key_value(key, value))
     return encoded
 
 
@@ -136,11 +140,6 @@ def _span(span: Any) -> bytes:
     return b"".join(parts)
 
 
-def _with_length(payload: bytes) -> bytes:
-    size = len(payload)
-    return (_SMALL[size] if size < 128 else _varint(size)) + payload
-
-
 def _group(owner: Any, encode: Callable[[Any], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
     """The bytes before and after the nested list for a resource or scope, encoded once."""
     cached = _groups.get(id(owner))
@@ -179,9 +178,9 @@ def encode_request(spans: Sequence[Any]) -> bytes:
         body = []
         for scope, encoded in scopes.values():
             head, tail = _group(scope, _scope_parts)
-            body.append(b"\x12" + _with_length(head + b"".join(b"\x12" + s for s in encoded) + tail))
+            body.append(_field(b"\x12", head + b"".join(b"\x12" + s for s in encoded) + tail))
         head, tail = _group(resource, _resource_parts)
-        out.append(b"\x0a" + _with_length(head + b"".join(body) + tail))
+        out.append(_field(b"\x0a", head + b"".join(body) + tail))
     return b"".join(out)
 
 

@@ -159,12 +159,10 @@ def tracer_provider() -> Any:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
-        provider = TracerProvider(
-            resource=resource(), shutdown_on_exit=False, meter_provider=_sdk_internal_meter_provider()
-        )
+        internal = _sdk_internal_meter_provider()
+        provider = TracerProvider(resource=resource(), shutdown_on_exit=False, meter_provider=internal)
         for kind in exporter_kinds("traces"):
-            exporter = PerProcessExporter("traces", kind)
-            provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=_sdk_internal_meter_provider()))
+            provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind), meter_provider=internal))
         return provider
 
     return _build_once("traces", build)
