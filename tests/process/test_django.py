@@ -54,3 +54,39 @@ def test_management_command_loads_only_what_it_uses(workdir):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     unused = ["django", "celery", "sqlite3", "dbapi"]
     assert [m for m in loaded if m.rsplit(".", 1)[-1] in unused or m == "opentelemetry.sdk.metrics"] == []
+
+
+SKIPPED_WORK = {
+    "no exclusions, no header capture": {},
+    "exclusions": {"OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "echo-url"},
+    "header capture": {
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "x-tenant",
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "x-served-by",
+    },
+}
+
+
+@pytest.mark.parametrize("settings", list(SKIPPED_WORK.values()), ids=list(SKIPPED_WORK))
+def test_work_skipped_in_the_middleware_is_only_what_nothing_uses(receiver, workdir, settings):
+    """The middleware skips URL building and header scans when no variable asks for them;
+    the app still sees the real URL, and exclusions and header capture work when set."""
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+        **settings,
+    )
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_url_views.py"), str(SHOP)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://testserver/echo-url/?page=2", "acme", "http://testserver/other/", "acme"]
+    assert receiver.wait_for(lambda r: any(s.name == "GET /other/" for s in r.spans), timeout=10)
+    names = sorted(span.name for span in receiver.spans)
+    if "OTEL_PYTHON_DJANGO_EXCLUDED_URLS" in settings:
+        assert names == ["GET /other/"]
+    else:
+        assert names == ["GET /echo-url/", "GET /other/"]
+    captured = {k: v for span in receiver.spans for k, v in span.attributes.items() if ".header." in k}
+    if "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST" in settings:
+        assert captured == {"http.request.header.x_tenant": ["acme"], "http.response.header.x_served_by": ["web-1"]}
+    else:
+        assert captured == {}

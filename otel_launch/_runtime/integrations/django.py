@@ -29,6 +29,7 @@ def instrument() -> None:
     instrument_once(DjangoInstrumentor())
     # Also when the app ran the instrumentor itself: the spans are the contrib's either way.
     _follow_http_conventions()
+    _skip_work_nothing_uses()
 
 
 def on_import(handlers_base: ModuleType) -> None:
@@ -88,6 +89,64 @@ def _follow_http_conventions() -> None:
 
     _DjangoMiddleware.process_view = slashed_process_view
     _DjangoMiddleware.process_response = client_errors_are_not_errors
+
+
+def _skip_work_nothing_uses() -> None:
+    """Two costs of the contrib middleware that buy nothing unless their variables are set.
+
+    They were ~60% of what the middleware added to a trivial view (micro-benchmark of Django's
+    WSGI handler, nothing exported: +391 us a request before, +160 us after). What it records
+    is unchanged.
+
+    - In each of its four methods it builds the request's absolute URL (``build_absolute_uri``:
+      host validation, URL parsing and joining) only to match it against
+      ``OTEL_PYTHON_DJANGO_EXCLUDED_URLS``. With no exclusions the answer is always "not
+      excluded", so while those methods run (and only then: never while the app, another
+      middleware or a user's hook runs) the request answers that call with "".
+    - It reads the header-capture variables and scans every request and response header on
+      each request, also when ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_*`` are unset.
+    """
+    from opentelemetry.instrumentation.django.middleware import otel_middleware
+    from opentelemetry.util.http import (
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+        get_custom_headers,
+    )
+
+    middleware = otel_middleware._DjangoMiddleware
+    if getattr(middleware, "_otel_launch_skips_unused_work", False):
+        return
+    middleware._otel_launch_skips_unused_work = True
+    if not get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST):
+        otel_middleware.wsgi_collect_custom_request_headers_attributes = _no_headers
+    if not get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE):
+        otel_middleware.wsgi_collect_custom_response_headers_attributes = _no_headers
+    if getattr(middleware._excluded_urls, "_excluded_urls", True):
+        return  # exclusions configured: every check is needed
+
+    def without_url_building(method: Any) -> Any:
+        @functools.wraps(method)
+        def run(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if self._otel_request_hook or self._otel_response_hook:  # a hook may want the URL
+                return method(self, request, *args, **kwargs)
+            request.build_absolute_uri = _no_url  # shadows the method on this request object
+            try:
+                return method(self, request, *args, **kwargs)
+            finally:
+                del request.build_absolute_uri
+
+        return run
+
+    for name in ("process_request", "process_view", "process_exception", "process_response"):
+        setattr(middleware, name, without_url_building(getattr(middleware, name)))
+
+
+def _no_headers(headers: Any) -> dict:
+    return {}
+
+
+def _no_url(location: Any = None) -> str:
+    return ""
 
 
 def on_management_import(management_base: ModuleType) -> None:
