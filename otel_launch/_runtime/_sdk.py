@@ -205,7 +205,8 @@ def _build_once(signal: str, build: Callable[[], Any]) -> Any:
     with _lock:
         if signal not in _built:
             provider = build()
-            _lifecycle.register(provider)
+            if hasattr(provider, "shutdown"):  # not a no-op provider
+                _lifecycle.register(provider)
             _built[signal] = provider
         return _built[signal]
 
@@ -265,10 +266,15 @@ def meter_provider() -> Any:
     """Entry point ``opentelemetry_meter_provider: otel_launch``."""
 
     def build() -> Any:
+        kinds = exporter_kinds("metrics")
+        if not kinds:  # OTEL_METRICS_EXPORTER=none: nothing would read a measurement, take none
+            from opentelemetry.metrics import NoOpMeterProvider
+
+            return NoOpMeterProvider()
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers = [PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in exporter_kinds("metrics")]
+        readers = [PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in kinds]
         return MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
 
     return _build_once("metrics", build)
