@@ -105,6 +105,16 @@ def memory_kb(pid: int, field_name: str = "VmHWM") -> int:
     raise LookupError(f"{field_name} not in /proc/{pid}/status")
 
 
+def cpu_times() -> tuple[int, int]:
+    """(stolen, total) CPU time since boot, in clock ticks, from /proc/stat.
+
+    On a virtual machine "steal" is time the hypervisor gave another guest: a run with much of
+    it measures the neighbours as much as the variants (ratios within a round hold up better).
+    """
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
 @contextlib.contextmanager
 def process(command: list[str], cwd: Path, env: dict[str, str], limit: float, log: Path) -> Iterator[subprocess.Popen]:
     """A process in its own group, killed with its whole group on the way out or after ``limit`` s."""

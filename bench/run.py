@@ -30,6 +30,7 @@ from _common import (
     UPSTREAM_SAMPLED,
     base_env,
     collector_down,
+    cpu_times,
     median,
     rotations,
     scratch,
@@ -57,7 +58,7 @@ def repeated(variants: list, measure) -> dict[str, list[dict]]:
 def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
-    began = time.monotonic()
+    began, cpu_before = time.monotonic(), cpu_times()
     workdir = scratch("run")
     down = collector_down(OURS)
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, tasks.redis(workdir) as (redis, which):
@@ -84,6 +85,8 @@ def main() -> None:
             )
             print("tasks:", json.dumps(consumed), flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
+    cpu_after = cpu_times()
+    stolen, total = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
 
     report = {
         "otel_launch_version": __version__,
@@ -91,6 +94,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
         "minutes": round((time.monotonic() - began) / 60, 1),
+        "cpu_steal_percent": round(100 * stolen / total, 1) if total else 0.0,
         "method": (
             "Variants rotated every repeat; start-up: medians of "
             f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs; "
@@ -215,7 +219,8 @@ def markdown(report: dict) -> str:
     names = list(report["web"])
     lines = [
         f"Measured with `make bench` on {report['date']} ({report['machine']}, Python {report['python']}), "
-        f"all in one run of {report['minutes']} minutes. {report['method']}.",
+        f"all in one run of {report['minutes']} minutes, in which the hypervisor took "
+        f"{report.get('cpu_steal_percent', 0)}% of the CPU time (steal). {report['method']}.",
         "",
         "| measurement | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),

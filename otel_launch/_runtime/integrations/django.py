@@ -95,7 +95,7 @@ def _skip_work_nothing_uses() -> None:
     """Three costs of the contrib middleware that buy nothing in the common case.
 
     The first two were ~60% of what the middleware added to a trivial view (micro-benchmark
-    of Django's WSGI handler, nothing exported: +391 us a request before, +160 us after).
+    of Django's WSGI handler, nothing exported: ~+390 us a request before, ~+160 us after).
     What it records is unchanged.
 
     - In each of its four methods it builds the request's absolute URL (``build_absolute_uri``:
