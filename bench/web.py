@@ -19,10 +19,12 @@ from pathlib import Path
 from _common import (
     BIN,
     OURS,
+    OURS_SAMPLED,
     PLAIN,
     PYTHON,
     SHOP,
     UPSTREAM,
+    UPSTREAM_SAMPLED,
     Variant,
     children,
     free_port,
@@ -117,8 +119,8 @@ def main() -> None:
     from otel_launch._receiver import OTLPReceiver
 
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5
-    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS)}
-    variants = [chosen[name] for name in sys.argv[2:]] or list(chosen.values())
+    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED)}
+    variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, UPSTREAM, OURS]
     workdir = scratch("web")
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver:
         env = base_env(receiver.grpc_endpoint, workdir)

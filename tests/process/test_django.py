@@ -90,3 +90,53 @@ def test_work_skipped_in_the_middleware_is_only_what_nothing_uses(receiver, work
         assert captured == {"http.request.header.x_tenant": ["acme"], "http.response.header.x_served_by": ["web-1"]}
     else:
         assert captured == {}
+
+
+UPSTREAM = Path(PYTHON).parent / "opentelemetry-instrument"
+ASKED_FOR_EVERYTHING = {
+    **SKIPPED_WORK["header capture"],
+    "OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS": "path_info,content_type",
+}
+
+
+def _records(receiver, command: list[str], env: dict[str, str], workdir: Path) -> list[tuple]:
+    """The Django server spans and HTTP metric points one run of the target sent, comparable:
+    routes without their leading "/", the one difference meant (see test_web)."""
+    receiver.clear()
+    result = run([*command, PYTHON, str(TARGETS / "django_url_views.py"), str(SHOP)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: sum(p.metric == "http.server.duration" for p in r.points) == 4, timeout=15)
+
+    def unslashed(attributes: dict) -> dict:
+        return {k: v.lstrip("/") if k in ("http.route", "http.target") else v for k, v in attributes.items()}
+
+    spans = [
+        ("span", s.name.replace(" /", " "), s.status, sorted(unslashed(s.attributes).items()))
+        for s in receiver.spans
+        if s.scope == "opentelemetry.instrumentation.django"
+    ]
+    points = [
+        ("point", p.metric, p.value, p.count, sorted(unslashed(p.attributes).items()))
+        for p in receiver.points
+        if p.metric.startswith("http.server.")
+    ]
+    return sorted(spans, key=repr) + sorted(points, key=repr)
+
+
+@pytest.mark.parametrize("settings", [{}, ASKED_FOR_EVERYTHING], ids=["defaults", "headers-and-request-attrs"])
+def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, workdir, settings):
+    """The work the middleware skips changes nothing it records: the same requests give the same
+    span names, attributes, statuses and metric points as under ``opentelemetry-instrument``."""
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRIC_EXPORT_INTERVAL="600000",  # one export, at exit
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+        # opentelemetry-instrument reads Django's settings at start-up: they must import then.
+        DJANGO_SETTINGS_MODULE="shop.settings",
+        PYTHONPATH=str(SHOP),
+        **settings,
+    )
+    ours = _records(receiver, launcher(), env, workdir)
+    upstream = _records(receiver, [str(UPSTREAM)], env, workdir)
+    assert len([r for r in ours if r[0] == "span"]) == 4
+    assert ours == upstream

@@ -29,7 +29,7 @@ def instrument() -> None:
     instrument_once(DjangoInstrumentor())
     # Also when the app ran the instrumentor itself: the spans are the contrib's either way.
     _skip_work_nothing_uses()
-    _follow_http_conventions()  # after: its route fix applies to the name given in process_view
+    _follow_http_conventions()
 
 
 def on_import(handlers_base: ModuleType) -> None:
@@ -52,7 +52,8 @@ def _follow_http_conventions() -> None:
 
     - Routes start with "/": Django's ``path("orders/<int:pk>/")`` is served at
       ``/orders/<int:pk>/``; the contrib names the span ``GET orders/<int:pk>/`` and records
-      the route that way in ``http.route`` and the duration metric.
+      the route that way in ``http.route`` and the duration metric (see
+      :func:`_name_span_from_djangos_match`, which names the span once, slash included).
     - A 4xx response is not a server error: an ``Http404`` or ``PermissionDenied`` the view
       raises, and Django answers with 404 or 403, is not recorded as the span's exception
       (with status ERROR) as the contrib does; a 5xx keeps both.
@@ -62,24 +63,8 @@ def _follow_http_conventions() -> None:
     if getattr(_DjangoMiddleware, "_otel_launch_conventions", False):
         return
     _DjangoMiddleware._otel_launch_conventions = True
-    process_view = _DjangoMiddleware.process_view
+    _name_span_from_djangos_match(_DjangoMiddleware)
     process_response = _DjangoMiddleware.process_response
-
-    @functools.wraps(process_view)
-    def slashed_process_view(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        result = process_view(self, request, *args, **kwargs)
-        route = getattr(getattr(request, "resolver_match", None), "route", None)
-        span = request.META.get(self._environ_span_key)
-        if route and span is not None and not route.startswith(("/", "^")):
-            slashed = f"/{route}"
-            metric_attributes = request.META.get(self._environ_duration_attr_key) or {}
-            for key, value in metric_attributes.items():
-                if value == route:
-                    metric_attributes[key] = slashed
-            if span.is_recording():
-                span.update_name(f"{request.method} {slashed}")
-                span.set_attribute("http.route", slashed)
-        return result
 
     @functools.wraps(process_response)
     def client_errors_are_not_errors(self: Any, request: Any, response: Any) -> Any:
@@ -87,14 +72,13 @@ def _follow_http_conventions() -> None:
             request.META.pop(self._environ_exception_key, None)
         return process_response(self, request, response)
 
-    _DjangoMiddleware.process_view = slashed_process_view
     _DjangoMiddleware.process_response = client_errors_are_not_errors
 
 
 def _skip_work_nothing_uses() -> None:
-    """Three costs of the contrib middleware that buy nothing in the common case.
+    """Costs of the contrib middleware that buy nothing in the common case.
 
-    The first two were ~60% of what the middleware added to a trivial view (micro-benchmark
+    Together they were most of what the middleware added to a trivial view (micro-benchmark
     of Django's WSGI handler, nothing exported: ~+390 us a request before, ~+160 us after).
     What it records is unchanged.
 
@@ -105,10 +89,9 @@ def _skip_work_nothing_uses() -> None:
       middleware or a user's hook runs) the request answers that call with "".
     - It reads the header-capture variables and scans every request and response header on
       each request, also when ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_*`` are unset.
-    - It resolves the URL to name the span before Django resolves it again. The span starts
-      named after the method and gets its full name in ``process_view`` from Django's own
-      match (or, when no view ran, in ``process_response`` as the contrib would name it). Only
-      a custom sampler reading span names at start would notice.
+    - It sets every request attribute on the span twice: once when starting it, then again
+      one by one, together with those ``OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS`` names. The
+      second pass now sets only the traced ones.
     """
     from opentelemetry.instrumentation.django.middleware import otel_middleware
     from opentelemetry.util.http import (
@@ -121,11 +104,13 @@ def _skip_work_nothing_uses() -> None:
     if getattr(middleware, "_otel_launch_skips_unused_work", False):
         return
     middleware._otel_launch_skips_unused_work = True
-    _name_span_when_django_has_resolved(middleware)
     if not get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST):
         otel_middleware.wsgi_collect_custom_request_headers_attributes = _no_headers
     if not get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE):
         otel_middleware.wsgi_collect_custom_response_headers_attributes = _no_headers
+    otel_middleware.extract_attributes_from_object = _only_what_the_object_adds(
+        otel_middleware.extract_attributes_from_object
+    )
     if getattr(middleware._excluded_urls, "_excluded_urls", True):
         return  # exclusions configured: every check is needed
 
@@ -146,32 +131,70 @@ def _skip_work_nothing_uses() -> None:
         setattr(middleware, name, without_url_building(getattr(middleware, name)))
 
 
-def _name_span_when_django_has_resolved(middleware: Any) -> None:
+def _only_what_the_object_adds(extract: Any) -> Any:
+    """The contrib passes the attributes the span started with as ``existing``, then sets the
+    result on the span one by one; without them, it sets only what the request object adds."""
+
+    @functools.wraps(extract)
+    def extract_new(obj: Any, attribute_names: Any, existing: Any = None) -> Any:
+        return extract(obj, attribute_names)
+
+    return extract_new
+
+
+def _name_span_from_djangos_match(middleware: Any) -> None:
+    """The span starts named after the method and is named once, from Django's own match.
+
+    The contrib names it at start by resolving the URL, before Django resolves it again, and
+    the route fix renamed it once more. Now ``process_view`` names it from
+    ``request.resolver_match``, with the route slashed (see :func:`_follow_http_conventions`),
+    and when no view ran (a 404, or a middleware answered) ``process_response`` names it as the
+    contrib would. Only a custom sampler reading span names at start would notice.
+    """
     from opentelemetry.util.http import sanitize_method
 
     full_name = middleware._get_span_name  # the contrib's: Django's match if set, else resolves
     process_view = middleware.process_view
     process_response = middleware.process_response
+    method_names: dict[str, str] = {}  # sanitize_method reads the environment on every call
 
     def method_name(request: Any) -> str:
-        method = sanitize_method(request.method.strip())
-        return "HTTP" if method == "_OTHER" else method
-
-    def name(self: Any, request: Any) -> None:
-        span = request.META.get(self._environ_span_key)
-        if span is not None and span.is_recording():
-            span.update_name(full_name(request))
+        method = request.method
+        name = method_names.get(method)
+        if name is None:
+            name = sanitize_method(method.strip())
+            name = "HTTP" if name == "_OTHER" else name
+            if len(method_names) < 64:  # any string can be a method: keep the table small
+                method_names[method] = name
+        return name
 
     @functools.wraps(process_view)
     def named_process_view(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         result = process_view(self, request, *args, **kwargs)
-        name(self, request)
+        span = request.META.get(self._environ_span_key)
+        if span is None:
+            return result
+        route = getattr(request.resolver_match, "route", None)
+        if route and not route.startswith(("/", "^")):
+            slashed = f"/{route}"
+            metric_attributes = request.META.get(self._environ_duration_attr_key) or {}
+            for key, value in metric_attributes.items():
+                if value == route:
+                    metric_attributes[key] = slashed
+            if span.is_recording():
+                span.set_attribute("http.route", slashed)
+            route = slashed
+        if span.is_recording():
+            method = method_name(request)
+            span.update_name(f"{method} {route}" if route and method != "HTTP" else full_name(request))
         return result
 
     @functools.wraps(process_response)
     def named_process_response(self: Any, request: Any, response: Any) -> Any:
         if getattr(request, "resolver_match", None) is None:  # no view ran: a middleware answered
-            name(self, request)
+            span = request.META.get(self._environ_span_key)
+            if span is not None and span.is_recording():
+                span.update_name(full_name(request))
         return process_response(self, request, response)
 
     middleware._get_span_name = staticmethod(method_name)
