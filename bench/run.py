@@ -147,6 +147,12 @@ def summarize(report: dict, down: str) -> tuple[list[dict], list[dict]]:
             {n: 1000 * median([r["views"][view]["p99_s"] for r in rs]) for n, rs in runs.items()},
             False,
         )
+        row(
+            f"{view}, worker CPU a request",
+            "us",
+            {n: median([r["views"][view]["worker_cpu_us"] for r in rs]) for n, rs in runs.items()},
+            False,
+        )
         per_view[view] = {"rps": rps, "p99": p99}
     worker_rss = row(
         "gunicorn worker, peak RSS",
@@ -237,10 +243,8 @@ def markdown(report: dict) -> str:
                 f"{value:.3f} s"
                 if entry["unit"] == "s"
                 else f"{value:.1f} {entry['unit']}"
-                if entry["unit"] == "MB"
+                if entry["unit"] in ("MB", "ms")
                 else f"{value:.0f} {entry['unit']}"
-                if entry["unit"] != "ms"
-                else f"{value:.1f} ms"
             )
             if name != PLAIN.name and plain:
                 shown += (
@@ -248,6 +252,8 @@ def markdown(report: dict) -> str:
                     if entry["unit"] == "s"
                     else f" (+{value - plain:.1f})"
                     if entry["unit"] == "MB"
+                    else f" ({value - plain:+.0f} us)"
+                    if entry["unit"] == "us"
                     else f" ({value / plain:.2f}x)"
                 )
             cells.append(shown)

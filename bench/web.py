@@ -27,6 +27,7 @@ from _common import (
     UPSTREAM_SAMPLED,
     Variant,
     children,
+    cpu_seconds,
     free_port,
     memory_kb,
     process,
@@ -84,13 +85,16 @@ def gunicorn(variant: Variant, env: dict[str, str], workdir: Path, limit: float)
 
 
 def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: float, receiver) -> dict:
-    """One gunicorn under ``variant``: every view measured, then the worker's peak RSS and spans delivered."""
+    """One gunicorn under ``variant``: every view measured (with the worker's CPU time a request,
+    its export thread included), then the worker's peak RSS and spans delivered."""
     before = receiver.counts["traces"]
     with gunicorn(variant, env, workdir, 600) as (port, worker):
         views = {}
         for view, path in VIEWS.items():
             wrk(f"http://127.0.0.1:{port}{path}", 1)  # warm-up, unmeasured
+            cpu = cpu_seconds(worker)
             views[view] = wrk(f"http://127.0.0.1:{port}{path}", seconds)
+            views[view]["worker_cpu_us"] = 1e6 * (cpu_seconds(worker) - cpu) / views[view]["requests"]
         peak_mb = memory_kb(worker) / 1024
     return {"views": views, "worker_peak_rss_mb": peak_mb, "spans": receiver.counts["traces"] - before}
 
