@@ -36,6 +36,7 @@ def install() -> None:
 
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
     _imports.when_imported("uvicorn.server", _flush_before_uvicorn_dies_by_its_signal)
+    _imports.when_imported("django.utils.autoreload", _let_the_reloaders_child_flush)
 
 
 class _Flusher:
@@ -135,3 +136,38 @@ def _flush_before_uvicorn_dies_by_its_signal(server_module: Any) -> None:
                     shutdown()
 
     server_class.capture_signals = flushing_capture_signals
+
+
+def _let_the_reloaders_child_flush(autoreload: Any) -> None:
+    # Django's reloader (runserver's parent process) kills its serving child 0.25 s after
+    # Ctrl-C, and the child flushes after its own exit work: spans were lost. Ctrl-C reaches
+    # the whole foreground group, so the reloader may wait for the child to leave by itself;
+    # it does so for at most the child's flush bound, and a second Ctrl-C stops it at once.
+    import signal
+
+    restart_with_reloader = autoreload.restart_with_reloader
+
+    def restart_with_reloader_letting_the_child_flush() -> Any:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return restart_with_reloader()  # the app chose its own Ctrl-C handling
+
+        def first_ctrl_c_waits(signum: int, frame: Any) -> None:
+            if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+                raise KeyboardInterrupt  # the second Ctrl-C
+            from otel_launch._settings import read_setting
+
+            signal.setitimer(signal.ITIMER_REAL, read_setting("shutdown_timeout", os.environ) + 1)
+
+        def give_up_waiting(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # Django's own handling follows: kill the child
+
+        previous_alarm = signal.signal(signal.SIGALRM, give_up_waiting)
+        signal.signal(signal.SIGINT, first_ctrl_c_waits)
+        try:
+            return restart_with_reloader()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGALRM, previous_alarm)
+
+    autoreload.restart_with_reloader = restart_with_reloader_letting_the_child_flush

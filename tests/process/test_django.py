@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
 
 pytest.importorskip("django")
 pytestmark = pytest.mark.process
@@ -140,3 +142,19 @@ def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, w
     upstream = _records(receiver, [str(UPSTREAM)], env, workdir)
     assert len([r for r in ours if r[0] == "span"]) == 4
     assert ours == upstream
+
+
+def test_ctrl_c_on_the_reloader_lets_the_serving_child_flush(receiver, workdir):
+    """Django's reloader kills its child 0.25 s after Ctrl-C; the child's spans must still arrive."""
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
+    process = start([*launcher(), PYTHON, str(TARGETS / "django_reloader.py"), "0.6"], env, workdir)
+    try:
+        child_pid = int(process.stdout.readline())  # printed once the child recorded its span
+        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        out, err = process.communicate(timeout=30)
+    finally:
+        kill_group(process)
+    assert process.returncode == 0, err
+    assert child_pid != process.pid
+    assert receiver.wait_for(lambda r: r.spans, timeout=5)
+    assert [(s.name, s.attributes["target.pid"]) for s in receiver.spans] == [("served", child_pid)]
