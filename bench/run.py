@@ -169,6 +169,12 @@ def summarize(report: dict, down: str) -> tuple[list[dict], list[dict]]:
             {n: median([r["tasks_per_s"] for r in rs]) for n, rs in report["tasks"].items()},
             True,
         )
+        row(
+            "Celery worker CPU a task",
+            "us",
+            {n: median([r["worker_cpu_us"] for r in rs]) for n, rs in report["tasks"].items()},
+            False,
+        )
         child_rss = row(
             "prefork child, peak RSS",
             "MB",

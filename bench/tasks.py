@@ -25,6 +25,7 @@ from _common import (
     UPSTREAM,
     Variant,
     children,
+    cpu_seconds,
     free_port,
     memory_kb,
     process,
@@ -76,16 +77,27 @@ def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: in
     before = receiver.counts["traces"]
     log = workdir / f"worker-{queue}.log"
     with process(variant.command(command), SHOP, {**env, **variant.env}, 300, log) as worker:
-        if not wait_until(
-            lambda: len(tick_file.read_bytes().splitlines()) >= count if tick_file.exists() else 0, 180, 0.05
-        ):
-            raise SystemExit(f"bench: {variant.name} worker did not run {count} tasks:\n{log.read_text()[-2000:]}")
+
+        def done() -> int:
+            return len(tick_file.read_bytes().splitlines()) if tick_file.exists() else 0
+
+        def cpu() -> float:  # the consumer and its pool children, export threads included
+            return sum(cpu_seconds(pid) for pid in [worker.pid, *children(worker.pid)])
+
+        # CPU is counted from the tenth of the tasks on: start-up and pool forks are behind by then.
+        for goal in (count // 10, count):
+            if not wait_until(lambda: done() >= goal, 180, 0.05):  # noqa: B023 - called at once
+                raise SystemExit(f"bench: {variant.name} worker did not run {goal} tasks:\n{log.read_text()[-2000:]}")
+            if goal < count:
+                first_done, first_cpu = done(), cpu()
+        cpu_per_task_us = 1e6 * (cpu() - first_cpu) / (done() - first_done)
         peaks = [memory_kb(child) / 1024 for child in children(worker.pid)]
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
     ends = sorted(ticks(tick_file))
     return {
         "tasks_per_s": (len(ends) - 1) / (ends[-1] - ends[0]),
+        "worker_cpu_us": cpu_per_task_us,
         "child_peak_rss_mb": max(peaks),
         "spans": receiver.counts["traces"] - before,
     }
