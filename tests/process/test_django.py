@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -149,9 +150,10 @@ def test_ctrl_c_on_the_reloader_lets_the_serving_child_flush(receiver, workdir):
     env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
     process = start([*launcher(), PYTHON, str(TARGETS / "django_reloader.py"), "0.6"], env, workdir)
     try:
+        assert select.select([process.stdout], [], [], 30)[0], "the serving child never started"
         child_pid = int(process.stdout.readline())  # printed once the child recorded its span
         os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     finally:
         kill_group(process)
     assert process.returncode == 0, err
