@@ -81,15 +81,17 @@ def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: in
         def done() -> int:
             return len(tick_file.read_bytes().splitlines()) if tick_file.exists() else 0
 
+        def wait_for(goal: int) -> None:
+            if not wait_until(lambda: done() >= goal, 180, 0.05):
+                raise SystemExit(f"bench: {variant.name} worker did not run {goal} tasks:\n{log.read_text()[-2000:]}")
+
         def cpu() -> float:  # the consumer and its pool children, export threads included
             return sum(cpu_seconds(pid) for pid in [worker.pid, *children(worker.pid)])
 
         # CPU is counted from the tenth of the tasks on: start-up and pool forks are behind by then.
-        for goal in (count // 10, count):
-            if not wait_until(lambda: done() >= goal, 180, 0.05):  # noqa: B023 - called at once
-                raise SystemExit(f"bench: {variant.name} worker did not run {goal} tasks:\n{log.read_text()[-2000:]}")
-            if goal < count:
-                first_done, first_cpu = done(), cpu()
+        wait_for(count // 10)
+        first_done, first_cpu = done(), cpu()
+        wait_for(count)
         cpu_per_task_us = 1e6 * (cpu() - first_cpu) / (done() - first_done)
         peaks = [memory_kb(child) / 1024 for child in children(worker.pid)]
         worker.send_signal(signal.SIGTERM)
