@@ -15,9 +15,14 @@ from typing import Any, NamedTuple
 from otel_launch._settings import (
     BY_ENV,
     BY_NAME,
+    PASSTHROUGH,
+    PASSTHROUGH_BY_ENV,
     SETTINGS,
     Setting,
     SettingValueError,
+    bad_text,
+    echo,
+    has_userinfo,
     mask_pairs,
     mask_urls_in,
 )
@@ -56,7 +61,7 @@ def _origin_label(setting: Setting, source: str, env_file: str | None) -> str:
     return setting.env
 
 
-def _read_env_file(path: str, label: str) -> dict[str, str]:
+def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -68,12 +73,44 @@ def _read_env_file(path: str, label: str) -> dict[str, str]:
 
     from dotenv import dotenv_values
 
-    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    import logging
+
+    unparsed: list[int] = []
+
+    def keep_line_number(record: logging.LogRecord) -> bool:
+        # python-dotenv reports a line it cannot parse through logging, in its own words and
+        # without the file's name; we say it once, ourselves.
+        if "could not parse" in str(record.msg) and record.args:
+            unparsed.append(record.args[0])  # type: ignore[index]
+            return False
+        return True
+
+    logger = logging.getLogger("dotenv.main")
+    logger.addFilter(keep_line_number)
+    try:
+        values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    finally:
+        logger.removeFilter(keep_line_number)
+    lines = text.splitlines()
+    for number in unparsed:
+        line = lines[number - 1] if isinstance(number, int) and 0 < number <= len(lines) else ""
+        if line.strip().removeprefix("export ").lstrip().startswith("OTEL_"):
+            raise ConfigError(f"{path} line {number}: cannot be parsed; expected NAME=value (quote values with spaces)")
+        warnings.append(
+            f"{path} line {number}: cannot be parsed, ignored (otel-launch reads only its OTEL_* lines)"
+        )
     return {key: value for key, value in values.items() if key.startswith("OTEL_") and value is not None}
 
 
 def _mask_passthrough(name: str, value: str) -> str:
+    check = PASSTHROUGH_BY_ENV.get(name)
+    if check is not None and check.mask is not None:
+        return check.mask(value)
     return mask_pairs(value) if "HEADERS" in name else mask_urls_in(value)
+
+
+def _refusal(where: str, shown: str, accepted: str) -> ConfigError:
+    return ConfigError(f"{where}: {echo(shown)} is not accepted; expected {accepted}")
 
 
 class Config:
@@ -103,6 +140,7 @@ class Config:
         self.values: dict[str, Resolved] = {}
         for setting in SETTINGS:
             self.values[setting.name] = self._resolve(setting, flags.get(setting.name), file_values)
+        self.checked: dict[str, tuple[Any, str]] = self._check_passthrough()
         self._apply_cross_rules()
 
     # -- resolution -------------------------------------------------------------------------
@@ -113,9 +151,9 @@ class Config:
         if env_file is _AUTO:
             if not os.path.exists(DEFAULT_ENV_FILE):
                 return None, {}
-            return DEFAULT_ENV_FILE, _read_env_file(DEFAULT_ENV_FILE, DEFAULT_ENV_FILE)
+            return DEFAULT_ENV_FILE, _read_env_file(DEFAULT_ENV_FILE, DEFAULT_ENV_FILE, self.warnings)
         path = os.fspath(env_file)
-        return path, _read_env_file(path, "--env-file")
+        return path, _read_env_file(path, "--env-file", self.warnings)
 
     def _resolve(self, setting: Setting, flag_value: Any, file_values: Mapping[str, str]) -> Resolved:
         if flag_value is not None:
@@ -131,13 +169,45 @@ class Config:
         else:
             return Resolved(setting, None, None, "default")
         try:
+            if not isinstance(raw, str):
+                raise SettingValueError(f"text ({setting.accepted})")
+            wrong = bad_text(raw)
+            if wrong:
+                raise SettingValueError(wrong)
             value = setting.parse(raw)
         except SettingValueError as exc:
             where = _origin_label(setting, source, self.env_file)
-            raise ConfigError(f"{where}: {setting.shown(raw)!r} is not accepted; expected {exc}") from None
+            raise _refusal(where, setting.shown(raw) if isinstance(raw, str) else repr(raw), str(exc)) from None
         return Resolved(setting, value, raw, source)
 
+    def _passthrough_raw(self, name: str) -> tuple[str | None, str]:
+        if self.environ.get(name, "").strip():
+            return self.environ[name], name
+        if self.passthrough.get(name, "").strip():
+            return self.passthrough[name], f"{name} (in {self.env_file})"
+        return None, name
+
+    def _check_passthrough(self) -> dict[str, tuple[Any, str]]:
+        """Parse the standard variables the SDK reads: {variable: (value, where it was set)}."""
+        checked = {}
+        for check in PASSTHROUGH:
+            raw, where = self._passthrough_raw(check.env)
+            if raw is None:
+                continue
+            try:
+                wrong = bad_text(raw)
+                if wrong:
+                    raise SettingValueError(wrong)
+                value = check.parse(raw)
+            except SettingValueError as exc:
+                raise _refusal(where, check.shown(raw), str(exc)) from None
+            checked[check.env] = (value, where)
+        return checked
+
     def _apply_cross_rules(self) -> None:
+        self._check_batch_sizes()
+        self._check_endpoints_for_grpc()
+        self._check_resource_detectors()
         rate, sampler = self.values["sample_rate"], self.values["sampler"]
         if rate.source == "flag" and sampler.source == "default":
             # "--sample-rate 0.1" alone means "keep 10%": pick the sampler that honours it.
@@ -164,6 +234,59 @@ class Config:
                 f"{', '.join(unknown)} not known to otel-launch (known: {', '.join(known)})"
             )
 
+    def _check_batch_sizes(self) -> None:
+        # The SDK refuses a batch larger than the queue, and the signal is then off in every process.
+        for processor in ("BSP", "BLRP"):
+            queue_var, batch_var = f"OTEL_{processor}_MAX_QUEUE_SIZE", f"OTEL_{processor}_MAX_EXPORT_BATCH_SIZE"
+            queue, queue_where = self.checked.get(queue_var, (2048, None))
+            batch, batch_where = self.checked.get(batch_var, (512, None))
+            if batch <= queue:
+                continue
+            if batch_where is not None:
+                raise _refusal(batch_where, str(batch), f"at most {queue_var} ({queue})")
+            raise _refusal(queue_where, str(queue), f"at least {batch_var} ({batch}, its default)")
+
+    def _protocol_of(self, signal: str) -> str:
+        specific = self.checked.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        return specific[0] if specific else self.protocol
+
+    def _check_endpoints_for_grpc(self) -> None:
+        """gRPC takes ``user:password@host`` for a host name: it never connects, and its errors
+        print the password. Over http/protobuf the exporter sends it as basic auth."""
+        signals = ("TRACES", "METRICS", "LOGS")
+        endpoints: list[tuple[str, str, str, tuple[str, ...]]] = []
+        general = self.values["endpoint"]
+        if general.raw is not None:
+            where = _origin_label(general.setting, general.source, self.env_file)
+            own = tuple(s for s in signals if f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT" not in self.checked)
+            endpoints.append((where, general.raw, general.setting.shown(general.raw), own))
+        for signal in signals:
+            found = self.checked.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+            if found:
+                check = PASSTHROUGH_BY_ENV[f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"]
+                endpoints.append((found[1], found[0], check.shown(found[0]), (signal,)))
+        for where, raw, shown, used_by in endpoints:
+            if has_userinfo(raw) and any(self._protocol_of(signal) == "grpc" for signal in used_by):
+                raise ConfigError(
+                    f"{where}: {echo(shown)} is not accepted with protocol grpc, which cannot send a user or "
+                    "password in the URL; expected a URL without user@, with the credentials in "
+                    "OTEL_EXPORTER_OTLP_HEADERS (e.g. authorization=Basic%20...)"
+                )
+
+    def _check_resource_detectors(self) -> None:
+        detectors = self.values["resource_detectors"]
+        if detectors.source == "default" or detectors.raw is None:
+            return  # ours, known to be installed: the entry point scan costs start-up time
+        from importlib.metadata import entry_points
+
+        # The SDK looks each name up as given (case-sensitive); "*" means all installed.
+        installed = sorted({entry.name for entry in entry_points(group="opentelemetry_resource_detector")})
+        names = [name.strip() for name in detectors.raw.split(",") if name.strip()]
+        unknown = [name for name in names if name != "*" and name not in installed]
+        if unknown:
+            where = _origin_label(detectors.setting, detectors.source, self.env_file)
+            raise _refusal(where, detectors.raw, "names of installed resource detectors: " + ", ".join(installed))
+
     # -- reading --------------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
@@ -186,6 +309,10 @@ class Config:
         env = dict(self.environ if base is None else base)
         for key, value in self.passthrough.items():
             env.setdefault(key, value)
+        for check in PASSTHROUGH:
+            # Empty means unset (the spec); the SDK would read "" as a number and log a traceback.
+            if check.env in env and not env[check.env].strip():
+                del env[check.env]
         for resolved in self.values.values():
             if resolved.raw is None or resolved.source == "env":
                 continue

@@ -30,6 +30,39 @@ def _text(raw: str) -> str:
     return value
 
 
+def bad_text(raw: str) -> str | None:
+    """Why a value can never be right, whatever the setting: None when it may be.
+
+    Text from the OS that is not valid UTF-8 arrives as surrogate escapes and breaks the
+    encoding of the attribute or header it ends up in; a control character (a newline in a
+    header, a service name) breaks the line or the protocol it is written to.
+    """
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text that is valid UTF-8"
+    if _CONTROL.search(raw.strip()):
+        return "text without control characters (newline, tab, ...)"
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A '%' not followed by two hex digits: the SDK would pass it on undecoded.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _decode(text: str, accepted: str) -> str:
+    """Percent-decode strictly: bad escapes and escapes of invalid UTF-8 are refused."""
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE.search(text):
+        raise SettingValueError(accepted + " (a '%' must start an escape such as %20)")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise SettingValueError(accepted + " (escapes must decode to UTF-8)") from None
+
+
 def _choices(*names: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -76,6 +109,43 @@ def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[str
     return parse
 
 
+_INT_MAX = 2**31 - 1  # the SDK passes these on to deques, waits and protobuf fields
+
+
+def _integer(low: int, *, unset: bool = False) -> Callable[[str], int | None]:
+    accepted = f"a whole number from {low} to {_INT_MAX}" + (", or unset" if unset else "")
+
+    def parse(raw: str) -> int | None:
+        text = raw.strip()
+        if unset and text.lower() == "unset":
+            return None
+        try:
+            value = int(text)  # as the SDK reads them: int(), so no "1.5", no "1e3"
+        except ValueError:
+            raise SettingValueError(accepted) from None
+        if not low <= value <= _INT_MAX:
+            raise SettingValueError(accepted)
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    # The SDK reads anything but "true" as false: "maybe" or "1" would silently mean false.
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise SettingValueError("true or false")
+    return value == "true"
+
+
+def _existing_file(raw: str) -> str:
+    import os
+
+    if not os.path.isfile(raw):
+        raise SettingValueError("the path of a file that exists")
+    return raw
+
+
 def _key_values(raw: str) -> dict[str, str]:
     """``k=v,k2=v2`` with percent-encoded values, as the SDK reads OTEL_RESOURCE_ATTRIBUTES."""
     pairs: dict[str, str] = {}
@@ -85,13 +155,14 @@ def _key_values(raw: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise SettingValueError("comma-separated key=value pairs, e.g. team=web,region=eu")
-        pairs[key.strip()] = unquote(value.strip())
+        pairs[key.strip()] = _decode(value.strip(), "comma-separated key=value pairs, e.g. team=web,region=eu")
     if not pairs:
         raise SettingValueError("comma-separated key=value pairs, e.g. team=web,region=eu")
     return pairs
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 def _headers(raw: str) -> dict[str, str]:
@@ -102,10 +173,15 @@ def _headers(raw: str) -> dict[str, str]:
         if not item.strip():
             continue
         name, sep, value = item.partition("=")
-        name = unquote(name.strip())
+        name = _decode(name.strip(), accepted)
         if not sep or not _HEADER_NAME.match(name):
             raise SettingValueError(accepted)
-        headers[name.lower()] = unquote(value.strip())
+        # gRPC metadata and HTTP header values are printable ASCII; the exporters fail every
+        # export on anything else (and their error prints the whole header, token included).
+        decoded = _decode(value.strip(), accepted).strip()
+        if not _HEADER_VALUE.fullmatch(decoded):
+            raise SettingValueError(accepted + " (values must decode to printable ASCII, no CR/LF)")
+        headers[name.lower()] = decoded
     if not headers:
         raise SettingValueError(accepted)
     return headers
@@ -113,6 +189,8 @@ def _headers(raw: str) -> dict[str, str]:
 
 def _endpoint(raw: str) -> str:
     value = raw.strip()
+    if any(char.isspace() for char in value):  # urlsplit would drop tabs and newlines silently
+        raise SettingValueError("an http:// or https:// URL without spaces, e.g. http://localhost:4317")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -188,9 +266,35 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# "user:password@host" with no scheme, as the gRPC exporter prints its target.
+_USERINFO_IN_TEXT = re.compile(r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[\w\[])")
+
+
 def mask_urls_in(text: str) -> str:
-    """Mask every URL found in free text (log lines, error messages)."""
-    return _URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), text)
+    """Mask every URL found in free text (log lines, error messages), and user:password@."""
+    if "://" in text:
+        text = _URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), text)
+    if "@" in text:
+        text = _USERINFO_IN_TEXT.sub(lambda match: f"{match.group(1)}:{MASK}@", text)
+    return text
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether a URL carries a user or password before its host."""
+    try:
+        return "@" in urlsplit(url.strip()).netloc
+    except ValueError:
+        return False
+
+
+ECHO_LIMIT = 80
+
+
+def echo(shown: str) -> str:
+    """How an error repeats a value (already masked): quoted, escaped, at most 80 characters."""
+    if len(shown) > ECHO_LIMIT:
+        return repr(shown[:ECHO_LIMIT]) + f"... ({len(shown)} characters)"
+    return repr(shown)
 
 
 def mask_pairs(raw: str) -> str:
@@ -393,10 +497,50 @@ SETTINGS: tuple[Setting, ...] = (
         "shutdown_timeout",
         "OTEL_LAUNCH_SHUTDOWN_TIMEOUT",
         "Seconds a process may spend flushing telemetry when it exits; a dead collector never holds an exit longer.",
-        _number(0.0, 600.0, low_open=True),
-        "a number of seconds greater than 0, at most 600",
+        _number(0.001, 600.0),
+        "a number of seconds from 0.001 to 600",
         default="5",
         render=_render_number,
+    ),
+)
+
+# Appended: the value that stands for the built-in pattern of secret-looking names.
+REDACT_DEFAULT = "default"
+# Query parameter and header names whose values are secret (searched case-insensitively):
+# passwords, tokens, keys, signatures, sessions, credentials, OAuth codes. The idea of
+# ddtrace's default obfuscation, written for names: a value is never looked at.
+REDACT_PATTERN = (
+    r"pass(?:word|wd|phrase|code)?(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credential|signature|session|cookie|(?<![a-z])auth(?:orization|entication)?(?![a-z])"
+    r"|(?<![a-z])(?:key|sig|jwt|otp|sid)(?![a-z])|^code$"
+)
+
+
+def _redact(raw: str) -> str:
+    """``default``, ``none`` (keep every value) or a regular expression; the pattern to apply."""
+    value = raw.strip()
+    if value.lower() == REDACT_DEFAULT:
+        return REDACT_PATTERN
+    if value.lower() == "none":
+        return ""
+    try:
+        re.compile(value, re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        raise SettingValueError("default, none, or a regular expression (Python syntax)") from None
+    return value
+
+
+SETTINGS += (
+    Setting(
+        "redact",
+        "OTEL_LAUNCH_REDACT",
+        "Query parameters (in http.target, http.url, url.full, url.query) and captured HTTP headers "
+        "whose names match have their values replaced by *** in every span: default (passwords, tokens, "
+        "keys, signatures, sessions, credentials, see Private data), none to keep every value, or your own "
+        "regular expression, searched case-insensitively in each name.",
+        _redact,
+        "default, none, or a regular expression",
+        default=REDACT_DEFAULT,
     ),
 )
 
@@ -418,3 +562,70 @@ def read_setting(name: str, environ: dict[str, str] | Any) -> Any:
         except SettingValueError:
             pass
     return setting.parse(setting.default) if setting.default is not None else None
+
+
+# --- OTEL_* variables the SDK reads, passed through unchanged but checked first ------------------
+
+
+class PassThrough(NamedTuple):
+    """A standard variable the launcher does not set but validates: the SDK would otherwise
+    switch a signal off, or fail every export, in each process, with a traceback."""
+
+    env: str
+    parse: Callable[[str], Any]
+    accepted: str
+    mask: Callable[[str], str] | None = None
+
+    def shown(self, raw: str) -> str:
+        return self.mask(raw) if self.mask else raw
+
+
+_SIGNALS = ("TRACES", "METRICS", "LOGS")
+
+
+def _passthrough() -> tuple[PassThrough, ...]:
+    ms = "a whole number of milliseconds from {} to 2147483647"
+    table = [PassThrough("OTEL_SDK_DISABLED", _boolean, "true or false")]
+    for processor in ("BSP", "BLRP"):  # batch span / log record processors
+        table += [
+            PassThrough(f"OTEL_{processor}_SCHEDULE_DELAY", _integer(1), ms.format(1)),
+            PassThrough(f"OTEL_{processor}_EXPORT_TIMEOUT", _integer(0), ms.format(0)),
+            PassThrough(f"OTEL_{processor}_MAX_QUEUE_SIZE", _integer(1), "a whole number from 1 to 2147483647"),
+            PassThrough(
+                f"OTEL_{processor}_MAX_EXPORT_BATCH_SIZE",
+                _integer(1),
+                f"a whole number from 1 to OTEL_{processor}_MAX_QUEUE_SIZE (default 2048)",
+            ),
+        ]
+    for name in ("INTERVAL", "TIMEOUT"):
+        table.append(
+            PassThrough(
+                f"OTEL_METRIC_EXPORT_{name}", _number(0.0, _INT_MAX, low_open=True), "a number of milliseconds > 0"
+            )
+        )
+    for signal in ("", *(f"{s}_" for s in _SIGNALS)):
+        prefix = f"OTEL_EXPORTER_OTLP_{signal}"
+        table += [
+            # The Python exporters read their timeout in seconds.
+            PassThrough(f"{prefix}TIMEOUT", _number(0.0, 86400.0, low_open=True), "a number of seconds > 0, at most 86400"),
+            PassThrough(f"{prefix}COMPRESSION", _choices("gzip", "deflate", "none"), "gzip, deflate or none"),
+            PassThrough(f"{prefix}INSECURE", _boolean, "true or false"),
+            PassThrough(f"{prefix}CERTIFICATE", _existing_file, "the path of a file that exists"),
+            PassThrough(f"{prefix}CLIENT_KEY", _existing_file, "the path of a file that exists"),
+            PassThrough(f"{prefix}CLIENT_CERTIFICATE", _existing_file, "the path of a file that exists"),
+        ]
+        if signal:  # the general ones are settings of their own
+            table += [
+                PassThrough(f"{prefix}ENDPOINT", _endpoint, "an http:// or https:// URL", mask_url),
+                PassThrough(f"{prefix}HEADERS", _headers, "comma-separated name=value pairs", mask_pairs),
+                PassThrough(f"{prefix}PROTOCOL", _choices("grpc", "http/protobuf"), "grpc or http/protobuf"),
+            ]
+    limits = ("ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT")
+    limits += ("SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT")
+    for limit in limits:
+        table.append(PassThrough(f"OTEL_{limit}_LIMIT", _integer(0, unset=True), "a whole number from 0, or unset"))
+    return tuple(table)
+
+
+PASSTHROUGH: tuple[PassThrough, ...] = _passthrough()
+PASSTHROUGH_BY_ENV: dict[str, PassThrough] = {check.env: check for check in PASSTHROUGH}

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from otel_launch._runtime import _lifecycle
-from otel_launch._runtime._log import rate_limit, warn
+from otel_launch._runtime._log import DropReport, rate_limit, warn
 from otel_launch._settings import read_setting
 
 _lock = threading.RLock()
@@ -166,6 +166,35 @@ def _clear_tracebacks(error: BaseException | None) -> None:
         error = error.__cause__ or error.__context__
 
 
+def _counting(processor_class: type, hook: str, what: str) -> type:
+    """A batch processor that counts what its full queue drops (see :class:`DropReport`).
+
+    A full queue is read from the SDK's ``BatchProcessor`` (``_batch_processor._queue`` and
+    ``_max_queue_size``, 1.45): tests/unit/test_sdk.py fails the day these change.
+    """
+    enqueue = getattr(processor_class, hook)
+
+    def counted(self: Any, item: Any) -> None:
+        batch = self._batch_processor
+        if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
+            self._drops.dropped()
+        enqueue(self, item)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        processor_class.__init__(self, *args, **kwargs)
+        self._drops = DropReport(what)
+
+    def shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._drops.flush()
+        return processor_class.shutdown(self, *args, **kwargs)
+
+    return type(
+        f"Counting{processor_class.__name__}",
+        (processor_class,),
+        {"__init__": __init__, hook: counted, "shutdown": shutdown, "__doc__": _counting.__doc__},
+    )
+
+
 def _never_raises(fallback: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     """The API re-raises a provider factory's error into the app's get_tracer() call: the
     app must run on, with a no-op provider and one warning line, instead."""
@@ -219,11 +248,18 @@ def tracer_provider() -> Any:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from otel_launch._runtime._scrub import ScrubbingSpanProcessor
+
         # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
         internal = _sdk_internal_meter_provider()
         provider = TracerProvider(resource=resource(), shutdown_on_exit=False, meter_provider=internal)
+        # First: processors run in order, and no exporter may see a span before it is scrubbed.
+        redact = read_setting("redact", os.environ)
+        if redact:
+            provider.add_span_processor(ScrubbingSpanProcessor(redact, os.environ))
+        counting = _counting(BatchSpanProcessor, "on_end", "spans")
         for kind in exporter_kinds("traces"):
-            provider.add_span_processor(BatchSpanProcessor(PerProcessExporter("traces", kind), meter_provider=internal))
+            provider.add_span_processor(counting(PerProcessExporter("traces", kind), meter_provider=internal))
         return provider
 
     return _build_once("traces", build)
@@ -289,8 +325,9 @@ def logger_provider() -> Any:
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
         provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
+        counting = _counting(BatchLogRecordProcessor, "on_emit", "log records")
         for kind in exporter_kinds("logs"):
-            provider.add_log_record_processor(BatchLogRecordProcessor(PerProcessExporter("logs", kind)))
+            provider.add_log_record_processor(counting(PerProcessExporter("logs", kind)))
         return provider
 
     return _build_once("logs", build)

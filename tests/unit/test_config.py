@@ -165,12 +165,13 @@ def test_unreadable_env_file_is_refused(in_empty_dir):
 def test_rows_mask_secrets_and_name_sources(in_empty_dir):
     (in_empty_dir / ".env").write_text("OTEL_EXPORTER_OTLP_METRICS_HEADERS=x-key=filesecret\n")
     config = Config(
-        environ={"OTEL_EXPORTER_OTLP_HEADERS": "authorization=topsecret", "OTEL_BSP_MAX_QUEUE_SIZE": "10"},
+        environ={"OTEL_EXPORTER_OTLP_HEADERS": "authorization=topsecret", "OTEL_BSP_MAX_QUEUE_SIZE": "4096"},
         endpoint="https://u:pw@collector:4317",
+        protocol="http/protobuf",
     )
     rows = {row[1]: row for row in config.rows()}
     assert rows["OTEL_EXPORTER_OTLP_HEADERS"][2:] == ("authorization=***", "env")
     assert rows["OTEL_EXPORTER_OTLP_ENDPOINT"][2:] == ("https://u:***@collector:4317", "flag")
     assert rows["OTEL_EXPORTER_OTLP_METRICS_HEADERS"][2:] == ("x-key=***", "env file .env")
-    assert rows["OTEL_BSP_MAX_QUEUE_SIZE"][2:] == ("10", "env (passed through)")
+    assert rows["OTEL_BSP_MAX_QUEUE_SIZE"][2:] == ("4096", "env (passed through)")
     assert "secret" not in repr(config.rows()) and ":pw@" not in repr(config.rows())
