@@ -70,10 +70,9 @@ def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]
         raise ConfigError(f"{label}: {path!r} cannot be read ({reason}); expected a readable env file") from None
     # python-dotenv is imported only when there is a file to read: it costs start-up time.
     import io
+    import logging
 
     from dotenv import dotenv_values
-
-    import logging
 
     unparsed: list[int] = []
 
@@ -96,9 +95,7 @@ def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]
         line = lines[number - 1] if isinstance(number, int) and 0 < number <= len(lines) else ""
         if line.strip().removeprefix("export ").lstrip().startswith("OTEL_"):
             raise ConfigError(f"{path} line {number}: cannot be parsed; expected NAME=value (quote values with spaces)")
-        warnings.append(
-            f"{path} line {number}: cannot be parsed, ignored (otel-launch reads only its OTEL_* lines)"
-        )
+        warnings.append(f"{path} line {number}: cannot be parsed, ignored (otel-launch reads only its OTEL_* lines)")
     return {key: value for key, value in values.items() if key.startswith("OTEL_") and value is not None}
 
 

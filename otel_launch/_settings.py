@@ -607,7 +607,9 @@ def _passthrough() -> tuple[PassThrough, ...]:
         prefix = f"OTEL_EXPORTER_OTLP_{signal}"
         table += [
             # The Python exporters read their timeout in seconds.
-            PassThrough(f"{prefix}TIMEOUT", _number(0.0, 86400.0, low_open=True), "a number of seconds > 0, at most 86400"),
+            PassThrough(
+                f"{prefix}TIMEOUT", _number(0.0, 86400.0, low_open=True), "a number of seconds > 0, at most 86400"
+            ),
             PassThrough(f"{prefix}COMPRESSION", _choices("gzip", "deflate", "none"), "gzip, deflate or none"),
             PassThrough(f"{prefix}INSECURE", _boolean, "true or false"),
             PassThrough(f"{prefix}CERTIFICATE", _existing_file, "the path of a file that exists"),
