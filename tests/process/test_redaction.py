@@ -1,0 +1,92 @@
+"""Private data in spans, through the real launcher: query values, captured headers, SQL, Redis."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+
+pytest.importorskip("django")
+pytestmark = pytest.mark.process
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+
+def _env(receiver, workdir, **extra: str) -> dict[str, str]:
+    return clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_SERVICE_NAME="shop",
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+        **extra,
+    )
+
+
+def _server_span(receiver, workdir, query: str, **extra: str):
+    args = [*launcher(), PYTHON, str(TARGETS / "django_query.py"), str(SHOP), query]
+    result = run(args, _env(receiver, workdir, **extra), workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200"
+    assert receiver.wait_for(
+        lambda r: any(s.scope == "opentelemetry.instrumentation.django" for s in r.spans), timeout=10
+    )
+    (server,) = [s for s in receiver.spans if s.scope == "opentelemetry.instrumentation.django"]
+    return server
+
+
+def _url_values(span) -> dict[str, str]:
+    keys = ("http.target", "http.url", "url.full", "url.query")
+    return {key: span.attributes[key] for key in keys if key in span.attributes}
+
+
+def test_secret_query_values_and_headers_are_redacted_on_a_real_django_request(receiver, workdir):
+    server = _server_span(
+        receiver,
+        workdir,
+        "token=abc123&page=2&api_key=k-42",
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST="authorization,x-team",
+    )
+    urls = _url_values(server)
+    assert urls, server.attributes  # the query is recorded somewhere
+    for value in urls.values():
+        assert "abc123" not in value and "k-42" not in value
+        assert "token=***" in value and "page=2" in value and "api_key=***" in value
+    headers = {k: v for k, v in server.attributes.items() if k.startswith("http.request.header.")}
+    assert headers, server.attributes
+    assert "HeaderSecret99" not in repr(headers)
+    assert any("web" in repr(v) for k, v in headers.items() if "team" in k)  # not secret: kept
+
+
+def test_redaction_off_keeps_the_query_as_sent(receiver, workdir):
+    server = _server_span(receiver, workdir, "token=abc123&page=2", OTEL_LAUNCH_REDACT="none")
+    assert any("token=abc123" in value for value in _url_values(server).values())
+
+
+def test_own_pattern_replaces_the_default(receiver, workdir):
+    server = _server_span(receiver, workdir, "token=abc123&q=shoes", OTEL_LAUNCH_REDACT="^q$")
+    values = _url_values(server).values()
+    assert any("q=***" in value and "token=abc123" in value for value in values)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sql_and_redis_spans_never_carry_parameter_values(receiver, workdir):
+    pytest.importorskip("redis")
+    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_queries.py"), str(_closed_port())]
+    result = run(args, _env(receiver, workdir), workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: any(s.name == "handler" for s in r.spans), timeout=10)
+    spans = receiver.spans
+    insert = next(s for s in spans if "INSERT" in s.attributes.get("db.statement", ""))
+    redis_span = next(s for s in spans if s.attributes.get("db.system") == "redis")
+    assert redis_span.attributes["db.statement"] == "SET ? ?"
+    assert "VALUES (?, ?)" in insert.attributes["db.statement"]
+    recorded = repr([(s.name, s.attributes, s.events) for s in spans])
+    for secret in ("SqlSecret77", "RedisSecret88", "session:ann"):
+        assert secret not in recorded
