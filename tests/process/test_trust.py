@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.conftest import PYTHON, clean_env, launcher, run
 
 pytestmark = pytest.mark.process
 PASSWORD = "Hunter2Secret"

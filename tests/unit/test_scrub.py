@@ -1,0 +1,123 @@
+"""Secret-looking query values and captured headers out of spans: pure functions, then the
+processor on the real SDK (it relies on ``ReadableSpan._attributes``)."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_launch._runtime._scrub import ScrubbingSpanProcessor, compile_pattern, redact_query, redact_url
+from otel_launch._settings import REDACT_PATTERN
+
+SECRET = compile_pattern(REDACT_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("token", True),
+        ("access_token", True),
+        ("csrftoken", True),
+        ("api_key", True),
+        ("apiKey", True),
+        ("api-key", True),
+        ("key", True),
+        ("password", True),
+        ("passwd", True),
+        ("pwd", True),
+        ("pass", True),
+        ("client_secret", True),
+        ("auth", True),
+        ("Authorization", True),
+        ("sig", True),
+        ("X-Amz-Signature", True),
+        ("X-Amz-Credential", True),
+        ("AWSAccessKeyId", True),
+        ("sessionid", True),
+        ("code", True),
+        ("jwt", True),
+        ("page", False),
+        ("q", False),
+        ("author", False),
+        ("passenger", False),
+        ("monkey", False),
+        ("zip_code", False),
+        ("sort", False),
+    ],
+)
+def test_default_pattern_matches_secret_looking_names_only(name, secret):
+    assert bool(SECRET.search(name)) is secret
+
+
+@pytest.mark.parametrize(
+    ("query", "redacted"),
+    [
+        ("token=abc123", "token=***"),
+        ("page=2&token=abc123&q=shoes", "page=2&token=***&q=shoes"),
+        ("Password=x&password=y", "Password=***&password=***"),
+        ("%74oken=abc", "%74oken=***"),  # the name is matched decoded
+        ("flag&token=", "flag&token="),  # nothing to hide
+        ("token=a=b", "token=***"),
+    ],
+)
+def test_redact_query(query, redacted):
+    assert redact_query(query, SECRET) == redacted
+
+
+def test_nothing_secret_returns_the_same_object():
+    query = "page=2&q=shoes"
+    assert redact_query(query, SECRET) is query
+    url = "https://shop.example/orders/?page=2#top"
+    assert redact_url(url, SECRET) is url
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("/orders/?token=abc123&page=2", "/orders/?token=***&page=2"),
+        ("https://api.example/v1?sig=abc#frag", "https://api.example/v1?sig=***#frag"),
+        ("https://user:pw@api.example/x?page=1", "https://user:***@api.example/x?page=1"),
+        ("/plain/path", "/plain/path"),
+    ],
+)
+def test_redact_url(url, redacted):
+    assert redact_url(url, SECRET) == redacted
+
+
+def _provider(pattern: str, environ: dict[str, str]) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(ScrubbingSpanProcessor(pattern, environ))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_processor_scrubs_what_exporters_receive_set_at_start_or_after():
+    provider, exporter = _provider(
+        REDACT_PATTERN, {"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "authorization"}
+    )
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(
+        "GET", attributes={"http.target": "/o/?token=abc&page=2", "url.query": "token=abc&page=2"}
+    ) as span:
+        span.set_attribute("url.full", "http://h/o/?api_key=k&page=2")
+        span.set_attribute("http.request.header.authorization", ("Bearer abc",))
+        span.set_attribute("http.request.header.x_team", ("web",))
+    (exported,) = exporter.get_finished_spans()
+    assert dict(exported.attributes) == {
+        "http.target": "/o/?token=***&page=2",
+        "url.query": "token=***&page=2",
+        "url.full": "http://h/o/?api_key=***&page=2",
+        "http.request.header.authorization": ("***",),
+        "http.request.header.x_team": ("web",),
+    }
+    assert exported.dropped_attributes == 0
+
+
+def test_non_secret_query_is_left_as_recorded():
+    provider, exporter = _provider(REDACT_PATTERN, {})
+    with provider.get_tracer("test").start_as_current_span("GET", attributes={"http.url": "http://h/?page=1"}):
+        pass
+    assert exporter.get_finished_spans()[0].attributes["http.url"] == "http://h/?page=1"
