@@ -175,3 +175,78 @@ def test_rows_mask_secrets_and_name_sources(in_empty_dir):
     assert rows["OTEL_EXPORTER_OTLP_METRICS_HEADERS"][2:] == ("x-key=***", "env file .env")
     assert rows["OTEL_BSP_MAX_QUEUE_SIZE"][2:] == ("4096", "env (passed through)")
     assert "secret" not in repr(config.rows()) and ":pw@" not in repr(config.rows())
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "message"),
+    [
+        (
+            {"endpoint": "http://u:pw@c:4317"},
+            {},
+            "--endpoint: 'http://u:***@c:4317' is not accepted with protocol grpc",
+        ),
+        (
+            {},
+            {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://t@c:4317"},
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'http://***@c",
+        ),
+        ({"headers": "a=x%0Ay"}, {}, "--headers: 'a=***' is not accepted"),
+        ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "64"}, "OTEL_BSP_MAX_QUEUE_SIZE: '64' is not accepted; expected at least"),
+        (
+            {},
+            {"OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200"},
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '200' is not accepted; expected at most OTEL_BSP_MAX_QUEUE_SIZE (100)",
+        ),
+        ({"resource_detectors": "host,bogus"}, {}, "--resource-detectors: 'host,bogus' is not accepted"),
+        ({}, {"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED: 'maybe' is not accepted; expected true or false"),
+        ({"shutdown_timeout": "1e-320"}, {}, "--shutdown-timeout: '1e-320' is not accepted"),
+        ({"service_name": "a\nb"}, {}, "--service-name: 'a\\nb' is not accepted; expected text without control"),
+    ],
+)
+def test_new_refusals(flags, environ, message):
+    with pytest.raises(ConfigError) as raised:
+        Config(environ=environ, **flags)
+    assert str(raised.value).startswith(message)
+    assert "pw" not in str(raised.value)
+
+
+def test_userinfo_is_accepted_over_http_and_masked():
+    config = Config(
+        environ={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://u:pw@c:4318/v1/traces"},
+        protocol="http/protobuf",
+        endpoint="http://u:pw@c:4318",
+    )
+    rows = {row[1]: row[2] for row in config.rows()}
+    assert rows["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://u:***@c:4318"
+    assert rows["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://u:***@c:4318/v1/traces"
+
+
+def test_valid_passthrough_values_pass_and_empty_ones_are_left_out():
+    config = Config(
+        environ={
+            "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+            "OTEL_BSP_SCHEDULE_DELAY": " ",
+            "PATH": "/bin",
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP",
+            "OTEL_SPAN_LINK_COUNT_LIMIT": "unset",
+        },
+        resource_detectors="*",
+    )
+    env = config.child_env()
+    assert env["OTEL_BSP_MAX_QUEUE_SIZE"] == "4096" and "OTEL_BSP_SCHEDULE_DELAY" not in env
+
+
+def test_error_echo_is_capped():
+    with pytest.raises(ConfigError) as raised:
+        Config(environ={"OTEL_TRACES_SAMPLER": "x" * 10_000})
+    assert len(str(raised.value)) < 400 and "(10000 characters)" in str(raised.value)
+
+
+def test_unparsable_env_file_lines(in_empty_dir):
+    (in_empty_dir / ".env").write_text("garbage line\nOTEL_SERVICE_NAME=shop\n")
+    config = Config(environ={})
+    assert config.service_name == "shop"
+    assert config.warnings == [".env line 1: cannot be parsed, ignored (otel-launch reads only its OTEL_* lines)"]
+    (in_empty_dir / ".env").write_text("export OTEL_SERVICE_NAME='unclosed\n")
+    with pytest.raises(ConfigError, match=r"^\.env line 1: cannot be parsed"):
+        Config(environ={})
