@@ -166,15 +166,13 @@ class Config:
         else:
             return Resolved(setting, None, None, "default")
         try:
-            if not isinstance(raw, str):
-                raise SettingValueError(f"text ({setting.accepted})")
             wrong = bad_text(raw)
             if wrong:
                 raise SettingValueError(wrong)
             value = setting.parse(raw)
         except SettingValueError as exc:
             where = _origin_label(setting, source, self.env_file)
-            raise _refusal(where, setting.shown(raw) if isinstance(raw, str) else repr(raw), str(exc)) from None
+            raise _refusal(where, setting.shown(raw), str(exc)) from None
         return Resolved(setting, value, raw, source)
 
     def _passthrough_raw(self, name: str) -> tuple[str | None, str]:

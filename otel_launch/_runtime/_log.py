@@ -63,7 +63,15 @@ def warn(message: str) -> None:
         pass
 
 
-_SIGNALS = {"traces": "traces", "metrics": "metrics", "logs": "logs", "span": "traces", "log": "logs"}
+# How the exporters and batch processors name their signal in a record's arguments.
+_SIGNALS = {
+    "traces": "traces",
+    "spans": "traces",
+    "span": "traces",
+    "metrics": "metrics",
+    "logs": "logs",
+    "log": "logs",
+}
 
 
 def _signal_of(record: Any) -> str:
