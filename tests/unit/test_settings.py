@@ -115,3 +115,61 @@ def test_mask_pairs_keeps_names_hides_values_and_bare_tokens():
 def test_mask_urls_in_free_text():
     text = "Failed to export to https://u:secret@collector:4318/v1/traces, retrying"
     assert mask_urls_in(text) == "Failed to export to https://u:***@collector:4318/v1/traces, retrying"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("endpoint", "http://exa mple:4317"),
+        ("headers", "a=b%0D%0Ac"),
+        ("headers", "a=caf%C3%A9"),
+        ("headers", "a=%ZZ"),
+        ("headers", "a=%FF"),
+        ("resource_attributes", "team=%ZZ"),
+        ("resource_attributes", "team=%FF"),
+        ("shutdown_timeout", "1e-320"),
+        ("shutdown_timeout", "inf"),
+        ("redact", "(unclosed"),
+    ],
+)
+def test_values_the_transport_or_sdk_would_reject_are_refused(name, raw):
+    with pytest.raises(SettingValueError):
+        parse(name, raw)
+
+
+def test_redact_setting():
+    from otel_launch._settings import REDACT_PATTERN
+
+    assert parse("redact", "default") == REDACT_PATTERN
+    assert parse("redact", "None") == ""
+    assert parse("redact", "^q$") == "^q$"
+
+
+@pytest.mark.parametrize(
+    ("env", "good", "bad"),
+    [
+        ("OTEL_BSP_SCHEDULE_DELAY", "5000", "1.5"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "4096", "0"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "0", "-1"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000.5", "nan"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2.5", "0"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP", "zstd"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc", "http/json"),
+        ("OTEL_SDK_DISABLED", "TRUE", "1"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "unset", "-3"),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k=v%0A", "k=v%0Aw"),  # stripped, as the SDK does
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", __file__, "/no/such/file.pem"),
+    ],
+)
+def test_passthrough_checks(env, good, bad):
+    from otel_launch._settings import PASSTHROUGH_BY_ENV
+
+    check = PASSTHROUGH_BY_ENV[env]
+    check.parse(good)
+    with pytest.raises(SettingValueError):
+        check.parse(bad)
+
+
+def test_mask_urls_in_hides_schemeless_passwords_and_leaves_emails():
+    text = "failed to connect to user:Secret1@collector:4317; mail ops@example.com; error: x@y"
+    assert mask_urls_in(text) == "failed to connect to user:***@collector:4317; mail ops@example.com; error: x@y"
