@@ -102,8 +102,11 @@ def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]
 def _mask_passthrough(name: str, value: str) -> str:
     check = PASSTHROUGH_BY_ENV.get(name)
     if check is not None and check.mask is not None:
-        return check.mask(value)
-    return mask_pairs(value) if "HEADERS" in name else mask_urls_in(value)
+        value = check.mask(value)
+    else:
+        value = mask_pairs(value) if "HEADERS" in name else mask_urls_in(value)
+    # An unchecked variable may hold anything: printed as escapes, never as a crash of print().
+    return repr(value)[1:-1] if bad_text(value) else value
 
 
 def _refusal(where: str, shown: str, accepted: str) -> ConfigError:

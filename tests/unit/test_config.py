@@ -250,3 +250,8 @@ def test_unparsable_env_file_lines(in_empty_dir):
     (in_empty_dir / ".env").write_text("export OTEL_SERVICE_NAME='unclosed\n")
     with pytest.raises(ConfigError, match=r"^\.env line 1: cannot be parsed"):
         Config(environ={})
+
+
+def test_rows_print_any_unchecked_variable_as_escapes():
+    rows = {row[1]: row[2] for row in Config(environ={"OTEL_FOO": "a\udcff\nb"}).rows()}
+    assert rows["OTEL_FOO"] == "a\\udcff\\nb"  # one line, printable whatever the locale

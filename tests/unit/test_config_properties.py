@@ -27,13 +27,17 @@ def _check(config_kwargs: dict) -> None:
     try:
         config = Config(env_file=None, **config_kwargs)
         env = config.child_env()
-        config.rows()
+        rows = config.rows()
     except ConfigError as exc:
         message = str(exc)
         assert "\n" not in message
         assert len(message) < 800
         return
     assert isinstance(env, dict)
+    for row in rows:  # what --print-config prints: one line each, printable in any locale
+        text = "  ".join(row)
+        text.encode("utf-8")
+        assert "\n" not in text
     assert all(isinstance(key, str) and isinstance(value, str) for key, value in env.items())
 
 
