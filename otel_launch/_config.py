@@ -106,7 +106,7 @@ def _mask_passthrough(name: str, value: str) -> str:
     else:
         value = mask_pairs(value) if "HEADERS" in name else mask_urls_in(value)
     # An unchecked variable may hold anything: printed as escapes, never as a crash of print().
-    return repr(value)[1:-1] if bad_text(value) else value
+    return value if value.isprintable() else repr(value)[1:-1]
 
 
 def _refusal(where: str, shown: str, accepted: str) -> ConfigError:

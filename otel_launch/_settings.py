@@ -41,7 +41,7 @@ def bad_text(raw: str) -> str | None:
         raw.encode("utf-8")
     except UnicodeEncodeError:
         return "text that is valid UTF-8"
-    if _CONTROL.search(raw.strip()):
+    if _CONTROL.search(raw):
         return "text without control characters (newline, tab, ...)"
     return None
 
