@@ -4,6 +4,10 @@ Precedence is flags > process environment > env file > defaults. The env file ne
 overrides a variable that is already set, and only ``OTEL_*`` variables are taken from
 it: the launcher configures telemetry, not the app, so an app's own ``.env`` loader keeps
 seeing exactly what it saw before.
+
+Every value is judged before the command starts: the settings, and the standard variables
+the SDK reads that are passed through (``PASSTHROUGH`` in ``_settings``), so that a bad one is
+one line and exit 2 here rather than a signal silently off, or a traceback, in every process.
 """
 
 from __future__ import annotations
