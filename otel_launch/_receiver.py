@@ -396,7 +396,7 @@ class OTLPReceiver:
                     body = _decompress(body, self.headers.get("Content-Encoding", ""), receiver.max_request_bytes)
                     request.ParseFromString(body)
                 except Exception as exc:  # noqa: BLE001 - any undecodable body is the client's error
-                    self._refuse(400, "bad", f"cannot decode the request: {type(exc).__name__}")
+                    self._refuse(400, "bad", f"cannot decode the request: {type(exc).__name__}: {str(exc)[:100]}")
                     return
                 receiver.record(signal, "http", request)
                 self._reply(200, receiver.response(signal).SerializeToString())
