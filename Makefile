@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
-SOURCES := $(shell find otel_launch -name '*.py') pyproject.toml
+SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type f) pyproject.toml
 
 .PHONY: install test test-unit test-process test-e2e demo bench docs lint clean
 

@@ -27,6 +27,18 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A Redis pipeline's span name, "LLEN LLEN LLEN GET", as "LLEN \u00d73 GET".
+function compactName(name) {
+  const words = name.split(" ");
+  if (words.length < 2 || !words.every((w) => /^[A-Z][A-Z0-9_.]*$/.test(w))) return name;
+  const runs = [];
+  for (const word of words) {
+    if (runs.length && runs[runs.length - 1][0] === word) runs[runs.length - 1][1] += 1;
+    else runs.push([word, 1]);
+  }
+  return runs.map(([word, count]) => (count > 1 ? `${word} \u00d7${count}` : word)).join(" ");
+}
+
 function ms(value) {
   if (value >= 1000) return (value / 1000).toFixed(2) + " s";
   if (value >= 10) return value.toFixed(0) + " ms";
@@ -201,7 +213,7 @@ function renderTrace(trace, selectedId, onSelect) {
       { class: "row" + (span.span_id === selectedId ? " selected" : ""), "data-span-id": span.span_id, onclick: () => select(span, row) },
       el("div", { class: "label", style: `padding-left:${8 + depth * 16}px`, title: span.name },
         el("span", { class: "dot", style: `background:${colour(span.service)}` }),
-        el("span", { class: "svc" }, span.service), el("span", { class: "name" }, span.name), badges),
+        el("span", { class: "svc" }, span.service), el("span", { class: "name" }, compactName(span.name)), badges),
       el("div", { class: "track" }, gap,
         el("div", { class: "bar" + (span.status === "ERROR" ? " error" : ""), style: `left:${left}%;width:${width}%;background:${colour(span.service)}` }),
         el("span", { class: "dur", style: left + width > 85 ? `right:${100 - left + 0.5}%` : `left:${left + width + 0.5}%` }, ms(span.duration_ms))),
