@@ -37,8 +37,9 @@ test-process: install
 test-e2e: install
 	$(PY) -m pytest -q -m e2e
 
+# The shop under otel-launch, its traces in `otel-launch ui` until Ctrl-C (DEMO_FLAGS=--non-interactive: no wait).
 demo: install
-	$(PY) examples/run_demo.py
+	$(PY) examples/run_demo.py $(DEMO_FLAGS)
 
 # Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
 # and the README's table.
