@@ -25,7 +25,7 @@ from otel_launch._version import __version__
 PROG = "otel-launch"
 USAGE_ERROR = 2
 # Subcommands are reserved first words; a program with such a name is launched after "--".
-SUBCOMMAND_NAMES = ("tail", "ui")
+SUBCOMMAND_NAMES = ("tail", "ui", "doctor")
 _SETTING_BY_FLAG = {flag: setting.name for setting in SETTINGS for flag in setting.flags}
 
 
@@ -184,8 +184,10 @@ def _run_subcommand(name: str, args: list[str]) -> None:
 
     if name == "tail":
         from otel_launch._tail import tail_command as command
-    else:
+    elif name == "ui":
         from otel_launch.local.ui import ui_command as command
+    else:
+        from otel_launch._doctor import doctor_command as command
 
     prog = f"{PROG} {name}"
     try:
