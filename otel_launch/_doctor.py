@@ -113,25 +113,40 @@ def missing_instrumentations() -> list[tuple[str, str]]:
     return sorted(set(missing))
 
 
+def _shebang_python(path: str) -> str | None:
+    """The Python interpreter a script's ``#!`` line names, if it names one."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n")[0].decode(errors="replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        words = [word for word in words[1:] if not word.startswith("-")]
+    if not words or not os.path.basename(words[0]).startswith("python"):
+        return None
+    return shutil.which(words[0]) or words[0]
+
+
 def interpreter_line(command: tuple[str, ...]) -> str:
     """Whether the app's interpreter (the command's, else ``python`` on PATH) is this one."""
     program = command[0] if command else "python"
     found = shutil.which(program)
     if found is None:
         return f"interpreter: {program!r} not found on PATH; the app cannot be launched as given"
-    interpreter = found
-    with open(found, "rb") as handle:
-        head = handle.read(256)
-    if head.startswith(b"#!"):
-        words = head[2:].split(b"\n")[0].decode(errors="replace").split()
-        interpreter = words[-1] if words and words[0].endswith("/env") else (words[0] if words else found)
-        interpreter = shutil.which(interpreter) or interpreter
-    if os.path.dirname(os.path.abspath(interpreter)) == os.path.dirname(os.path.abspath(sys.executable)):
-        return f"interpreter: {program} runs {interpreter}: this one (sys.prefix {sys.prefix})"
+    # A script names its interpreter in its #! line; a python (or a pyenv/asdf shim) is asked.
+    interpreter = _shebang_python(found)
+    if interpreter is None:
+        if not os.path.basename(found).startswith("python"):
+            return f"interpreter: {program} ({found}) is not a Python script; cannot tell which Python it runs"
+        interpreter = found
     try:
-        prefix = subprocess.run(
+        answer = subprocess.run(
             [interpreter, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, timeout=15
-        ).stdout.strip()
+        )
+        prefix = answer.stdout.strip() if answer.returncode == 0 else ""
     except (OSError, subprocess.TimeoutExpired):
         prefix = ""
     if prefix and os.path.realpath(prefix) == os.path.realpath(sys.prefix):

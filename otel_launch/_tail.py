@@ -58,10 +58,9 @@ def span_details(span: ReceivedSpan) -> list[str]:
     if route and route not in span.name:
         details.append(f"route={route}")
     statement = attrs.get("db.statement", attrs.get("db.query.text"))
-    if statement and span.kind == 3:
-        lines = str(statement).splitlines()  # a Redis pipeline: one command a line
-        text = compact_name(" ".join(lines)) if len(lines) > 1 else " ".join(lines)
-        details.append(f"statement={_short(text)}")
+    # Redis statements are the command names with "?" for arguments: the (compacted) name says it all.
+    if statement and span.kind == 3 and attrs.get("db.system", attrs.get("db.system.name")) != "redis":
+        details.append(f"statement={_short(statement)}")
     queue_time = attrs.get("celery.task.queue_time")
     if queue_time is not None:
         details.append(f"queued={_seconds(queue_time)}")

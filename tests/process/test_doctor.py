@@ -108,6 +108,9 @@ def test_bad_settings_exit_2_in_one_line(workdir: Path):
 def test_the_apps_interpreter_and_missing_instrumentations(workdir: Path):
     result = doctor(workdir, "--endpoint", f"http://127.0.0.1:{closed_port()}", "--", "python")
     assert f"runs {os.path.dirname(sys.executable)}" in result.stdout and ": this one" in result.stdout
+    script = doctor(workdir, "--traces-exporter", "none", "--metrics-exporter", "none", "--", "gunicorn")
+    assert f"gunicorn runs {sys.executable}: this one" in script.stdout  # read from its #! line
+    assert script.returncode == 0 and "delivery: traces: not sent" in script.stdout
     if os.path.exists("/usr/bin/python3") and not sys.prefix.startswith("/usr"):
         other = doctor(workdir, "--endpoint", f"http://127.0.0.1:{closed_port()}", "--", "/usr/bin/python3")
         assert "NOT this one" in other.stdout

@@ -89,8 +89,8 @@ def test_redis_pipelines_read_compactly():
     assert compact_name("LLEN LLEN LLEN LLEN") == "LLEN x4"
     assert compact_name("MULTI SET SET EXEC") == "MULTI SET x2 EXEC"
     assert compact_name("GET /orders/") == "GET /orders/"
-    pipeline = span("LLEN LLEN LLEN", "p", kind=CLIENT, db__statement="LLEN ?\nLLEN ?\nLLEN ?")
-    assert render_trace("t1", [pipeline])[1] == "  web  LLEN x3  1.0 ms  statement=LLEN ? LLEN ? LLEN ?"
+    pipeline = span("LLEN LLEN LLEN", "p", kind=CLIENT, db__statement="LLEN ?\nLLEN ?\nLLEN ?", db__system="redis")
+    assert render_trace("t1", [pipeline])[1] == "  web  LLEN x3  1.0 ms"
 
 
 def test_json_line_per_span():
