@@ -16,6 +16,7 @@ Every process is bounded in time and stopped by PID.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -58,9 +59,17 @@ def answers(port: int) -> bool:
         return False
 
 
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 def request(url: str, data: bytes | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, data=data, timeout=5) as response:
+        with urllib.request.urlopen(url, data=data, timeout=15) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -163,7 +172,8 @@ def run_shop(env: dict[str, str], grpc_port: int, web_port: int) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: answers(web_port), 30, "gunicorn listening")
+        # gunicorn's master accepts before its workers have booted: wait for an answer from the app
+        wait_until(lambda: healthy(web_port), 60, "the shop answering /health/")
         for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/"):
             print(f"GET {path} -> {request(f'http://127.0.0.1:{web_port}{path}')}")
         print(f"POST /orders/ -> {request(f'http://127.0.0.1:{web_port}/orders/', data=b'customer=demo')}")

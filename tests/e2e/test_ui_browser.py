@@ -60,9 +60,6 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     web = shop.gunicorn("-w", "2", **env)
     shop.worker("--pool", "prefork", "--concurrency", "2", **env)
-    assert shop.request(web.port, "POST", "/orders/", {"customer": "browser"})[0] == 201
-    assert shop.request(web.port, "GET", "/orders/")[0] == 200
-    shop.wait_for_executions(2)
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -70,8 +67,13 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
             page = browser.new_page(viewport={"width": 1280, "height": 820})
             page.set_default_timeout(30_000)
             page.goto(url + "/")
-            # the list is live: the order's trace appears without a reload, once the web's spans arrived
+            page.locator("#trace-list > *").first.wait_for()  # the list drawn (the health checks' traces)
             order = page.locator("tr.trace", has=page.locator("td.root a", has_text=re.compile(r"^POST /orders/$")))
+            assert order.count() == 0
+            # the page is open before the order is placed: the list is live, no reload
+            assert shop.request(web.port, "POST", "/orders/", {"customer": "browser"})[0] == 201
+            assert shop.request(web.port, "GET", "/orders/")[0] == 200
+            shop.wait_for_executions(2)
             order.first.wait_for()
             assert "shop-web" in order.first.inner_text()
             order.first.locator("td.root a").click()
