@@ -360,6 +360,9 @@ def _scrub(text: str, secrets: list[str]) -> str:
 def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: Any = None) -> int:
     """Print the report; the exit status: 0 when every signal that is on was accepted, else 1."""
     out = out or sys.stdout
+    # gRPC's C core logs its own lines (TLS handshakes, connection errors) on stderr: the answer
+    # is reported here, once. Read when grpc is first imported, which happens below.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
     def say(line: str) -> None:
         out.write(_scrub(line, secrets) + "\n")

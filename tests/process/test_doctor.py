@@ -83,11 +83,13 @@ def test_partial_success_with_its_message_exit_1(workdir: Path, protocol: str):
     assert delivery(result, "traces").endswith(": partial success: 1 rejected: span too old")
 
 
-def test_tls_to_a_plain_server_is_a_tls_failure(workdir: Path):
-    with OTLPReceiver(grpc_port=None) as receiver:
-        https = f"https://127.0.0.1:{receiver.http_port}"
-        result = doctor(workdir, "--protocol", "http/protobuf", "--endpoint", https)
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_tls_to_a_plain_server_is_a_tls_failure(workdir: Path, protocol: str):
+    with OTLPReceiver() as receiver:
+        port = receiver.grpc_port if protocol == "grpc" else receiver.http_port
+        result = doctor(workdir, "--protocol", protocol, "--endpoint", f"https://127.0.0.1:{port}")
     assert result.returncode == 1 and "TLS failure" in delivery(result, "traces")
+    assert result.stderr == ""  # gRPC's own log lines are not printed over the answer
 
 
 def test_a_collector_that_never_answers_is_a_timeout(workdir: Path):
