@@ -52,6 +52,29 @@ def ui(tmp_path: Path):
             kill_group(process)
 
 
+def send_flagged_trace(endpoint: str) -> str:
+    """A trace with N+1 attributes on its server span and a queue time on its run span, sent with the SDK."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind, set_span_in_context
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "flagged"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    tracer = provider.get_tracer("test")
+    attributes = {"http.status_code": 200, "otel_launch.n_plus_one.statement": "SELECT ... WHERE customer = %s"}
+    server = tracer.start_span("GET /customers/", kind=SpanKind.SERVER, attributes=attributes)
+    publish = tracer.start_span("apply_async/orders.tasks.notify", set_span_in_context(server), SpanKind.PRODUCER)
+    publish.end()
+    run = tracer.start_span("run/orders.tasks.notify", set_span_in_context(publish), SpanKind.CONSUMER)
+    run.set_attribute("celery.task.queue_time", 0.012)
+    run.end()
+    server.end()
+    provider.shutdown()
+    return format(server.get_span_context().trace_id, "032x")
+
+
 def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(shop: Shop, ui, tmp_path: Path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium); the JSON API tests still run")
@@ -93,5 +116,13 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
             page.screenshot(path=str(shot))
             if SCREENSHOT:
                 shutil.copy(shot, SCREENSHOT)
+            # what the launcher's other integrations record, shown when present
+            trace_id = send_flagged_trace(endpoint)
+            page.goto(f"{url}/trace/{trace_id}")
+            flagged = page.locator('li.span[data-name="GET /customers/"] > .row')
+            flagged.wait_for()
+            assert "N+1" in flagged.inner_text() and "200" in flagged.inner_text()
+            queued = page.locator('li.span[data-name="run/orders.tasks.notify"] > .row')
+            assert "queue_time 12 ms" in queued.inner_text()
         finally:
             browser.close()
