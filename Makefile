@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
-SOURCES := $(shell find otel_launch -name '*.py') pyproject.toml
+SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type f) pyproject.toml
 
 .PHONY: install test test-unit test-process test-e2e demo bench docs lint clean
 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet ".[test,demo]"
+	$(PIP) install --quiet ".[test,demo,ui]"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
@@ -37,8 +37,9 @@ test-process: install
 test-e2e: install
 	$(PY) -m pytest -q -m e2e
 
+# The shop under otel-launch, its traces in `otel-launch ui` until Ctrl-C (DEMO_FLAGS=--non-interactive: no wait).
 demo: install
-	$(PY) examples/run_demo.py
+	$(PY) examples/run_demo.py $(DEMO_FLAGS)
 
 # Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
 # and the README's table.

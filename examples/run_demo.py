@@ -1,20 +1,25 @@
-"""What ``make demo`` runs: the shop app under otel-launch, with ``otel-launch tail`` printing traces.
+"""What ``make demo`` runs: the shop app under otel-launch, its traces in ``otel-launch ui``.
 
-1. ``otel-launch tail`` listens for OTLP on free local ports.
+1. ``otel-launch ui`` listens for OTLP on free local ports and serves its page on another.
 2. The shop's database is prepared (``manage.py migrate``, telemetry off for this set-up step).
 3. ``otel-launch gunicorn shop.wsgi -w 2`` serves the app, and
    ``otel-launch celery -A shop worker --pool prefork --concurrency 2`` runs its tasks; the
    app has no OpenTelemetry code. The broker is the Redis on 127.0.0.1:6379 when it answers,
    else kombu's filesystem transport.
 4. A few requests are made (one places an order, which a task fulfils), the worker and
-   gunicorn are stopped with SIGTERM, and tail prints the traces.
+   gunicorn are stopped with SIGTERM (each flushes), and the demo prints the URL of the order's
+   trace page. The viewer keeps serving until Ctrl-C; ``--non-interactive`` stops it there
+   (for tests).
 
 Every process is bounded in time and stopped by PID.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,9 +59,17 @@ def answers(port: int) -> bool:
         return False
 
 
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 def request(url: str, data: bytes | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, data=data, timeout=5) as response:
+        with urllib.request.urlopen(url, data=data, timeout=15) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -72,8 +85,17 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
             process.wait()
 
 
+def order_trace(api: str) -> str | None:
+    """The id of the order's trace once its worker run span is in the viewer."""
+    with urllib.request.urlopen(f"{api}/api/traces?q=run/orders.tasks.fulfil_order", timeout=5) as response:
+        traces = json.loads(response.read())["traces"]
+    found = [t for t in traces if t["root_name"] == "POST /orders/"]
+    return found[0]["trace_id"] if found else None
+
+
 def main() -> None:
-    grpc_port, http_port, web_port = free_port(), free_port(), free_port()
+    interactive = "--non-interactive" not in sys.argv[1:]
+    grpc_port, http_port, web_port, ui_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     workdir = Path(tempfile.mkdtemp(prefix="otel-launch-demo-"))
     env["SHOP_DB"] = str(workdir / "shop.sqlite3")
@@ -87,35 +109,32 @@ def main() -> None:
         env["SHOP_BROKER_DIR"] = str(workdir / "broker")
         (workdir / "broker").mkdir()
     print(f"broker: {env['SHOP_BROKER_URL']}")
+    ui_command = [LAUNCH, "ui", "--port", str(ui_port), "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+    ui_command += ["--db", str(workdir / "traces.sqlite3")]
+    print(f"$ otel-launch {' '.join(ui_command[1:])}")
+    ui = subprocess.Popen(ui_command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = ui.stdout.readline() if ui.stdout else ""
+        if not re.match(r"otel-launch ui: http://", line):
+            raise SystemExit(f"demo: otel-launch ui did not start: {line!r}")
+        run_shop(env, grpc_port, web_port)
+        api = f"http://127.0.0.1:{ui_port}"
+        found: list[str] = []
+        wait_until(lambda: found.append(order_trace(api) or "") or found[-1], 30, "the order trace in the viewer")
+        print(f"\nthe order's trace (web request, task publish, worker run): {api}/trace/{found[-1]}")
+        print(f"every trace: {api}/")
+        if interactive:
+            print("Ctrl-C to stop the viewer")
+            ui.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(ui, signal.SIGINT)
 
-    with tempfile.TemporaryFile(mode="w+") as tail_out:
-        run_with_tail(tail_out, env, grpc_port, http_port, web_port)
-        tail_out.seek(0)
-        print("\n--- what otel-launch tail received ---")
-        print(tail_out.read(), end="")
 
-
-def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int, web_port: int) -> None:
-    tail = subprocess.Popen(
-        [
-            LAUNCH,
-            "tail",
-            "--grpc-port",
-            str(grpc_port),
-            "--http-port",
-            str(http_port),
-            "--settle",
-            "0.5",
-            "--no-metrics",
-        ],
-        stdout=tail_out,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-    )
+def run_shop(env: dict[str, str], grpc_port: int, web_port: int) -> None:
     web = worker = None
     try:
-        wait_until(lambda: answers(grpc_port), 15, "otel-launch tail listening")
         print("$ otel-launch python manage.py migrate   (telemetry off for this set-up step)")
         subprocess.run(
             [LAUNCH, str(BIN / "python"), "manage.py", "migrate", "-v0"],
@@ -153,7 +172,8 @@ def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: answers(web_port), 30, "gunicorn listening")
+        # gunicorn's master accepts before its workers have booted: wait for an answer from the app
+        wait_until(lambda: healthy(web_port), 60, "the shop answering /health/")
         for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/"):
             print(f"GET {path} -> {request(f'http://127.0.0.1:{web_port}{path}')}")
         print(f"POST /orders/ -> {request(f'http://127.0.0.1:{web_port}/orders/', data=b'customer=demo')}")
@@ -162,9 +182,8 @@ def run_with_tail(tail_out, env: dict[str, str], grpc_port: int, http_port: int,
         print("stopping the worker and gunicorn with SIGTERM (every process flushes what it holds)")
         stop(worker)
         stop(web)
-        stop(tail, signal.SIGINT)  # tail prints what is still pending, then exits
     finally:
-        for process in (web, worker, tail):
+        for process in (web, worker):
             if process is not None:
                 stop(process, signal.SIGKILL)
 

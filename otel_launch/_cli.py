@@ -25,7 +25,7 @@ from otel_launch._version import __version__
 PROG = "otel-launch"
 USAGE_ERROR = 2
 # Subcommands are reserved first words; a program with such a name is launched after "--".
-SUBCOMMAND_NAMES = ("tail",)
+SUBCOMMAND_NAMES = ("tail", "ui", "doctor")
 _SETTING_BY_FLAG = {flag: setting.name for setting in SETTINGS for flag in setting.flags}
 
 
@@ -182,11 +182,18 @@ def parse_with_click(args: Sequence[str], prog: str = PROG) -> LaunchRequest | N
 def _run_subcommand(name: str, args: list[str]) -> None:
     import click
 
-    from otel_launch._tail import tail_command
+    if name == "tail":
+        from otel_launch._tail import tail_command as command
+    elif name == "ui":
+        from otel_launch.local.ui import ui_command as command
+    else:
+        from otel_launch._doctor import doctor_command as command
 
     prog = f"{PROG} {name}"
     try:
-        tail_command.main(args, prog_name=prog, standalone_mode=False)
+        status = command.main(args, prog_name=prog, standalone_mode=False)
+        if isinstance(status, int):
+            sys.exit(status)
     except click.ClickException as exc:
         fail(f"{exc.format_message()} (see '{prog} --help')", exc.exit_code or USAGE_ERROR)
     except click.Abort:

@@ -3,11 +3,17 @@
 It records every span, metric point and log record it receives, decoded into plain
 dataclasses, for tests (``receiver.wait_for(...)``) and for ``otel-launch tail``.
 It listens on 127.0.0.1 unless told otherwise.
+
+Options used by ``otel-launch doctor``'s tests and the UI: ``answer_status`` makes every
+export fail as a collector refusing it would (HTTP status, and the matching gRPC code),
+``partial_success`` answers with an OTLP partial success, and ``max_request_bytes`` refuses
+larger requests with the OTLP error status instead of reading them. A request that does
+not decode is refused (HTTP 400 with a ``google.rpc.Status`` body, gRPC INTERNAL) without
+disturbing the server.
 """
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 import zlib
@@ -18,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
 from opentelemetry.proto.collector.metrics.v1 import (
@@ -182,6 +189,28 @@ _SIGNALS: dict[str, tuple[Any, Any, Callable[[Any, str], list]]] = {
 }
 
 
+# HTTP status -> the gRPC code a collector answers with for the same refusal.
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body without its Content-Encoding, refusing one that inflates beyond ``limit`` bytes."""
+    if encoding not in ("gzip", "deflate"):
+        return body
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit:
+        raise ValueError(f"inflates beyond {limit} bytes")
+    return out
+
+
 class OTLPReceiver:
     """Receives OTLP over gRPC and HTTP; records what arrives; calls back per request.
 
@@ -198,8 +227,15 @@ class OTLPReceiver:
         host: str = "127.0.0.1",
         on_receive: Callable[[str, list], None] | None = None,
         keep: bool = True,
+        answer_status: int | None = None,
+        partial_success: tuple[int, str] | None = None,
+        max_request_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.host = host
+        self.answer_status = answer_status
+        self.partial_success = partial_success
+        self.max_request_bytes = max_request_bytes
+        self.refused: dict[str, int] = {}  # reason -> requests refused (bad, too large, answer_status)
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.on_receive = on_receive
@@ -246,6 +282,21 @@ class OTLPReceiver:
             self.requests.clear()
             self.counts = dict.fromkeys(self.counts, 0)
 
+    def _refuse(self, reason: str) -> None:
+        with self._changed:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            self._changed.notify_all()
+
+    def response(self, signal: str) -> Any:
+        """The export response: empty, or a partial success when configured."""
+        response = _SIGNALS[signal][1]()
+        if self.partial_success is not None:
+            rejected, message = self.partial_success
+            field_name = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
+            setattr(response.partial_success, field_name[signal], rejected)
+            response.partial_success.error_message = message
+        return response
+
     # -- serving ---------------------------------------------------------------------------
 
     @property
@@ -282,22 +333,32 @@ class OTLPReceiver:
         receiver = self
 
         def servicer(base: type, signal: str) -> Any:
-            response = _SIGNALS[signal][1]
-
             class Servicer(base):  # type: ignore[misc, valid-type]
                 def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the generated name
+                    if receiver.answer_status is not None:
+                        receiver._refuse(f"status {receiver.answer_status}")
+                        code = _GRPC_CODES.get(receiver.answer_status, grpc.StatusCode.UNAVAILABLE)
+                        context.abort(code, f"refused by the test receiver ({receiver.answer_status})")
                     receiver.record(signal, "grpc", request)
-                    return response()
+                    return receiver.response(signal)
 
             return Servicer()
 
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # SO_REUSEPORT off: a second receiver on a port in use fails instead of splitting the traffic.
+        options = [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", self.max_request_bytes),
+        ]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
         trace_grpc.add_TraceServiceServicer_to_server(servicer(trace_grpc.TraceServiceServicer, "traces"), server)
         metrics_grpc.add_MetricsServiceServicer_to_server(
             servicer(metrics_grpc.MetricsServiceServicer, "metrics"), server
         )
         logs_grpc.add_LogsServiceServicer_to_server(servicer(logs_grpc.LogsServiceServicer, "logs"), server)
-        port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
+        try:
+            port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
+        except RuntimeError:  # grpc's way of saying the bind failed
+            port = 0
         if port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self.host}:{self.grpc_port}")
         server.start()
@@ -315,17 +376,35 @@ class OTLPReceiver:
                 if "json" in self.headers.get("Content-Type", ""):
                     self._reply(415, b"OTLP/HTTP JSON is not supported; use application/x-protobuf")
                     return
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                request_type, response_type, _ = _SIGNALS[signal]
-                request = request_type()
-                request.ParseFromString(body)
+                try:
+                    length = int(self.headers.get("Content-Length", 0))
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._refuse(400, "bad", "Content-Length is not a number of bytes")
+                    return
+                if length > receiver.max_request_bytes:
+                    self.close_connection = True  # the body is not read
+                    self._refuse(413, "too large", f"request of {length} bytes; at most {receiver.max_request_bytes}")
+                    return
+                body = self.rfile.read(length)
+                if receiver.answer_status is not None:
+                    self._refuse(receiver.answer_status, f"status {receiver.answer_status}", "refused by the receiver")
+                    return
+                request = _SIGNALS[signal][0]()
+                try:
+                    body = _decompress(body, self.headers.get("Content-Encoding", ""), receiver.max_request_bytes)
+                    request.ParseFromString(body)
+                except Exception as exc:  # noqa: BLE001 - any undecodable body is the client's error
+                    self._refuse(400, "bad", f"cannot decode the request: {type(exc).__name__}: {str(exc)[:100]}")
+                    return
                 receiver.record(signal, "http", request)
-                self._reply(200, response_type().SerializeToString())
+                self._reply(200, receiver.response(signal).SerializeToString())
+
+            def _refuse(self, status: int, reason: str, message: str) -> None:
+                receiver._refuse(reason)
+                code = 8 if status == 413 else (16 if status == 401 else 7 if status == 403 else 3)
+                self._reply(status, status_pb2.Status(code=code, message=message).SerializeToString())
 
             def _reply(self, status: int, body: bytes) -> None:
                 self.send_response(status)

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import json
+
 from otel_launch._receiver import ReceivedSpan
-from otel_launch._tail import TraceAssembler, render_trace
+from otel_launch._tail import TraceAssembler, compact_name, render_trace, span_json
+
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
 
-def span(name, span_id, parent="", start=0, end=1_000_000, service="web", status="UNSET", trace="t1", message=""):
+def span(
+    name,
+    span_id,
+    parent="",
+    start=0,
+    end=1_000_000,
+    service="web",
+    status="UNSET",
+    trace="t1",
+    message="",
+    kind=1,
+    **attributes,
+):
     return ReceivedSpan(
         trace_id=trace,
         span_id=span_id,
         parent_span_id=parent,
         name=name,
-        kind=1,
+        kind=kind,
         start_ns=start,
         end_ns=end,
         status=status,
         status_message=message,
-        attributes={},
+        attributes={key.replace("__", "."): value for key, value in attributes.items()},
         resource={"service.name": service},
         scope="s",
     )
@@ -34,28 +50,111 @@ def test_tree_nests_children_under_parents_in_start_order():
     ]
     assert render_trace("t1", spans) == [
         "trace t1  4 spans, 12.3 ms",
-        "  web  GET /orders/<int:pk>/  12.3 ms  UNSET",
-        "    web  SELECT  0.4 ms  UNSET",
-        "    web  publish add  1.0 ms  UNSET",
+        "  web  GET /orders/<int:pk>/  12.3 ms",
+        "    web  SELECT  0.4 ms",
+        "    web  publish add  1.0 ms",
         "      worker  run/add  2.0 ms  ERROR: boom",
     ]
 
 
-def test_span_whose_parent_is_elsewhere_is_a_root():
-    assert render_trace("t1", [span("remote child", "x", parent="not-here")])[1] == "  web  remote child  1.0 ms  UNSET"
+def test_span_whose_parent_is_elsewhere_is_marked():
+    line = render_trace("t1", [span("remote child", "x", parent="not-here")])[1]
+    assert line == "  web  remote child  1.0 ms  (parent not received)"
 
 
-def test_trace_prints_once_quiet_and_late_spans_print_as_continuation():
+def test_the_real_root_comes_first_even_when_an_orphan_started_earlier():
+    spans = [span("orphan", "x", parent="gone", start=0), span("POST /orders/", "a", start=5)]
+    lines = render_trace("t1", spans)
+    assert lines[1].startswith("  web  POST /orders/")
+
+
+def test_status_route_statement_and_queue_time_per_kind():
+    spans = [
+        span("POST orders/", "a", kind=SERVER, end=9_000_000, http__status_code=201, http__route="orders/"),
+        span("SELECT", "b", parent="a", kind=CLIENT, db__statement="SELECT * FROM orders_order WHERE id = ?"),
+        span("publish fulfil", "c", parent="a", kind=PRODUCER, start=1_000_000, end=2_000_000),
+        span(
+            "run/fulfil", "d", parent="c", kind=CONSUMER, start=7_000_000, end=8_000_000, celery__task__queue_time=0.005
+        ),
+        span("GET x/", "e", trace="t2", kind=SERVER, **{"otel_launch.n_plus_one.statement": "SELECT 1", "x": 1}),
+    ]
+    lines = render_trace("t1", spans[:4])
+    assert lines[1] == "  web  POST orders/  9.0 ms  201"  # the route is in the name already
+    assert lines[2] == "    web  SELECT  1.0 ms  statement=SELECT * FROM orders_order WHERE id = ?"
+    assert lines[4] == "      web  run/fulfil  1.0 ms  queued=5.0 ms  gap after publish 5.0 ms"
+    assert "n+1 statement=SELECT 1" in render_trace("t2", spans[4:])[1]
+
+
+def test_redis_pipelines_read_compactly():
+    assert compact_name("LLEN LLEN LLEN LLEN") == "LLEN x4"
+    assert compact_name("MULTI SET SET EXEC") == "MULTI SET x2 EXEC"
+    assert compact_name("GET /orders/") == "GET /orders/"
+    pipeline = span("LLEN LLEN LLEN", "p", kind=CLIENT, db__statement="LLEN ?\nLLEN ?\nLLEN ?", db__system="redis")
+    assert render_trace("t1", [pipeline])[1] == "  web  LLEN x3  1.0 ms"
+
+
+def test_json_line_per_span():
+    decoded = json.loads(span_json(span("POST orders/", "a", kind=SERVER, http__status_code=201)))
+    assert decoded["kind"] == "server" and decoded["attributes"] == {"http.status_code": 201}
+    assert decoded["parent_span_id"] is None and decoded["service"] == "web"
+
+
+def test_complete_trace_prints_once_quiet():
     printed = []
-    assembler = TraceAssembler(settle=1.0, emit=printed.append)
-    assembler.add([span("root", "a")])
-    assembler.release(now=0.0)
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    assembler.add([span("root", "a")], now=0.0)
+    assembler.release(now=0.5)
     assert printed == []  # not quiet long enough
-    import time
+    assembler.release(now=1.5)
+    assert printed == [["trace t1  1 span, 1.0 ms", "  web  root  1.0 ms"]]
+    assembler.release(now=30)
+    assert len(printed) == 1
 
-    now = time.monotonic()
-    assembler.release(now=now + 1.5)
-    assert printed[0][0].startswith("trace t1  1 span,")
-    assembler.add([span("late", "b", parent="a")])
-    assembler.release(now=time.monotonic() + 1.5)
-    assert printed[1][0].endswith("(continued)")
+
+def test_publish_without_its_run_waits_for_the_worker_then_prints_one_tree():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    assembler.add([span("POST /orders/", "a", kind=SERVER), span("publish f", "b", parent="a", kind=PRODUCER)], now=0)
+    assembler.release(now=5)
+    assert printed == []  # the run span is still to come
+    assembler.add([span("run/f", "c", parent="b", kind=CONSUMER, service="worker")], now=6)
+    assembler.release(now=7.5)
+    assert printed == [
+        [
+            "trace t1  3 spans, 1.0 ms",
+            "  web  POST /orders/  1.0 ms",
+            "    web  publish f  1.0 ms",
+            "      worker  run/f  1.0 ms  gap after publish -1.0 ms",
+        ]
+    ]
+
+
+def test_worker_spans_first_wait_for_their_root():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    assembler.add([span("run/f", "c", parent="b", kind=CONSUMER, service="worker")], now=0)
+    assembler.release(now=3)
+    assert printed == []
+    assembler.add([span("POST /orders/", "a", kind=SERVER), span("publish f", "b", parent="a", kind=PRODUCER)], now=4)
+    assembler.release(now=5.5)
+    assert [line.strip().split("  ")[0] for line in printed[0][1:]] == ["web", "web", "worker"]
+
+
+def test_incomplete_trace_prints_after_wait_marked_and_late_spans_reprint_it_whole():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    assembler.add([span("POST /orders/", "a", kind=SERVER), span("publish f", "b", parent="a", kind=PRODUCER)], now=0)
+    assembler.release(now=10.5)
+    assert printed[0][0].endswith("(incomplete: no run span of publish f)")
+    assembler.add([span("run/f", "c", parent="b", kind=CONSUMER, service="worker")], now=20)
+    assembler.release(now=21.5)
+    assert printed[1][0] == "trace t1  3 spans, 1.0 ms  (updated: re-printed whole with 1 late span)"
+    assert len(printed[1]) == 4
+
+
+def test_everything_pending_prints_at_exit():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    assembler.add([span("run/f", "c", parent="b", kind=CONSUMER)], now=0)
+    assembler.release(now=0, everything=True)
+    assert "incomplete: no root span, no parent of 1 span" in printed[0][0]

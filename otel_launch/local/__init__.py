@@ -1,0 +1,1 @@
+"""The developer's own local tools (the trace viewer). ``_runtime`` never imports this package."""
