@@ -100,9 +100,11 @@ def _flush_on_default_sigterm() -> None:
 def _flush_then_die_by_the_signal(signum: int, frame: Any) -> None:
     import signal
 
-    shutdown()
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
+    try:
+        shutdown()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def shutdown(timeout: float | None = None) -> bool:
