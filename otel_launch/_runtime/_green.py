@@ -14,6 +14,9 @@ over, so that is when the integration starts: at gevent's "did patch all" event 
 subscribers before ``patch_all()`` returns.
 
 eventlet needs none of this: its scan runs after every module is patched.
+
+Also here: a signal handler that must wait (the flush on SIGTERM) cannot do it in the hub of
+gevent or eventlet, where Python handlers often run (the hub is what waits for events).
 """
 
 from __future__ import annotations
@@ -90,3 +93,25 @@ def _run_deferred() -> None:
                 warn(f"telemetry set-up failed after gevent's patching ({type(exc).__name__}: {exc})")
     finally:
         _running = False
+
+
+def spawn_if_in_the_hub() -> Callable[..., object] | None:
+    """The green ``spawn`` to use when running in the gevent or eventlet hub (which must never
+    block), else None."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return None
+    current = greenlet.getcurrent()
+    if "gevent.hub" in sys.modules:
+        import gevent
+        from gevent.hub import Hub
+
+        if isinstance(current, Hub):
+            return gevent.spawn
+    if "eventlet.hubs" in sys.modules:
+        import eventlet
+        from eventlet import hubs
+
+        if getattr(hubs.get_hub(), "greenlet", None) is current:
+            return eventlet.spawn
+    return None

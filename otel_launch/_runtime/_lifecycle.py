@@ -86,18 +86,25 @@ def _flush_on_default_sigterm() -> None:
     install theirs later (gunicorn, Celery, uvicorn) replace this one, as they would the default.
     """
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return
     try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # eventlet's getsignal gives 0
             signal.signal(signal.SIGTERM, _flush_then_die_by_the_signal)
-    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+    except (ValueError, OSError):  # not the main thread, or no signals here
         pass
 
 
 def _flush_then_die_by_the_signal(signum: int, frame: Any) -> None:
+    from otel_launch._runtime import _green
+
+    spawn = _green.spawn_if_in_the_hub()
+    if spawn is not None:
+        spawn(_flush_then_die, signum)  # the hub must not wait: a green thread does
+    else:
+        _flush_then_die(signum)
+
+
+def _flush_then_die(signum: int) -> None:
     import signal
 
     try:

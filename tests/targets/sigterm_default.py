@@ -5,16 +5,27 @@ and waits, at most 60 s, for the test's signal or for a line on stdin.
 - ignored: SIGTERM ignored before any telemetry;
 - handler-after: the app installs its own handler (exit 7) after its first span;
 - child: a multiprocessing fork child makes the span and waits; the parent terminates it
-  (SIGTERM) when stdin gets a line, and prints the child's exit code.
+  (SIGTERM) when stdin gets a line, and prints the child's exit code;
+- gevent, eventlet: default, in a process monkey-patched first (its wait is the hub's).
 """
 
-import multiprocessing
-import select
-import signal
 import sys
-import time
 
-from opentelemetry import trace
+if sys.argv[1] == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+elif sys.argv[1] == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import multiprocessing  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from opentelemetry import trace  # noqa: E402
 
 
 def span(name):
@@ -23,6 +34,8 @@ def span(name):
 
 
 def wait_for_stdin():
+    if mode in ("gevent", "eventlet"):
+        time.sleep(60)  # patched: the hub waits, where the signal handler then runs
     select.select([sys.stdin], [], [], 60)
     sys.stdin.readline()
 
