@@ -235,13 +235,16 @@ def _let_the_reloaders_child_flush(autoreload: Any) -> None:
             signal.signal(signal.SIGTERM, first_sigterm_is_passed_on)
             autoreload.subprocess = children
         try:
-            return restart_with_reloader()
+            status = restart_with_reloader()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             autoreload.subprocess = children.module
             signal.signal(signal.SIGINT, django_sigint)
             signal.signal(signal.SIGTERM, django_sigterm)
             signal.signal(signal.SIGALRM, previous_alarm)
+        if give_up == [signal.SIGTERM]:
+            django_sigterm(signal.SIGTERM, None)  # leave as Django does, whatever the child's status
+        return status
 
     autoreload.restart_with_reloader = restart_with_reloader_letting_the_child_flush
 
