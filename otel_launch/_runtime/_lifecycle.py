@@ -4,6 +4,11 @@ The SDK flushes from its own atexit handlers with no bound a dead collector resp
 processes that leave through ``os._exit`` (fork children of multiprocessing and pre-fork
 servers) skip atexit entirely. So providers are created with ``shutdown_on_exit=False``
 and registered here instead, and every exit path we can see ends in :func:`shutdown`.
+
+SIGTERM left at its default kills a process before any of that runs. A process that has
+built a provider (and so has spans to lose) and still has the default disposition gets a
+handler that flushes, puts the default back and raises the signal again: it still dies by
+SIGTERM, as its caller expects. An app's own handler, installed before or after, wins.
 """
 
 from __future__ import annotations
@@ -70,6 +75,43 @@ def register(provider: Any) -> None:
     _providers.append(provider)
     if _flusher is None:
         _flusher = _Flusher()
+        _flush_on_default_sigterm()
+
+
+def _flush_on_default_sigterm() -> None:
+    """Where SIGTERM would kill this process outright, flush first (see the module's docstring).
+
+    Only from the main thread (the only one that may set handlers) and only over the default
+    disposition: an ignored SIGTERM stays ignored, an app's handler stays, and servers that
+    install theirs later (gunicorn, Celery, uvicorn) replace this one, as they would the default.
+    """
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # eventlet's getsignal gives 0
+            signal.signal(signal.SIGTERM, _flush_then_die_by_the_signal)
+    except (ValueError, OSError):  # not the main thread, or no signals here
+        pass
+
+
+def _flush_then_die_by_the_signal(signum: int, frame: Any) -> None:
+    from otel_launch._runtime import _green
+
+    spawn = _green.spawn_if_in_the_hub()
+    if spawn is not None:
+        spawn(_flush_then_die, signum)  # the hub must not wait: a green thread does
+    else:
+        _flush_then_die(signum)
+
+
+def _flush_then_die(signum: int) -> None:
+    import signal
+
+    try:
+        shutdown()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -140,34 +182,100 @@ def _flush_before_uvicorn_dies_by_its_signal(server_module: Any) -> None:
 
 def _let_the_reloaders_child_flush(autoreload: Any) -> None:
     # Django's reloader (runserver's parent process) kills its serving child 0.25 s after
-    # Ctrl-C, and the child flushes after its own exit work: spans were lost. Ctrl-C reaches
+    # Ctrl-C, and at once on SIGTERM (its handler exits, and subprocess.run kills the child on
+    # the way out); the child flushes after its own exit work: spans were lost. Ctrl-C reaches
     # the whole foreground group, so the reloader may wait for the child to leave by itself;
-    # it does so for at most the child's flush bound, and a second Ctrl-C stops it at once.
+    # SIGTERM reaches the reloader alone (docker stop, a process manager), so it is passed on
+    # to the child, which exits on it as Django makes it. Either way the reloader waits for at
+    # most the child's flush bound, then does what Django does; a second signal stops at once.
     import signal
 
     restart_with_reloader = autoreload.restart_with_reloader
 
     def restart_with_reloader_letting_the_child_flush() -> Any:
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            return restart_with_reloader()  # the app chose its own Ctrl-C handling
+        django_sigint = signal.getsignal(signal.SIGINT)
+        django_sigterm = signal.getsignal(signal.SIGTERM)
+        ours_sigint = django_sigint is signal.default_int_handler  # else the app chose its own
+        ours_sigterm = getattr(django_sigterm, "__module__", None) == autoreload.__name__
+        if not (ours_sigint or ours_sigterm):
+            return restart_with_reloader()
+        children = _ChildTracking()
+        give_up: list[Any] = []
 
-        def first_ctrl_c_waits(signum: int, frame: Any) -> None:
-            if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-                raise KeyboardInterrupt  # the second Ctrl-C
+        def wait_for_the_child(signum: int, forward: bool) -> bool:
+            """Start the bounded wait; False when Django's own handling must run now."""
+            if give_up or (forward and children.child is None):
+                return False  # the second signal, or no child to wait for
             from otel_launch._settings import read_setting
 
+            give_up.append(signum)
+            if forward:
+                children.child.send_signal(signum)
             signal.setitimer(signal.ITIMER_REAL, read_setting("shutdown_timeout", os.environ) + 1)
+            return True
+
+        def first_ctrl_c_waits(signum: int, frame: Any) -> None:
+            if not wait_for_the_child(signum, forward=False):
+                raise KeyboardInterrupt
+
+        def first_sigterm_is_passed_on(signum: int, frame: Any) -> None:
+            if not wait_for_the_child(signum, forward=True):
+                django_sigterm(signum, frame)
 
         def give_up_waiting(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt  # Django's own handling follows: kill the child
+            # Django's own handling follows: kill the child, leave as Django does.
+            if give_up[0] == signal.SIGTERM:
+                django_sigterm(signal.SIGTERM, frame)
+            raise KeyboardInterrupt
 
         previous_alarm = signal.signal(signal.SIGALRM, give_up_waiting)
-        signal.signal(signal.SIGINT, first_ctrl_c_waits)
+        if ours_sigint:
+            signal.signal(signal.SIGINT, first_ctrl_c_waits)
+        if ours_sigterm:
+            signal.signal(signal.SIGTERM, first_sigterm_is_passed_on)
+            autoreload.subprocess = children
         try:
-            return restart_with_reloader()
+            status = restart_with_reloader()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            autoreload.subprocess = children.module
+            signal.signal(signal.SIGINT, django_sigint)
+            signal.signal(signal.SIGTERM, django_sigterm)
             signal.signal(signal.SIGALRM, previous_alarm)
+        if give_up == [signal.SIGTERM]:
+            django_sigterm(signal.SIGTERM, None)  # leave as Django does, whatever the child's status
+        return status
 
     autoreload.restart_with_reloader = restart_with_reloader_letting_the_child_flush
+
+
+class _ChildTracking:
+    """``subprocess`` as Django's reloader sees it, whose ``run()`` keeps the child it waits for.
+
+    Django starts the serving child with ``subprocess.run(args, env=..., close_fds=False)``
+    and keeps no handle a SIGTERM handler could reach; this ``run`` does what that call does
+    (start, wait, kill the child if the wait is interrupted) with the child at hand.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.module = subprocess
+        self.child: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        if {"input", "capture_output", "timeout", "check"} & set(kwargs):
+            return self.module.run(*args, **kwargs)  # not the call this stands in for
+        with self.module.Popen(*args, **kwargs) as child:
+            self.child = child
+            try:
+                child.wait()
+            except BaseException:
+                child.kill()
+                raise
+            finally:
+                self.child = None
+        return self.module.CompletedProcess(child.args, child.returncode)

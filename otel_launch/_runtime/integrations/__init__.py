@@ -33,6 +33,13 @@ class Integration:
         self.name, self.trigger, self.module, self.hook = name, trigger, module, hook
 
     def activate(self, imported: ModuleType) -> None:
+        from otel_launch._runtime import _green
+
+        # An import made by gevent's monkey-patching waits for its end (see _green).
+        if not _green.deferred_while_patching(lambda: self._activate(imported)):
+            self._activate(imported)
+
+    def _activate(self, imported: ModuleType) -> None:
         # The disabled list is read here, not at start-up: only a process that imports the
         # library pays for reading settings.
         if self.name not in _disabled():

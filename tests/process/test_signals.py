@@ -1,0 +1,105 @@
+"""SIGTERM on a process that does not handle it: it flushes, then still dies by the signal.
+
+A handler is installed only over the default disposition, once a provider exists: an
+ignored SIGTERM stays ignored, and an app's own handler, even one set later, is what runs.
+"""
+
+from __future__ import annotations
+
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def launched(receiver, workdir) -> Iterator:
+    """Start the target in a mode, wait (bounded) for its "ready"; killed by group at the end."""
+    started: list[subprocess.Popen] = []
+
+    def launch(mode: str, endpoint: str | None = None, **env: str) -> subprocess.Popen:
+        settings = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint or receiver.grpc_endpoint, "OTEL_METRICS_EXPORTER": "none"}
+        process = subprocess.Popen(
+            [*launcher(), PYTHON, str(TARGETS / "sigterm_default.py"), mode],
+            env=clean_env(**settings, **env),
+            cwd=workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        assert select.select([process.stdout], [], [], 30)[0], "the target never got ready"
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    yield launch
+    for process in started:
+        kill_group(process)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def span_names(receiver) -> list[str]:
+    return sorted(span.name for span in receiver.spans)
+
+
+@pytest.mark.parametrize("mode", ["default", "gevent", "eventlet"])
+def test_default_sigterm_flushes_then_dies_by_the_signal(receiver, launched, mode):
+    """Under gevent and eventlet the handler runs in the hub, which must not wait: a green
+    thread flushes there."""
+    if mode != "default":
+        pytest.importorskip(mode)
+    process = launched(mode)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGTERM, err  # what the caller saw without the launcher
+    assert receiver.wait_for(lambda r: span_names(r) == ["before-signal"], timeout=5), span_names(receiver)
+    assert "otel-launch" not in err and "Traceback" not in err
+
+
+def test_the_flush_on_sigterm_is_bounded_when_the_collector_is_down(launched):
+    dead = f"http://127.0.0.1:{closed_port()}"
+    process = launched("default", endpoint=dead, OTEL_LAUNCH_SHUTDOWN_TIMEOUT="1", OTEL_EXPORTER_OTLP_TIMEOUT="30")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGTERM
+    assert time.monotonic() - sent < 5  # the 1 s bound, and the process's own exit
+
+
+def test_an_ignored_sigterm_stays_ignored(receiver, launched):
+    process = launched("ignored")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate("go\n", timeout=30)
+    assert process.returncode == 0, err
+    assert out.strip() == "still here True"
+
+
+def test_the_apps_own_handler_set_after_the_first_span_is_what_runs(receiver, launched):
+    process = launched("handler-after")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 7, err  # the app's exit status, through its handler
+    assert receiver.wait_for(lambda r: span_names(r) == ["before-signal"], timeout=5)  # flushed at exit
+
+
+def test_a_multiprocessing_child_terminated_by_its_parent_flushes_and_dies_by_the_signal(receiver, launched):
+    process = launched("child")
+    out, err = process.communicate("go\n", timeout=30)
+    assert process.returncode == 0, err
+    assert out.strip() == f"child exit code {-signal.SIGTERM}"  # as Process.terminate() reports it
+    assert receiver.wait_for(lambda r: span_names(r) == ["in-child"], timeout=5), span_names(receiver)
