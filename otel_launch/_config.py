@@ -193,6 +193,9 @@ class Config:
         attributes = self.resource_attributes_for_child()
         if attributes:
             env["OTEL_RESOURCE_ATTRIBUTES"] = BY_NAME["resource_attributes"].render(attributes)
+        from otel_launch._runtime.integrations import _catalogue
+
+        env[_catalogue.ENV_VAR] = _catalogue.for_child_env()  # the scan, once, for every process
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
         return env
