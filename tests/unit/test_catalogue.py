@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from otel_launch._runtime.integrations import _catalogue
-from otel_launch._runtime.integrations._catalogue import OURS, Entry, activate, scan
+from otel_launch._runtime.integrations import _catalogue, _dist_info
+from otel_launch._runtime.integrations._catalogue import OURS, Entry, activate
+from otel_launch._runtime.integrations._dist_info import cached_scan, scan
 
 
 def test_the_scan_finds_what_importlib_metadata_finds_in_this_environment():
@@ -118,7 +119,8 @@ def test_the_first_distribution_on_the_path_wins(tmp_path: Path):
     assert entry.value == "first_module:I" and entry.triggers == ["fancy"]
 
 
-def test_the_hand_off_round_trips_and_is_for_one_interpreter_only(monkeypatch):
+def test_the_hand_off_round_trips_and_is_for_one_interpreter_only(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     entries = scan()
     encoded = _catalogue.encode(entries)
     monkeypatch.setattr(_catalogue, "_found", None)
@@ -131,6 +133,26 @@ def test_the_hand_off_round_trips_and_is_for_one_interpreter_only(monkeypatch):
     monkeypatch.setattr(_catalogue, "_found", None)
     monkeypatch.setenv(_catalogue.ENV_VAR, _catalogue.encode([]))
     assert _catalogue.entries() == []
+
+
+def test_the_cached_scan_holds_until_a_folder_with_distributions_changes(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site, cwd = tmp_path / "site", tmp_path / "cwd"
+    cwd.mkdir()
+    _instrumentor(site, "inst", "fancy = inst:I", "fancy>=1; extra == 'instruments'")
+    _dist(site, "fancy", "1.0", **{"top_level.txt": "fancy\n"})
+    paths = [str(cwd), str(site)]
+    assert [e.name for e in cached_scan(paths)] == ["fancy"]
+    scans = []
+    monkeypatch.setattr(_dist_info, "_scan", lambda dists: scans.append(sorted(dists)) or [])
+    (cwd / "new-file").write_text("")  # a folder without distributions changes all the time
+    assert [e.encode() for e in cached_scan(paths)] == ["fancy inst:I fancy r:fancy>=1"]
+    assert scans == []  # from the cache
+    os.utime(site, ns=(0, 0))  # as installing or removing a distribution changes it
+    assert cached_scan(paths) == [] and scans == [["fancy", "inst"]]
+    assert cached_scan(paths[1:]) == [] and len(scans) == 2  # another path: another scan
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-place")  # unwritable: scan, no error
+    assert cached_scan(paths) == [] and len(scans) == 3
 
 
 class FakeInstrumentor:
@@ -188,7 +210,7 @@ def test_disabled_names_and_the_wildcard_are_respected(fake, monkeypatch):
 def test_the_scan_reads_no_module_it_does_not_need():
     """The scan is meant to cost little: it must not import importlib.metadata or packaging."""
     code = (
-        "import sys; from otel_launch._runtime.integrations import _catalogue; _catalogue.scan(); "
+        "import sys; from otel_launch._runtime.integrations import _dist_info; _dist_info.scan(); "
         "print(sorted(m for m in ('importlib.metadata', 'packaging', 'email', 'zipfile', 'json') if m in sys.modules))"
     )
     import subprocess
