@@ -45,6 +45,18 @@ def test_a_process_that_never_imports_the_library_never_loads_its_instrumentatio
     assert "jinja2" not in loaded
 
 
+def test_importing_the_http_clients_loads_no_telemetry_until_the_first_call(workdir):
+    # A management command or a CLI that imports requests (its views do) and never calls it
+    # must not build the SDK: the instrumentation runs at the first call.
+    code = (
+        "import json, sys, requests, httpx, urllib3, urllib.request; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('opentelemetry'))))"
+    )
+    result = run([*launcher(), PYTHON, "-c", code], clean_env(), workdir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
 def test_a_child_without_the_launchers_scan_scans_for_itself(receiver, workdir):
     # A grandchild whose environment lost the hand-off (here: removed on purpose).
     command = f"unset _OTEL_LAUNCH_CATALOGUE; exec {PYTHON} {TARGETS / 'jinja2_in_span.py'}"

@@ -39,7 +39,7 @@ OURS = frozenset({"django", "celery", "redis", "sqlite3", "psycopg", "psycopg2",
 # Standard-library instrumentations name no requirement; their trigger is the module they
 # patch, when it is not the entry point's name (``import urllib`` alone sends nothing).
 STDLIB_TRIGGERS = {"urllib": "urllib.request"}
-# After upstream instruments these, calls made outside any span are left untraced.
+# Instrumented at their first call, not at import; calls made outside any span left untraced.
 OUTSIDE_SPANS_UNTRACED = frozenset({"requests", "urllib", "urllib3", "httpx"})
 
 
@@ -86,6 +86,11 @@ class CatalogueIntegration(Integration):
         entry.done = True
         disabled = _disabled()
         if entry.name in disabled or "*" in disabled:
+            return
+        if entry.name in OUTSIDE_SPANS_UNTRACED:  # an HTTP client of ours: at its first call
+            from otel_launch._runtime.integrations import http
+
+            http.on_first_call(entry.name, lambda: activate(entry))
             return
         activate(entry)
 

@@ -1,4 +1,11 @@
-"""Outgoing HTTP (requests, urllib, urllib3, httpx): untraced outside any span.
+"""Outgoing HTTP (requests, urllib, urllib3, httpx): instrumented at the first call, untraced
+outside any span.
+
+Instrumenting one builds the SDK (its tracer and its duration histograms): ~150 ms, with the
+exit's export, in a process that only imported ``requests`` (a management command of an app
+whose views import it, a CLI). So importing the client only puts stand-ins on the methods
+the contrib wraps; the first call to any of them puts the originals back, runs the
+instrumentor, and goes on through the instrumented method.
 
 The contrib instrumentations make a CLIENT span for every call and inject ``traceparent``.
 A call made outside any span (a health probe thread, a start-up fetch, a client library's
@@ -15,6 +22,8 @@ SDK's batch processors and metric reader export with all instrumentation suppres
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from otel_launch._runtime.integrations._instrumentor import inside_a_span
@@ -61,3 +70,57 @@ def untraced_outside_spans(name: str) -> None:
     for module, method in _ENTRY_METHODS[name]:
         wrapper = _async if method.endswith("_async_request") else _sync
         wrap_function_wrapper(importlib.import_module(module), method, wrapper)
+
+
+_lock = threading.RLock()  # one client's instrumentation may call another's stand-in
+
+
+def _owner(module: str, method: str) -> tuple[Any, str]:
+    owner: Any = importlib.import_module(module)
+    *path, attribute = method.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, attribute
+
+
+def on_first_call(name: str, instrument: Callable[[], object]) -> None:
+    """Run ``instrument()`` at the first call of any method the contrib ``name`` wraps."""
+    owners = [_owner(module, method) for module, method in _ENTRY_METHODS[name]]
+    originals = [(owner, attribute, owner.__dict__[attribute]) for owner, attribute in owners]
+    stand_ins: list[Any] = []
+
+    done: list[bool] = []
+
+    def first_call() -> None:
+        with _lock:
+            if done:
+                return  # another thread was first, and is through
+            done.append(True)
+            for (owner, attribute, original), stand_in in zip(originals, stand_ins, strict=True):
+                if owner.__dict__.get(attribute) is stand_in:
+                    setattr(owner, attribute, original)
+            instrument()
+
+    for owner, attribute, original in originals:
+        stand_ins.append(_stand_in(owner, attribute, original, first_call))
+        setattr(owner, attribute, stand_ins[-1])
+
+
+def _stand_in(owner: Any, attribute: str, original: Any, first_call: Callable[[], None]) -> Any:
+    import functools
+
+    if attribute.endswith("_async_request"):
+
+        @functools.wraps(original)
+        async def stand_in_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            first_call()
+            return await getattr(owner, attribute)(self, *args, **kwargs)
+
+        return stand_in_async
+
+    @functools.wraps(original)
+    def stand_in(self: Any, *args: Any, **kwargs: Any) -> Any:
+        first_call()
+        return getattr(owner, attribute)(self, *args, **kwargs)
+
+    return stand_in
