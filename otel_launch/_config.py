@@ -158,6 +158,10 @@ class Config:
 
         known = names()
         unknown = [name for name in disabled.value if name not in known]
+        if unknown:  # also known: an installed instrumentation whose library is not installed
+            from otel_launch._runtime.integrations._dist_info import entry_point_names
+
+            unknown = [name for name in unknown if name not in entry_point_names()]
         if unknown:
             self.warnings.append(
                 f"{_origin_label(disabled.setting, disabled.source, self.env_file)}: "

@@ -108,6 +108,15 @@ def test_triggers_come_from_the_librarys_files(tmp_path: Path):
     assert "gone" not in found  # its library is not installed
     assert "django" not in found and "logging" not in found  # ours
     assert found["legacy"].instruments == ["fancy-lib>=1"]  # the marker false on this interpreter
+    assert _dist_info.entry_point_names([str(site)]) == {
+        "fancy",
+        "threading",
+        "urllib",
+        "gone",
+        "django",
+        "logging",
+        "legacy",
+    }
 
 
 def test_the_first_distribution_on_the_path_wins(tmp_path: Path):
@@ -219,3 +228,13 @@ def test_the_scan_reads_no_module_it_does_not_need():
     out = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_catalogue_names_are_known_names_for_the_disabled_list():
+    from otel_launch._config import Config
+
+    known = Config(environ={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "jinja2,requests,starlette"}, env_file=None)
+    assert known.warnings == []  # starlette: installed (bench extra), its library is not
+    unknown = Config(environ={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "jinja2,no-such-thing"}, env_file=None)
+    assert len(unknown.warnings) == 1 and "no-such-thing" in unknown.warnings[0]
+    assert "jinja2" not in unknown.warnings[0].partition("(")[0]

@@ -186,6 +186,16 @@ def _scan(dists: dict[str, str]) -> list[Entry]:
     return entries
 
 
+def entry_point_names(paths: list[str] | None = None) -> set[str]:
+    """Every instrumentor entry point's name on ``paths``, used or not (for the disabled list)."""
+    names = set()
+    for folder in _distributions(sys.path if paths is None else paths).values():
+        text = _read(os.path.join(folder, "entry_points.txt"))
+        if text and GROUP in text:
+            names.update(name for name, _ in _entry_points(text))
+    return names
+
+
 def _triggers(name: str, instruments: list[str], instruments_any: list[str], dists: dict[str, str]) -> list[str]:
     if not instruments and not instruments_any:
         trigger = STDLIB_TRIGGERS.get(name, name)
