@@ -96,7 +96,12 @@ def test_a_library_outside_the_supported_range_is_skipped_with_one_warning(recei
 def test_outgoing_http_client_spans_and_traceparent_only_inside_a_span(receiver, workdir):
     result = run([*launcher(), PYTHON, str(TARGETS / "outgoing_http.py"), "parent"], otel_env(receiver), workdir)
     assert result.returncode == 0, result.stderr
-    received = {call["path"].partition("?")[0]: call["traceparent"] for call in json.loads(result.stdout)}
+    calls = json.loads(result.stdout)
+    received = {call["path"].partition("?")[0]: call["traceparent"] for call in calls}
+    # Baggage goes with the trace context; outside a span no header at all (nothing injected).
+    assert {call["path"].partition("?")[0]: call["baggage"] for call in calls} == {
+        path: ("tenant=acme" if "outside" not in path else None) for path in received
+    }
     assert receiver.wait_for(lambda r: any(s.name == "parent" for s in r.spans), timeout=10)
     (parent,) = [s for s in receiver.spans if s.name == "parent"]
     clients = {s.span_id: s for s in receiver.spans if s.kind == CLIENT}

@@ -1,5 +1,6 @@
 """Calls a local HTTP server with requests, urllib, urllib3 and httpx (sync and async), inside a
-span and outside any; prints, as JSON, the traceparent each request carried (or null).
+span and outside any, with baggage set; prints, as JSON, the traceparent and baggage headers
+each request carried (or null).
 
 Argument: the span's name. The server runs in this process, on a free port.
 """
@@ -14,14 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import requests
 import urllib3
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
 
 received = []
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        received.append({"path": self.path, "traceparent": self.headers.get("traceparent")})
+        headers = self.headers
+        received.append(
+            {"path": self.path, "traceparent": headers.get("traceparent"), "baggage": headers.get("baggage")}
+        )
         body = b"ok"
         self.send_response(200 if self.path != "/missing" else 404)
         self.send_header("Content-Length", str(len(body)))
@@ -50,6 +54,7 @@ def call_all(where):
     asyncio.run(with_async_httpx(f"/httpx-async-{where}"))
 
 
+context.attach(baggage.set_baggage("tenant", "acme"))
 call_all("outside")
 with trace.get_tracer("outgoing").start_as_current_span(sys.argv[1]):
     call_all("inside")

@@ -116,7 +116,10 @@ def activate(entry: Entry) -> bool:
         target: object = importlib.import_module(module.strip())
         for part in attribute.strip().split("."):
             target = getattr(target, part)
-        if not instrument_once(target(), skip_dep_check=True):  # type: ignore[operator]
+        instrumentor = target()  # type: ignore[operator]
+        if not hasattr(instrumentor, "is_instrumented_by_opentelemetry"):  # not a BaseInstrumentor
+            instrumentor.instrument()  # as upstream's distro calls it
+        elif not instrument_once(instrumentor, skip_dep_check=True):
             return False  # the app instrumented it itself: its choice stands
     except ModuleNotFoundError:
         return False  # a library it needs is not installed: upstream skips these silently too
