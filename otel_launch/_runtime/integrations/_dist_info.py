@@ -219,10 +219,11 @@ def _triggers(name: str, instruments: list[str], instruments_any: list[str], dis
 
 def _cache_file(head: str) -> str:
     """One file per interpreter and path: ``python -m`` puts the current directory first."""
-    import zlib
-
+    digest = 0x811C9DC5  # FNV-1a: zlib or hashlib would load a shared library (~0.5 ms) for this
+    for byte in head.encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
     folder = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(folder, "otel-launch", f"catalogue-{zlib.crc32(head.encode()):08x}.txt")
+    return os.path.join(folder, "otel-launch", f"catalogue-{digest:08x}.txt")
 
 
 def _mtime(folder: str) -> str:
