@@ -238,3 +238,43 @@ def test_catalogue_names_are_known_names_for_the_disabled_list():
     unknown = Config(environ={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "jinja2,no-such-thing"}, env_file=None)
     assert len(unknown.warnings) == 1 and "no-such-thing" in unknown.warnings[0]
     assert "jinja2" not in unknown.warnings[0].partition("(")[0]
+
+
+class FakeClient:
+    def send(self, value):
+        return ("sent", value)
+
+
+def test_an_http_client_is_instrumented_at_its_first_call_then_the_call_goes_through_it(monkeypatch):
+    from otel_launch._runtime.integrations import http
+
+    monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
+    monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])  # restored after the test
+    original = FakeClient.__dict__["send"]
+    instrumented = []
+
+    def instrument():
+        assert FakeClient.__dict__["send"] is original  # the stand-in is gone before upstream wraps
+        instrumented.append(True)
+        FakeClient.send = lambda self, value: ("traced", original(self, value))
+
+    http.on_first_call("fake", instrument)
+    assert instrumented == []  # nothing at import
+    assert FakeClient().send(1) == ("traced", ("sent", 1))
+    assert FakeClient().send(2) == ("traced", ("sent", 2)) and instrumented == [True]
+
+
+def test_a_failing_instrumentation_at_the_first_call_never_fails_the_call(monkeypatch, capsys):
+    from otel_launch._runtime.integrations import http
+
+    monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
+    monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])
+
+    def instrument():
+        raise RuntimeError("broken")
+
+    http.on_first_call("fake", instrument)
+    assert FakeClient().send(1) == ("sent", 1)
+    assert capsys.readouterr().err == (
+        "otel-launch: warning: could not instrument fake, it runs without telemetry (RuntimeError: broken)\n"
+    )

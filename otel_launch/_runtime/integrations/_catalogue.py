@@ -8,16 +8,17 @@ requirements name, then that distribution's ``top_level.txt`` or ``RECORD``; wit
 requirement (a standard-library instrumentation), the entry point's name.
 
 Finding them is a scan of the ``*.dist-info`` folders on ``sys.path`` (``_dist_info.py``,
-cheaper than ``importlib.metadata``). The launcher scans once, keeps the
-result in the user's cache folder until a folder on ``sys.path`` changes, and hands it to its
+cheaper than ``importlib.metadata``). The launcher scans once, keeps the result in the
+user's cache folder until a folder holding distributions changes, and hands it to its
 children in ``_OTEL_LAUNCH_CATALOGUE``; a process that gets none, or one made for another
-interpreter, does the same for itself.
+interpreter, does the same for itself. The HTTP clients otel-launch ships are instrumented at
+their first call rather than on import (``http.py``).
 
 At activation, in the process that imported the library: the entry point is skipped when
 disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``), or with one warning line when the
 installed library is outside the instrumentor's supported range (upstream's own check).
 Our own integrations come first: their entry points (and ``logging``, which our log
-correlation replaces) are never loaded from the catalogue.
+correlation replaces) are never loaded from the catalogue; nor is ``system_metrics``.
 """
 
 from __future__ import annotations

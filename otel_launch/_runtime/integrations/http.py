@@ -99,7 +99,12 @@ def on_first_call(name: str, instrument: Callable[[], object]) -> None:
             for (owner, attribute, original), stand_in in zip(originals, stand_ins, strict=True):
                 if owner.__dict__.get(attribute) is stand_in:
                     setattr(owner, attribute, original)
-            instrument()
+            try:
+                instrument()
+            except Exception as exc:  # never stand between the app and its own call
+                from otel_launch._runtime._log import warn
+
+                warn(f"could not instrument {name}, it runs without telemetry ({type(exc).__name__}: {exc})")
 
     for owner, attribute, original in originals:
         stand_ins.append(_stand_in(owner, attribute, original, first_call))
