@@ -120,6 +120,15 @@ def test_outgoing_http_client_spans_and_traceparent_only_inside_a_span(receiver,
     assert len(receiver.spans) == len(clients) + 1
 
 
+def test_an_app_that_instruments_requests_itself_keeps_its_instrumentation(receiver, workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "app_instruments_requests.py")], otel_env(receiver), workdir)
+    assert result.returncode == 0 and result.stdout.split() == ["204", "204"], result.stderr
+    assert receiver.wait_for(lambda r: any(s.name == "app-span" for s in r.spans), timeout=10)
+    clients = [s for s in receiver.spans if s.kind == CLIENT]
+    assert [s.scope for s in clients] == ["opentelemetry.instrumentation.requests"] * 2  # once each
+    assert result.stderr == ""
+
+
 def test_the_exporters_own_http_requests_are_never_traced(receiver, workdir):
     # The OTLP/HTTP exporter sends with requests/urllib3, both instrumented in this process.
     url = receiver.http_endpoint + "/not-otlp"

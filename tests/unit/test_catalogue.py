@@ -278,3 +278,16 @@ def test_a_failing_instrumentation_at_the_first_call_never_fails_the_call(monkey
     assert capsys.readouterr().err == (
         "otel-launch: warning: could not instrument fake, it runs without telemetry (RuntimeError: broken)\n"
     )
+
+
+def test_a_stand_in_the_app_wrapped_before_the_first_call_passes_to_the_original(monkeypatch):
+    """The app ran the client's instrumentor itself after importing it: no loop, one pass."""
+    from otel_launch._runtime.integrations import http
+
+    monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
+    monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])
+    http.on_first_call("fake", lambda: None)
+    stand_in = FakeClient.__dict__["send"]
+    FakeClient.send = lambda self, value: ("app-traced", stand_in(self, value))  # what the app's instrument() does
+    assert FakeClient().send(1) == ("app-traced", ("sent", 1))
+    assert FakeClient().send(2) == ("app-traced", ("sent", 2))

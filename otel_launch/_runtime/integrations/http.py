@@ -84,11 +84,16 @@ def _owner(module: str, method: str) -> tuple[Any, str]:
 
 
 def on_first_call(name: str, instrument: Callable[[], object]) -> None:
-    """Run ``instrument()`` at the first call of any method the contrib ``name`` wraps."""
+    """Run ``instrument()`` at the first call of any method the contrib ``name`` wraps.
+
+    A stand-in that someone wrapped before that call (the app instrumenting the client itself)
+    is left in place and passes calls to the original from then on: what is on the class
+    would lead back to it.
+    """
     owners = [_owner(module, method) for module, method in _ENTRY_METHODS[name]]
     originals = [(owner, attribute, owner.__dict__[attribute]) for owner, attribute in owners]
     stand_ins: list[Any] = []
-
+    wrapped_by_others: set[int] = set()
     done: list[bool] = []
 
     def first_call() -> None:
@@ -96,9 +101,11 @@ def on_first_call(name: str, instrument: Callable[[], object]) -> None:
             if done:
                 return  # another thread was first, and is through
             done.append(True)
-            for (owner, attribute, original), stand_in in zip(originals, stand_ins, strict=True):
+            for index, ((owner, attribute, original), stand_in) in enumerate(zip(originals, stand_ins, strict=True)):
                 if owner.__dict__.get(attribute) is stand_in:
                     setattr(owner, attribute, original)
+                else:
+                    wrapped_by_others.add(index)
             try:
                 instrument()
             except Exception as exc:  # never stand between the app and its own call
@@ -106,26 +113,33 @@ def on_first_call(name: str, instrument: Callable[[], object]) -> None:
 
                 warn(f"could not instrument {name}, it runs without telemetry ({type(exc).__name__}: {exc})")
 
-    for owner, attribute, original in originals:
-        stand_ins.append(_stand_in(owner, attribute, original, first_call))
+    def target(index: int) -> Any:
+        """Where a stand-in's call goes once the first call is through."""
+        owner, attribute, original = originals[index]
+        return original if index in wrapped_by_others else getattr(owner, attribute)
+
+    for index, (owner, attribute, original) in enumerate(originals):
+        stand_ins.append(_stand_in(original, attribute.endswith("_async_request"), first_call, index, target))
         setattr(owner, attribute, stand_ins[-1])
 
 
-def _stand_in(owner: Any, attribute: str, original: Any, first_call: Callable[[], None]) -> Any:
+def _stand_in(
+    original: Any, is_async: bool, first_call: Callable[[], None], index: int, target: Callable[[int], Any]
+) -> Any:
     import functools
 
-    if attribute.endswith("_async_request"):
+    if is_async:
 
         @functools.wraps(original)
         async def stand_in_async(self: Any, *args: Any, **kwargs: Any) -> Any:
             first_call()
-            return await getattr(owner, attribute)(self, *args, **kwargs)
+            return await target(index)(self, *args, **kwargs)
 
         return stand_in_async
 
     @functools.wraps(original)
     def stand_in(self: Any, *args: Any, **kwargs: Any) -> Any:
         first_call()
-        return getattr(owner, attribute)(self, *args, **kwargs)
+        return target(index)(self, *args, **kwargs)
 
     return stand_in
