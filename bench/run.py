@@ -97,7 +97,7 @@ def main() -> None:
         "cpu_steal_percent": round(100 * stolen / total, 1) if total else 0.0,
         "method": (
             "Variants rotated every repeat; start-up: medians of "
-            f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs; "
+            f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs, {startup.installed()}; "
             f"HTTP: gunicorn 1 sync worker, wrk -t2 -c8, {SECONDS:g} s per view after 1 s of warm-up, "
             f"medians of {REPEATS} servers; Celery: {TASKS} trivial tasks, prefork x2, Redis ({which}), "
             f"medians of {REPEATS} workers; peak RSS (VmHWM) is the largest seen; memory over {MEMORY_SECONDS} s is "

@@ -230,6 +230,10 @@ class Config:
 
         known = names()
         unknown = [name for name in disabled.value if name not in known]
+        if unknown:  # also known: an installed instrumentation whose library is not installed
+            from otel_launch._runtime.integrations._dist_info import entry_point_names
+
+            unknown = [name for name in unknown if name not in entry_point_names()]
         if unknown:
             self.warnings.append(
                 f"{_origin_label(disabled.setting, disabled.source, self.env_file)}: "
@@ -322,6 +326,9 @@ class Config:
         attributes = self.resource_attributes_for_child()
         if attributes:
             env["OTEL_RESOURCE_ATTRIBUTES"] = BY_NAME["resource_attributes"].render(attributes)
+        from otel_launch._runtime.integrations import _catalogue
+
+        env[_catalogue.ENV_VAR] = _catalogue.for_child_env()  # the scan, once, for every process
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
         return env

@@ -61,3 +61,11 @@ def tick():
             os.write(fd, f"{time.time():.6f}\n".encode())
         finally:
             os.close(fd)
+
+
+@shared_task(bind=True)
+def call_downstream(self, client):
+    """Calls the service at SHOP_DOWNSTREAM_URL from a worker (see views.call_downstream)."""
+    from orders.views import fetch_downstream
+
+    record_execution(self, client=client, status=fetch_downstream(client))

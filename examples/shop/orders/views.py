@@ -1,4 +1,5 @@
 import logging
+import os
 
 from celery import current_app
 from django.core.cache import cache
@@ -58,3 +59,27 @@ def order_detail(request, pk):
 
 def fail(request):
     raise RuntimeError("this view always fails (demo of an error trace)")
+
+
+def call_downstream(request):
+    """Calls the service at SHOP_DOWNSTREAM_URL (another shop, say), as views call payment APIs.
+
+    ``?client=requests`` (default) or ``httpx``; ``?in=task`` has a worker make the call.
+    The clients are imported here, not at the top: the other views never pay for them.
+    """
+    client = request.GET.get("client", "requests")
+    if request.GET.get("in") == "task":
+        tasks.call_downstream.delay(client)
+        return JsonResponse({"queued": client}, status=202)
+    return JsonResponse({"status": fetch_downstream(client)})
+
+
+def fetch_downstream(client):
+    url = os.environ["SHOP_DOWNSTREAM_URL"].rstrip("/") + "/health/"
+    if client == "httpx":
+        import httpx
+
+        return httpx.get(url, timeout=10).status_code
+    import requests
+
+    return requests.get(url, timeout=10).status_code

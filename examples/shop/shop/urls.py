@@ -7,4 +7,5 @@ urlpatterns = [
     path("orders/<int:pk>/", views.order_detail),
     path("customers/", views.customers),
     path("fail/", views.fail),
+    path("call-downstream/", views.call_downstream),
 ]

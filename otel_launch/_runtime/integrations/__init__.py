@@ -1,7 +1,9 @@
 """One module per integration; each is imported only when the app imports its library.
 
-The names are those of ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, as with
-``opentelemetry-instrument``.
+Ours come first (``OWN``); every other installed contrib instrumentation follows, from the
+entry-point catalogue (``_catalogue.py``), on the same terms: run when its library is
+imported. The names are those of ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, as with
+``opentelemetry-instrument`` (entry-point names).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Integration:
             getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
 
 
-INTEGRATIONS = (
+OWN = (
     Integration("django", "django.core.handlers.base", "django"),
     Integration("django", "django.core.management.base", "django", "on_management_import"),
     Integration("django", "django.core.cache", "django", "on_cache_import"),
@@ -62,6 +64,11 @@ INTEGRATIONS = (
     Integration("psycopg", "psycopg", "dbapi"),
     Integration("psycopg2", "psycopg2", "dbapi"),
 )
+
+from otel_launch._runtime.integrations import _catalogue  # noqa: E402 - it builds on Integration
+
+# Ours, then the catalogue's; the catalogue never lists a name of ours.
+INTEGRATIONS: tuple[Integration, ...] = (*OWN, *_catalogue.integrations(_catalogue.entries()))
 
 
 def names() -> list[str]:

@@ -1,0 +1,145 @@
+"""Outgoing HTTP (requests, urllib, urllib3, httpx): instrumented at the first call, untraced
+outside any span.
+
+Instrumenting one builds the SDK (its tracer and its duration histograms): ~150 ms, with the
+exit's export, in a process that only imported ``requests`` (a management command of an app
+whose views import it, a CLI). So importing the client only puts stand-ins on the methods
+the contrib wraps; the first call to any of them puts the originals back, runs the
+instrumentor, and goes on through the instrumented method.
+
+The contrib instrumentations make a CLIENT span for every call and inject ``traceparent``.
+A call made outside any span (a health probe thread, a start-up fetch, a client library's
+own polling) would be a one-span trace of its own, as broker bookkeeping would. Such calls
+run with HTTP instrumentation suppressed: no span and no header, so a downstream service
+decides for itself. Sampling them out instead would send ``traceparent`` with flag 00 and
+make the downstream service drop its trace.
+
+The wrappers go outside the contrib's (applied after it instrumented), so the suppression
+is in place before it decides. The OTLP/HTTP exporter's own requests are never traced: the
+SDK's batch processors and metric reader export with all instrumentation suppressed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from otel_launch._runtime.integrations._instrumentor import inside_a_span
+
+# entry-point name -> (module, attribute path) of each method the contrib wraps
+_ENTRY_METHODS = {
+    "requests": [("requests.sessions", "Session.send")],
+    "urllib": [("urllib.request", "OpenerDirector.open")],
+    "urllib3": [("urllib3.connectionpool", "HTTPConnectionPool.urlopen")],
+    "httpx": [("httpx", "HTTPTransport.handle_request"), ("httpx", "AsyncHTTPTransport.handle_async_request")],
+}
+
+
+def _suppressed(wrapped: Any, args: Any, kwargs: Any) -> Any:
+    from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+
+    with suppress_http_instrumentation():
+        return wrapped(*args, **kwargs)
+
+
+async def _suppressed_async(wrapped: Any, args: Any, kwargs: Any) -> Any:
+    from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+
+    with suppress_http_instrumentation():
+        return await wrapped(*args, **kwargs)
+
+
+def _sync(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if inside_a_span():
+        return wrapped(*args, **kwargs)
+    return _suppressed(wrapped, args, kwargs)
+
+
+def _async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if inside_a_span():
+        return wrapped(*args, **kwargs)
+    return _suppressed_async(wrapped, args, kwargs)
+
+
+def untraced_outside_spans(name: str) -> None:
+    """Wrap the methods the contrib instrumentation ``name`` just wrapped."""
+    from wrapt import wrap_function_wrapper
+
+    for module, method in _ENTRY_METHODS[name]:
+        wrapper = _async if method.endswith("_async_request") else _sync
+        wrap_function_wrapper(importlib.import_module(module), method, wrapper)
+
+
+_lock = threading.RLock()  # one client's instrumentation may call another's stand-in
+
+
+def _owner(module: str, method: str) -> tuple[Any, str]:
+    owner: Any = importlib.import_module(module)
+    *path, attribute = method.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, attribute
+
+
+def on_first_call(name: str, instrument: Callable[[], object]) -> None:
+    """Run ``instrument()`` at the first call of any method the contrib ``name`` wraps.
+
+    A stand-in that someone wrapped before that call (the app instrumenting the client itself)
+    is left in place and passes calls to the original from then on: what is on the class
+    would lead back to it.
+    """
+    owners = [_owner(module, method) for module, method in _ENTRY_METHODS[name]]
+    originals = [(owner, attribute, owner.__dict__[attribute]) for owner, attribute in owners]
+    stand_ins: list[Any] = []
+    wrapped_by_others: set[int] = set()
+    done: list[bool] = []
+
+    def first_call() -> None:
+        with _lock:
+            if done:
+                return  # another thread was first, and is through
+            done.append(True)
+            for index, ((owner, attribute, original), stand_in) in enumerate(zip(originals, stand_ins, strict=True)):
+                if owner.__dict__.get(attribute) is stand_in:
+                    setattr(owner, attribute, original)
+                else:
+                    wrapped_by_others.add(index)
+            try:
+                instrument()
+            except Exception as exc:  # never stand between the app and its own call
+                from otel_launch._runtime._log import warn
+
+                warn(f"could not instrument {name}, it runs without telemetry ({type(exc).__name__}: {exc})")
+
+    def target(index: int) -> Any:
+        """Where a stand-in's call goes once the first call is through."""
+        owner, attribute, original = originals[index]
+        return original if index in wrapped_by_others else getattr(owner, attribute)
+
+    for index, (owner, attribute, original) in enumerate(originals):
+        stand_ins.append(_stand_in(original, attribute.endswith("_async_request"), first_call, index, target))
+        setattr(owner, attribute, stand_ins[-1])
+
+
+def _stand_in(
+    original: Any, is_async: bool, first_call: Callable[[], None], index: int, target: Callable[[int], Any]
+) -> Any:
+    import functools
+
+    if is_async:
+
+        @functools.wraps(original)
+        async def stand_in_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            first_call()
+            return await target(index)(self, *args, **kwargs)
+
+        return stand_in_async
+
+    @functools.wraps(original)
+    def stand_in(self: Any, *args: Any, **kwargs: Any) -> Any:
+        first_call()
+        return target(index)(self, *args, **kwargs)
+
+    return stand_in
