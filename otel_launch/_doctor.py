@@ -92,6 +92,12 @@ def integrations_line(config: Config) -> str:
             parts.append(f"{name}: not loaded ({distribution} not installed)")
         else:
             parts.append(f"{name}: loads ({'standard library' if distribution is None else version})")
+    # The catalogue: every other installed instrumentation, run when its library is imported.
+    from otel_launch._runtime.integrations import _catalogue
+
+    for entry in _catalogue.entries():
+        when = "off (disabled)" if entry.name in disabled or "*" in disabled else "loads"
+        parts.append(f"{entry.name}: {when} when {' or '.join(entry.triggers)} is imported")
     return "integrations: " + "; ".join(parts)
 
 
@@ -381,7 +387,7 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
     missing = missing_instrumentations()
     if missing:
         names = ", ".join(f"{library} ({requirement})" for library, requirement in missing)
-        say(f"not instrumented: {names}; otel-launch loads only its own integrations, these need their instrumentor")
+        say(f"not instrumented: {names}; installed, each loads when its library is imported")
         say("  pip install " + " ".join(f"'{requirement}'" for _, requirement in missing))
     else:
         say("not instrumented: none (every library of the contrib's table that is installed has its instrumentation)")

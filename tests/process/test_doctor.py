@@ -52,6 +52,8 @@ def test_accepted_by_the_packages_receiver_exit_0(workdir: Path, protocol: str):
     assert "OTEL_EXPORTER_OTLP_HEADERS=authorization=" in result.stdout  # the name shown, never the value
     assert "versions: otel-launch" in result.stdout and "opentelemetry-sdk 1." in result.stdout
     assert "integrations: django: loads" in result.stdout
+    # The catalogue's too: jinja2's instrumentation is installed by the test extra.
+    assert "jinja2: loads when jinja2 is imported" in result.stdout
 
 
 def test_a_closed_port_is_unreachable_exit_1(workdir: Path):
@@ -116,6 +118,8 @@ def test_the_apps_interpreter_and_missing_instrumentations(workdir: Path):
     if os.path.exists("/usr/bin/python3") and not sys.prefix.startswith("/usr"):
         other = doctor(workdir, "--endpoint", f"http://127.0.0.1:{closed_port()}", "--", "/usr/bin/python3")
         assert "NOT this one" in other.stdout
-    # requests is installed here (the HTTP exporter needs it); its instrumentation is not
-    assert "requests " in result.stdout and "pip install" in result.stdout
-    assert "'opentelemetry-instrumentation-requests==" in result.stdout
+    # click is installed here (the launcher needs it); its instrumentation is not
+    assert "click " in result.stdout and "pip install" in result.stdout
+    assert "'opentelemetry-instrumentation-click==" in result.stdout
+    # requests' instrumentation comes with otel-launch: never listed as missing
+    assert "'opentelemetry-instrumentation-requests==" not in result.stdout
