@@ -252,6 +252,26 @@ class Setting(NamedTuple):
         return self.mask(raw) if self.mask else raw
 
 
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingValueError(f"a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise SettingValueError(f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _on_off(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise SettingValueError("true or false")
+    return value == "true"
+
+
 _EXPORTERS = ("otlp", "console")
 
 SETTINGS: tuple[Setting, ...] = (
@@ -397,6 +417,23 @@ SETTINGS: tuple[Setting, ...] = (
         "a number of seconds greater than 0, at most 600",
         default="5",
         render=_render_number,
+    ),
+    Setting(
+        "n_plus_one_threshold",
+        "OTEL_LAUNCH_N_PLUS_ONE_THRESHOLD",
+        "N+1 detection: a statement run this many times in one request or task marks its span; 0 turns it off.",
+        _whole_number(0, 1_000_000),
+        "a whole number from 0 to 1000000",
+        default="5",
+    ),
+    Setting(
+        "http_active_requests",
+        "OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS",
+        "Also record http.server.active_requests (two measurements a request; development status in the conventions).",
+        _on_off,
+        "true or false",
+        default="false",
+        render=lambda value: "true" if value else "false",
     ),
 )
 
