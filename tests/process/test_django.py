@@ -113,7 +113,8 @@ def _run_records(receiver, command: list[str], env: dict[str, str], workdir: Pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == RECORDS_STATUSES
     assert receiver.wait_for(lambda r: sum(s.scope == SERVER_SCOPE for s in r.spans) == spans, timeout=15)
-    assert receiver.wait_for(lambda r: any(p.metric.startswith("http.server.") for p in r.points), timeout=15)
+    if env.get("OTEL_METRICS_EXPORTER") != "none":
+        assert receiver.wait_for(lambda r: any(p.metric.startswith("http.server.") for p in r.points), timeout=15)
 
 
 def _comparable(receiver) -> list[tuple]:
@@ -222,3 +223,38 @@ def test_ctrl_c_on_the_reloader_lets_the_serving_child_flush(receiver, workdir):
     assert child_pid != process.pid
     assert receiver.wait_for(lambda r: r.spans, timeout=5)
     assert [(s.name, s.attributes["target.pid"]) for s in receiver.spans] == [("served", child_pid)]
+
+
+def test_the_sampler_decides_before_any_request_attribute_is_collected(workdir):
+    """Sample-first: the sampler sees the method as the name, SERVER and no attributes; a request
+    it keeps reaches span processors at on_start with every request attribute already set."""
+    env = clean_env(OTEL_METRICS_EXPORTER="none", SHOP_DB=str(workdir / "shop.sqlite3"))
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_sampler_sees.py"), str(SHOP)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["decisions"] == [{"name": "GET", "kind": "SpanKind.SERVER", "attributes": {}}] * 2
+    (kept,) = seen["started"]  # the first was dropped: nothing was collected for it
+    assert kept["attributes"]["http.url"] == "http://testserver/plain/?token=x"
+    assert kept["attributes"]["http.user_agent"] == "curl/8"
+    assert kept["attributes"]["http.method"] == "GET"
+
+
+def test_n_plus_one_marks_the_server_span_of_a_view_repeating_one_statement(receiver, workdir):
+    """10 identical statements mark the view's span (attributes and one event); 4 do not; every
+    query is one span (Django's connection and a raw one side by side, never two a query)."""
+    env = _upstream_env(receiver, workdir, OTEL_METRICS_EXPORTER="none")
+    _run_records(receiver, launcher(), env, workdir)
+    views = [s for s in receiver.spans if s.scope == SERVER_SCOPE and s.name == "GET /queries/<int:times>/"]
+    marked = [s for s in receiver.spans if "otel_launch.n_plus_one.count" in s.attributes]
+    assert len(views) == 2 and len(marked) == 1 and marked[0] in views  # the 4-query view: no mark
+    (ten,) = marked
+    mark = {"otel_launch.n_plus_one.statement": "SELECT %s + 1", "otel_launch.n_plus_one.count": 10}
+    assert {k: ten.attributes[k] for k in mark} == mark
+    assert [e for e in ten.events if e["name"] == "n_plus_one"] == [{"name": "n_plus_one", **mark}]
+    sql = [s for s in receiver.spans if s.scope == SQL_SCOPE]
+    by_statement = {}
+    for span in sql:
+        by_statement.setdefault(span.attributes["db.statement"], []).append(span)
+    assert len(by_statement["SELECT %s + 1"]) == 14  # 10 + 4, each once
+    assert len(by_statement["SELECT 2"]) == 1  # the raw sqlite3 connection, through the contrib
+    assert len(by_statement["SELECT 1"]) == 1

@@ -153,7 +153,7 @@ def _put_attributes_in_the_sampling_result(tracer: Any) -> bool:
     the provider's) so that a "record" decision, taken without attributes, carries the request's
     attributes into the span. False when the tracer is not the SDK's (then they are set after)."""
     sampler = getattr(tracer, "sampler", None)
-    if sampler is None or not hasattr(tracer, "_span_processor"):
+    if sampler is None or not type(tracer).__module__.startswith("opentelemetry.sdk.trace"):
         return False
     from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
 
