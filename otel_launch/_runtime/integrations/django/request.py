@@ -452,7 +452,7 @@ class OpenTelemetryMiddleware:
             _name(request, state)
 
     async def _process_view_async(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
-        self.process_view(request, view_func, view_args, view_kwargs)
+        OpenTelemetryMiddleware.process_view(self, request, view_func, view_args, view_kwargs)
 
     def process_exception(self, request: Any, exception: BaseException) -> None:
         state = request.__dict__.get("_otel_launch_request")
