@@ -43,6 +43,7 @@ demo: install
 # Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
 # and the README's table.
 bench: install
+	$(PIP) install --quiet ".[bench]"
 	$(PY) bench/run.py
 
 docs: install
