@@ -109,7 +109,8 @@ RECORDS_STATUSES = ["200", "200", "404", "500", "404", "200", "200", "200"]
 
 def _run_records(receiver, command: list[str], env: dict[str, str], workdir: Path, spans: int = 8) -> None:
     receiver.clear()
-    result = run([*command, PYTHON, str(TARGETS / "django_records.py"), str(SHOP)], env, workdir)
+    target = [PYTHON, str(TARGETS / "django_records.py"), str(SHOP), *(["--asgi"] if env.get("ASGI") else [])]
+    result = run([*command, *target], env, workdir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == RECORDS_STATUSES
     assert receiver.wait_for(lambda r: sum(s.scope == SERVER_SCOPE for s in r.spans) == spans, timeout=15)
@@ -166,6 +167,12 @@ SEMCONV = {
     "http-dup": {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup"},
     "database": {"OTEL_SEMCONV_STABILITY_OPT_IN": "database"},
     "headers-and-request-attrs": {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup", **ASKED_FOR_EVERYTHING},
+    "asgi": {"ASGI": "1"},
+    "asgi-http-dup-headers-and-request-attrs": {
+        "ASGI": "1",
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup",
+        **ASKED_FOR_EVERYTHING,
+    },
 }
 
 

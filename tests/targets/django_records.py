@@ -65,7 +65,20 @@ settings.ROOT_URLCONF = __name__
 settings.DEBUG = False
 from django.test import Client  # noqa: E402
 
-client = Client(raise_request_exception=False)
+HEADERS = {"X-Tenant": "acme", "User-Agent": "curl/8"}
 URLS = ("/plain/?page=2", "/legacy/7/", "/missing/", "/fails/", "/not-found/", "/queries/10/", "/queries/4/", "/sql/")
-for url in URLS:
-    print(client.get(url, headers={"X-Tenant": "acme", "User-Agent": "curl/8"}).status_code, flush=True)
+if "--asgi" in sys.argv:  # through Django's ASGI handler (ASGIRequest, async middleware chain)
+    import asyncio
+
+    from django.test import AsyncClient
+
+    async def serve() -> None:
+        client = AsyncClient(raise_request_exception=False)
+        for url in URLS:
+            print((await client.get(url, headers=HEADERS)).status_code, flush=True)
+
+    asyncio.run(serve())
+else:
+    client = Client(raise_request_exception=False)
+    for url in URLS:
+        print(client.get(url, headers=HEADERS).status_code, flush=True)

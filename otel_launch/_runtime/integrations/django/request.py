@@ -408,6 +408,23 @@ def _asgi_getter() -> Any:
     return asgi_getter
 
 
+def _safely(step: Any, *args: Any) -> Any:
+    """Telemetry never fails a request: a step that raises is reported once and skipped."""
+    try:
+        return step(*args)
+    except Exception as exc:
+        global _failed
+        if not _failed:
+            _failed = True
+            from otel_launch._runtime._log import warn
+
+            warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
+        return None
+
+
+_failed = False
+
+
 class OpenTelemetryMiddleware:
     """Django middleware (sync and async) that makes each request a server span."""
 
@@ -423,27 +440,27 @@ class OpenTelemetryMiddleware:
     def __call__(self, request: Any) -> Any:
         if iscoroutinefunction(self.get_response):
             return self._call_async(request)
-        state = _begin(request)
+        state = _safely(_begin, request)
         if state is None:
             return self.get_response(request)
         try:
             response = self.get_response(request)
         except BaseException as exc:  # Django turns view errors into responses; this is rarer
-            _finish(request, state, None, exc)
+            _safely(_finish, request, state, None, exc)
             raise
-        _finish(request, state, response)
+        _safely(_finish, request, state, response)
         return response
 
     async def _call_async(self, request: Any) -> Any:
-        state = _begin(request)
+        state = _safely(_begin, request)
         if state is None:
             return await self.get_response(request)
         try:
             response = await self.get_response(request)
         except BaseException as exc:
-            _finish(request, state, None, exc)
+            _safely(_finish, request, state, None, exc)
             raise
-        _finish(request, state, response)
+        _safely(_finish, request, state, response)
         return response
 
     def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
