@@ -10,7 +10,7 @@ SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet ".[test,demo,ui,bench]"
+	$(PIP) install --quiet ".[test,demo,ui,catalogue]"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
@@ -44,6 +44,7 @@ demo: install
 # Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
 # and the README's table.
 bench: install
+	$(PIP) install --quiet ".[bench]"
 	$(PY) bench/run.py
 
 docs: install

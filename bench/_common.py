@@ -42,6 +42,26 @@ OURS_SAMPLED = Variant("otel-launch 10%", OURS.prefix, TEN_PERCENT)
 UPSTREAM_SAMPLED = Variant("opentelemetry-instrument 10%", UPSTREAM.prefix, TEN_PERCENT)
 
 
+def peers(http_endpoint: str) -> list[Variant]:
+    """Every tool exporting OTLP/HTTP to the same receiver, beside the gRPC figures: ddtrace 4.x
+    exports OTLP itself (``OTEL_TRACES_EXPORTER=otlp``) but over HTTP only. The peers run when
+    installed (``pip install '.[bench]'``); newrelic in developer mode collects and sends nothing,
+    so its figure is a lower bound of its cost."""
+    http = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": http_endpoint}
+    found = [
+        Variant("otel-launch, http", OURS.prefix, http),
+        Variant("opentelemetry-instrument, http", UPSTREAM.prefix, http),
+    ]
+    if (BIN / "ddtrace-run").exists():
+        quiet = {"DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false", "DD_REMOTE_CONFIGURATION_ENABLED": "false"}
+        otlp = {**http, **quiet, "OTEL_TRACES_EXPORTER": "otlp"}
+        found.append(Variant("ddtrace-run, http", (str(BIN / "ddtrace-run"),), otlp))
+    if (BIN / "newrelic-admin").exists():
+        developer = {"NEW_RELIC_DEVELOPER_MODE": "true", "NEW_RELIC_APP_NAME": "bench"}
+        found.append(Variant("newrelic (developer mode)", (str(BIN / "newrelic-admin"), "run-program"), developer))
+    return found
+
+
 def collector_down(variant: Variant) -> Variant:
     """The variant exporting to a port nothing listens on."""
     endpoint = f"http://127.0.0.1:{free_port()}"

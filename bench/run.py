@@ -32,6 +32,7 @@ from _common import (
     collector_down,
     cpu_times,
     median,
+    peers,
     rotations,
     scratch,
 )
@@ -61,13 +62,13 @@ def main() -> None:
     began, cpu_before = time.monotonic(), cpu_times()
     workdir = scratch("run")
     down = collector_down(OURS)
-    with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, tasks.redis(workdir) as (redis, which):
+    with OTLPReceiver(grpc_port=0, http_port=0, keep=False) as receiver, tasks.redis(workdir) as (redis, which):
         env = base_env(receiver.grpc_endpoint, workdir)
         web.seed(env)
         starts = startup.measure(env, [PLAIN, UPSTREAM, OURS])
 
         served = repeated(
-            [PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, down],
+            [PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, down, *peers(receiver.http_endpoint)],
             lambda variant: web.serve_once(variant, env, workdir, SECONDS, receiver),
         )
         print("web:", json.dumps(served), flush=True)
@@ -100,7 +101,9 @@ def main() -> None:
             f"{', '.join(str(s[3]) for s in startup.SCENARIOS)} runs, {startup.installed()}; "
             f"HTTP: gunicorn 1 sync worker, wrk -t2 -c8, {SECONDS:g} s per view after 1 s of warm-up, "
             f"medians of {REPEATS} servers; Celery: {TASKS} trivial tasks, prefork x2, Redis ({which}), "
-            f"medians of {REPEATS} workers; peak RSS (VmHWM) is the largest seen; memory over {MEMORY_SECONDS} s is "
+            f'medians of {REPEATS} workers; the ", http" variants and the peers export OTLP/HTTP to the same '
+            "receiver (ddtrace exports OTLP over HTTP only; newrelic in developer mode sends nothing); "
+            f"peak RSS (VmHWM) is the largest seen; memory over {MEMORY_SECONDS} s is "
             "VmRSS every 5 s of the worker under otel-launch with the collector down"
         ),
         "startup_s": starts,

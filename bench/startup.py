@@ -3,7 +3,7 @@
 ``python -c pass`` (a process that makes no telemetry), ``import django``, ``import requests``
 (an HTTP client: otel-launch instruments it, and urllib3 and urllib under it, on that import),
 and the shop's ``manage.py check`` (a Django + Celery project: the command is a span, exported
-at exit). All with the whole catalogue installed (the ``bench`` extra adds instrumentations
+at exit). All with the whole catalogue installed (the ``catalogue`` extra adds instrumentations
 whose libraries are absent, as in a real project's environment): see :func:`installed`.
 Run alone: ``.venv/bin/python bench/startup.py`` (``--quick``: 5 rounds each).
 """

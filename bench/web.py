@@ -118,15 +118,16 @@ def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, secon
 
 
 def main() -> None:
-    from _common import base_env, scratch
+    from _common import base_env, peers, scratch
 
     from otel_launch._receiver import OTLPReceiver
 
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5
-    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED)}
-    variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, UPSTREAM, OURS]
     workdir = scratch("web")
-    with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver:
+    with OTLPReceiver(grpc_port=0, http_port=0, keep=False) as receiver:
+        others = peers(receiver.http_endpoint)
+        chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, *others)}
+        variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, UPSTREAM, OURS, *others]
         env = base_env(receiver.grpc_endpoint, workdir)
         seed(env)
         for order in rotations(variants, 1):

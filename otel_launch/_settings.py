@@ -112,8 +112,8 @@ def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[str
 _INT_MAX = 2**31 - 1  # the SDK passes these on to deques, waits and protobuf fields
 
 
-def _integer(low: int, *, unset: bool = False) -> Callable[[str], int | None]:
-    accepted = f"a whole number from {low} to {_INT_MAX}" + (", or unset" if unset else "")
+def _integer(low: int, high: int = _INT_MAX, *, unset: bool = False) -> Callable[[str], int | None]:
+    accepted = f"a whole number from {low} to {high}" + (", or unset" if unset else "")
 
     def parse(raw: str) -> int | None:
         text = raw.strip()
@@ -123,7 +123,7 @@ def _integer(low: int, *, unset: bool = False) -> Callable[[str], int | None]:
             value = int(text)  # as the SDK reads them: int(), so no "1.5", no "1e3"
         except ValueError:
             raise SettingValueError(accepted) from None
-        if not low <= value <= _INT_MAX:
+        if not low <= value <= high:
             raise SettingValueError(accepted)
         return value
 
@@ -356,6 +356,32 @@ class Setting(NamedTuple):
         return self.mask(raw) if self.mask else raw
 
 
+# The value that stands for the built-in pattern of secret-looking names.
+REDACT_DEFAULT = "default"
+# Query parameter and header names whose values are secret (searched case-insensitively):
+# passwords, tokens, keys, signatures, sessions, credentials, OAuth codes. The idea of
+# ddtrace's default obfuscation, written for names: a value is never looked at.
+REDACT_PATTERN = (
+    r"pass(?:word|wd|phrase|code)?(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credential|signature|session|cookie|(?<![a-z])auth(?:orization|entication)?(?![a-z])"
+    r"|(?<![a-z])(?:key|sig|jwt|otp|sid)(?![a-z])|^code$"
+)
+
+
+def _redact(raw: str) -> str:
+    """``default``, ``none`` (keep every value) or a regular expression; the pattern to apply."""
+    value = raw.strip()
+    if value.lower() == REDACT_DEFAULT:
+        return REDACT_PATTERN
+    if value.lower() == "none":
+        return ""
+    try:
+        re.compile(value, re.IGNORECASE)
+    except (re.error, RecursionError, OverflowError):
+        raise SettingValueError("default, none, or a regular expression (Python syntax)") from None
+    return value
+
+
 _EXPORTERS = ("otlp", "console")
 
 SETTINGS: tuple[Setting, ...] = (
@@ -502,35 +528,6 @@ SETTINGS: tuple[Setting, ...] = (
         default="5",
         render=_render_number,
     ),
-)
-
-# Appended: the value that stands for the built-in pattern of secret-looking names.
-REDACT_DEFAULT = "default"
-# Query parameter and header names whose values are secret (searched case-insensitively):
-# passwords, tokens, keys, signatures, sessions, credentials, OAuth codes. The idea of
-# ddtrace's default obfuscation, written for names: a value is never looked at.
-REDACT_PATTERN = (
-    r"pass(?:word|wd|phrase|code)?(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
-    r"|credential|signature|session|cookie|(?<![a-z])auth(?:orization|entication)?(?![a-z])"
-    r"|(?<![a-z])(?:key|sig|jwt|otp|sid)(?![a-z])|^code$"
-)
-
-
-def _redact(raw: str) -> str:
-    """``default``, ``none`` (keep every value) or a regular expression; the pattern to apply."""
-    value = raw.strip()
-    if value.lower() == REDACT_DEFAULT:
-        return REDACT_PATTERN
-    if value.lower() == "none":
-        return ""
-    try:
-        re.compile(value, re.IGNORECASE)
-    except (re.error, RecursionError, OverflowError):
-        raise SettingValueError("default, none, or a regular expression (Python syntax)") from None
-    return value
-
-
-SETTINGS += (
     Setting(
         "redact",
         "OTEL_LAUNCH_REDACT",
@@ -541,6 +538,23 @@ SETTINGS += (
         _redact,
         "default, none, or a regular expression",
         default=REDACT_DEFAULT,
+    ),
+    Setting(
+        "n_plus_one_threshold",
+        "OTEL_LAUNCH_N_PLUS_ONE_THRESHOLD",
+        "N+1 detection: a statement run this many times in one request or task marks its span; 0 turns it off.",
+        _integer(0, 1_000_000),
+        "a whole number from 0 to 1000000",
+        default="5",
+    ),
+    Setting(
+        "http_active_requests",
+        "OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS",
+        "Also record http.server.active_requests (two measurements a request; development status in the conventions).",
+        _boolean,
+        "true or false",
+        default="false",
+        render=lambda value: "true" if value else "false",
     ),
 )
 

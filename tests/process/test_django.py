@@ -102,35 +102,82 @@ ASKED_FOR_EVERYTHING = {
 }
 
 
-def _records(receiver, command: list[str], env: dict[str, str], workdir: Path) -> list[tuple]:
-    """The Django server spans and HTTP metric points one run of the target sent, comparable:
-    routes without their leading "/", the one difference meant (see test_web)."""
+SERVER_SCOPE = "opentelemetry.instrumentation.django"
+SQL_SCOPE = "opentelemetry.instrumentation.sqlite3"
+RECORDS_STATUSES = ["200", "200", "404", "500", "404", "200", "200", "200"]
+
+
+def _run_records(receiver, command: list[str], env: dict[str, str], workdir: Path, spans: int = 8) -> None:
     receiver.clear()
-    result = run([*command, PYTHON, str(TARGETS / "django_url_views.py"), str(SHOP)], env, workdir)
+    target = [PYTHON, str(TARGETS / "django_records.py"), str(SHOP), *(["--asgi"] if env.get("ASGI") else [])]
+    result = run([*command, *target], env, workdir)
     assert result.returncode == 0, result.stderr
-    assert receiver.wait_for(lambda r: sum(p.metric == "http.server.duration" for p in r.points) == 4, timeout=15)
+    assert result.stdout.split() == RECORDS_STATUSES
+    assert receiver.wait_for(lambda r: sum(s.scope == SERVER_SCOPE for s in r.spans) == spans, timeout=15)
+    if env.get("OTEL_METRICS_EXPORTER") != "none":
+        assert receiver.wait_for(lambda r: any(p.metric.startswith("http.server.") for p in r.points), timeout=15)
 
-    def unslashed(attributes: dict) -> dict:
-        return {k: v.lstrip("/") if k in ("http.route", "http.target") else v for k, v in attributes.items()}
 
+def _comparable(receiver) -> list[tuple]:
+    """Server and SQL spans and HTTP/DB metric points, comparable across tools: routes without
+    their leading "/" (the one difference meant, see test_web), N+1 marks (ours alone) left out."""
+
+    def unslashed(attributes: dict) -> list:
+        return sorted(
+            (k, v.lstrip("/") if k in ("http.route", "http.target") else v)
+            for k, v in attributes.items()
+            if not k.startswith("otel_launch.")
+        )
+
+    def client_error(span) -> bool:  # otel-launch's rule: a 4xx is not a server error (see test_web)
+        code = span.attributes.get("http.status_code", span.attributes.get("http.response.status_code", 0))
+        return span.scope == SERVER_SCOPE and code < 500
+
+    by_id = {s.span_id: s for s in receiver.spans}
     spans = [
-        ("span", s.name.replace(" /", " "), s.status, sorted(unslashed(s.attributes).items()))
+        (
+            "span",
+            s.scope,
+            s.name.replace(" /", " "),
+            s.kind,
+            "UNSET" if client_error(s) else s.status,
+            "" if client_error(s) else s.status_message,
+            unslashed(s.attributes),
+            by_id[s.parent_span_id].name.replace(" /", " ") if s.parent_span_id in by_id else None,
+            [
+                (e["name"], e.get("exception.type"), e.get("exception.message"))
+                for e in s.events
+                if e["name"] != "n_plus_one" and not client_error(s)
+            ],
+        )
         for s in receiver.spans
-        if s.scope == "opentelemetry.instrumentation.django"
+        if s.scope in (SERVER_SCOPE, SQL_SCOPE)
     ]
     points = [
-        ("point", p.metric, p.value, p.count, sorted(unslashed(p.attributes).items()))
+        ("point", p.metric, p.value, p.count, unslashed(p.attributes))
         for p in receiver.points
-        if p.metric.startswith("http.server.")
+        if p.metric.startswith(("http.server.", "db.client."))
     ]
     return sorted(spans, key=repr) + sorted(points, key=repr)
 
 
-@pytest.mark.parametrize("settings", [{}, ASKED_FOR_EVERYTHING], ids=["defaults", "headers-and-request-attrs"])
-def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, workdir, settings):
-    """The work the middleware skips changes nothing it records: the same requests give the same
-    span names, attributes, statuses and metric points as under ``opentelemetry-instrument``."""
-    env = clean_env(
+SEMCONV = {
+    "old": {},
+    "http": {"OTEL_SEMCONV_STABILITY_OPT_IN": "http"},
+    "http-dup": {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup"},
+    "database": {"OTEL_SEMCONV_STABILITY_OPT_IN": "database"},
+    "headers-and-request-attrs": {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup", **ASKED_FOR_EVERYTHING},
+    "asgi": {"ASGI": "1"},
+    "asgi-http-dup-headers-and-request-attrs": {
+        "ASGI": "1",
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup",
+        **ASKED_FOR_EVERYTHING,
+    },
+}
+
+
+def _upstream_env(receiver, workdir: Path, **settings: str) -> dict[str, str]:
+    return clean_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
         OTEL_METRIC_EXPORT_INTERVAL="600000",  # one export, at exit
         SHOP_DB=str(workdir / "shop.sqlite3"),
@@ -139,9 +186,32 @@ def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, w
         PYTHONPATH=str(SHOP),
         **settings,
     )
-    ours = _records(receiver, launcher(), env, workdir)
-    upstream = _records(receiver, [str(UPSTREAM)], env, workdir)
-    assert len([r for r in ours if r[0] == "span"]) == 4
+
+
+@pytest.mark.parametrize("settings", list(SEMCONV.values()), ids=list(SEMCONV))
+def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, workdir, settings):
+    """Our request and SQL paths record what the contrib's middleware and dbapi proxy record under
+    ``opentelemetry-instrument``, in each semconv mode: the same span names, kinds, attributes,
+    statuses, exception events, parents and metric points (active requests asked for, as it
+    records them)."""
+    env = _upstream_env(receiver, workdir, **settings)
+    _run_records(receiver, [*launcher(), "--http-active-requests", "true"], env, workdir)
+    ours = _comparable(receiver)
+    _run_records(receiver, [str(UPSTREAM)], env, workdir)
+    upstream = _comparable(receiver)
+    assert len([r for r in ours if r[:2] == ("span", SQL_SCOPE)]) == 19  # 10 + 4 + 5 on Django's, 1 raw
+    assert ours == upstream
+
+
+def test_unsampled_requests_record_the_same_metric_points_and_no_active_requests(receiver, workdir):
+    """Not sampled, a request still gives the contrib's duration points (attributes read the
+    lean way); http.server.active_requests only when asked for."""
+    env = _upstream_env(receiver, workdir, OTEL_SEMCONV_STABILITY_OPT_IN="http/dup")
+    _run_records(receiver, [*launcher(), "--sampler", "always_off"], env, workdir, spans=0)
+    ours = _comparable(receiver)
+    _run_records(receiver, [str(UPSTREAM)], env, workdir)
+    upstream = [r for r in _comparable(receiver) if r[0] == "point" and r[1] != "http.server.active_requests"]
+    assert [r for r in ours if r[0] == "span"] == []
     assert ours == upstream
 
 
@@ -160,3 +230,38 @@ def test_ctrl_c_on_the_reloader_lets_the_serving_child_flush(receiver, workdir):
     assert child_pid != process.pid
     assert receiver.wait_for(lambda r: r.spans, timeout=5)
     assert [(s.name, s.attributes["target.pid"]) for s in receiver.spans] == [("served", child_pid)]
+
+
+def test_the_sampler_decides_before_any_request_attribute_is_collected(workdir):
+    """Sample-first: the sampler sees the method as the name, SERVER and no attributes; a request
+    it keeps reaches span processors at on_start with every request attribute already set."""
+    env = clean_env(OTEL_METRICS_EXPORTER="none", SHOP_DB=str(workdir / "shop.sqlite3"))
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_sampler_sees.py"), str(SHOP)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["decisions"] == [{"name": "GET", "kind": "SpanKind.SERVER", "attributes": {}}] * 2
+    (kept,) = seen["started"]  # the first was dropped: nothing was collected for it
+    assert kept["attributes"]["http.url"] == "http://testserver/plain/?token=x"
+    assert kept["attributes"]["http.user_agent"] == "curl/8"
+    assert kept["attributes"]["http.method"] == "GET"
+
+
+def test_n_plus_one_marks_the_server_span_of_a_view_repeating_one_statement(receiver, workdir):
+    """10 identical statements mark the view's span (attributes and one event); 4 do not; every
+    query is one span (Django's connection and a raw one side by side, never two a query)."""
+    env = _upstream_env(receiver, workdir, OTEL_METRICS_EXPORTER="none")
+    _run_records(receiver, launcher(), env, workdir)
+    views = [s for s in receiver.spans if s.scope == SERVER_SCOPE and s.name == "GET /queries/<int:times>/"]
+    marked = [s for s in receiver.spans if "otel_launch.n_plus_one.count" in s.attributes]
+    assert len(views) == 2 and len(marked) == 1 and marked[0] in views  # the 4-query view: no mark
+    (ten,) = marked
+    mark = {"otel_launch.n_plus_one.statement": "SELECT %s + 1", "otel_launch.n_plus_one.count": 10}
+    assert {k: ten.attributes[k] for k in mark} == mark
+    assert [e for e in ten.events if e["name"] == "n_plus_one"] == [{"name": "n_plus_one", **mark}]
+    sql = [s for s in receiver.spans if s.scope == SQL_SCOPE]
+    by_statement = {}
+    for span in sql:
+        by_statement.setdefault(span.attributes["db.statement"], []).append(span)
+    assert len(by_statement["SELECT %s + 1"]) == 14  # 10 + 4, each once
+    assert len(by_statement["SELECT 2"]) == 1  # the raw sqlite3 connection, through the contrib
+    assert len(by_statement["SELECT 1"]) == 1

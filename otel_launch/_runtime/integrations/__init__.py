@@ -52,6 +52,7 @@ OWN = (
     Integration("django", "django.core.handlers.base", "django"),
     Integration("django", "django.core.management.base", "django", "on_management_import"),
     Integration("django", "django.core.cache", "django", "on_cache_import"),
+    Integration("django", "django.db.backends.base.base", "django", "on_db_import"),
     # Not at ``import celery``: a Django project imports its Celery app in every process, and
     # most (management commands, web workers before their first publish) never use it. The
     # first publish imports celery.app.amqp; ``celery worker`` imports celery.apps.worker

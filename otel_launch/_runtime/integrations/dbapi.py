@@ -10,9 +10,11 @@ of its configured database in every process, and the instrumentation's import an
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +25,9 @@ _INSTRUMENTORS = {
     "psycopg": ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
     "psycopg2": ("opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
 }
+_CONNECT_MODULES = {"sqlite3": ("sqlite3", "sqlite3.dbapi2"), "psycopg": ("psycopg",), "psycopg2": ("psycopg2",)}
 _lock = threading.Lock()
+_django = threading.local()  # set while Django reconnects a connection it already traced
 
 
 def on_import(driver: ModuleType) -> None:
@@ -36,6 +40,33 @@ def on_import(driver: ModuleType) -> None:
 def _instrument(driver: str) -> None:
     module, name = _INSTRUMENTORS[driver]
     instrument_once(getattr(importlib.import_module(module), name)())
+    for connect_module in _CONNECT_MODULES[driver]:
+        _let_django_pass(sys.modules[connect_module])
+
+
+@contextlib.contextmanager
+def connecting_for_django() -> Iterator[None]:
+    """While Django's SQL path (``django/sql.py``) reconnects, the driver's ``connect`` skips the
+    contrib's wrapper: that connection is traced by Django's execute wrapper, never twice."""
+    _django.passing = True
+    try:
+        yield
+    finally:
+        _django.passing = False
+
+
+def _let_django_pass(module: ModuleType) -> None:
+    traced = module.connect
+    raw = getattr(traced, "__wrapped__", None)  # the contrib's wrapt wrapper keeps the driver's
+    if raw is None or getattr(traced, "_otel_launch_passes", False):
+        return
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        return (raw if getattr(_django, "passing", False) else traced)(*args, **kwargs)
+
+    connect._otel_launch_passes = True
+    connect.__wrapped__ = raw
+    module.connect = connect
 
 
 def _instrument_on_first_connect(driver: ModuleType, modules: list[ModuleType]) -> None:

@@ -1,0 +1,477 @@
+"""Sample-first Django server spans: our middleware in place of the contrib's in the request path.
+
+Reproduces ``opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware``
+(the contrib) for a sampled request, in each ``OTEL_SEMCONV_STABILITY_OPT_IN`` mode (unset,
+``http``, ``http/dup``): the span (scope ``opentelemetry.instrumentation.django``, SERVER when no
+span is current, else INTERNAL), its name (the route, slashed, as otel-launch names it), its
+request attributes (the contrib's own WSGI/ASGI collectors), ``http.route``, response status
+attributes and status, captured headers (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_*``,
+sanitized), ``OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS``, the exception event of a 5xx (not of a
+4xx: otel-launch's rule), exclusions (``OTEL_PYTHON_DJANGO_EXCLUDED_URLS`` /
+``OTEL_PYTHON_EXCLUDED_URLS``), the response propagator, and the duration histogram of each mode
+(``http.server.duration`` ms / ``http.server.request.duration`` s) with the same attributes.
+
+What differs, on purpose:
+
+- **Sample-first.** The span starts with the method as its provisional name and no attributes:
+  the sampler decides on trace id, parent, kind and that name. Request attributes are collected
+  only when it said "record", and handed to the span inside the sampling result, so span
+  processors see them at ``on_start`` as with the contrib. An unsampled request costs context
+  propagation (its children and the tasks it sends stay unsampled; ``traceparent`` flows on) and
+  the duration metric, whose few attributes are read straight from the WSGI environ.
+- ``http.server.active_requests`` (development status; 2 of the contrib's 3 measurements a
+  request) only with ``OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS=true``.
+- One context attach a request (the contrib attaches twice), the absolute URL built only when
+  exclusions are set, header scans only when capture is configured.
+- An ASGI handler runs this middleware as a coroutine (the contrib's is sync-only, so Django
+  runs it in a thread for each of its four hooks).
+"""
+
+from __future__ import annotations
+
+import threading
+from timeit import default_timer
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from opentelemetry import context as context_api
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.instrumentation._semconv import (
+    _filter_semconv_active_request_count_attr,
+    _get_schema_url,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+    _report_new,
+    _report_old,
+    _server_active_requests_count_attrs_new,
+    _server_active_requests_count_attrs_old,
+    _server_duration_attrs_new,
+    _server_duration_attrs_old,
+    _set_status,
+)
+from opentelemetry.instrumentation.django.version import __version__ as _contrib_version
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.utils import extract_attributes_from_object
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.http import (
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST,
+    OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE,
+    SanitizeValue,
+    get_custom_headers,
+    get_excluded_urls,
+    get_traced_request_attrs,
+    normalise_request_header_name,
+    normalise_response_header_name,
+    sanitize_method,
+)
+
+from otel_launch._runtime.integrations.django import n_plus_one
+
+SCOPE = "opentelemetry.instrumentation.django"  # the contrib's: e2e helpers and users select on it
+MIDDLEWARE = f"{__name__}.OpenTelemetryMiddleware"
+_START_TIME_KEY = "opentelemetry-instrumentor-django.starttime_key"  # as the contrib reads it
+_SERVER, _INTERNAL = trace.SpanKind.SERVER, trace.SpanKind.INTERNAL
+
+
+class _Config:
+    """Everything the contrib reads from the environment once, read once here too."""
+
+    def __init__(self) -> None:
+        import os
+
+        from otel_launch._settings import read_setting
+
+        _OpenTelemetrySemanticConventionStability._initialize()
+        mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+            _OpenTelemetryStabilitySignalType.HTTP
+        )
+        self.mode = mode
+        self.old, self.new = _report_old(mode), _report_new(mode)
+        schema_url = _get_schema_url(mode)
+        self.tracer = trace.get_tracer(SCOPE, _contrib_version, schema_url=schema_url)
+        self.sample_first = _put_attributes_in_the_sampling_result(self.tracer)
+        meter = metrics.get_meter(SCOPE, _contrib_version, schema_url=schema_url)
+        self.duration_old = self.duration_new = self.active = None
+        if self.old:
+            from opentelemetry.semconv.metrics import MetricInstruments
+
+            self.duration_old = meter.create_histogram(
+                name=MetricInstruments.HTTP_SERVER_DURATION,
+                unit="ms",
+                description="Measures the duration of inbound HTTP requests.",
+            )
+        if self.new:
+            from opentelemetry.instrumentation._semconv import HTTP_DURATION_HISTOGRAM_BUCKETS_NEW
+            from opentelemetry.semconv.metrics.http_metrics import HTTP_SERVER_REQUEST_DURATION
+
+            self.duration_new = meter.create_histogram(
+                name=HTTP_SERVER_REQUEST_DURATION,
+                description="Duration of HTTP server requests.",
+                unit="s",
+                explicit_bucket_boundaries_advisory=HTTP_DURATION_HISTOGRAM_BUCKETS_NEW,
+            )
+        if read_setting("http_active_requests", os.environ):
+            from opentelemetry.semconv._incubating.metrics.http_metrics import create_http_server_active_requests
+
+            self.active = create_http_server_active_requests(meter)
+        excluded = get_excluded_urls("DJANGO")
+        self.excluded = excluded if excluded._excluded_urls else None
+        self.traced_attrs = get_traced_request_attrs("DJANGO")
+        self.request_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
+        self.response_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)
+        self.sanitize = SanitizeValue(get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS))
+        self.methods: dict[str, str] = {}  # sanitize_method reads the environment on every call
+
+    def method_name(self, method: str) -> str:
+        """The method as the span name's first word: sanitized, "HTTP" for one not known."""
+        name = self.methods.get(method)
+        if name is None:
+            name = sanitize_method(method.strip())
+            name = "HTTP" if name == "_OTHER" else name
+            if len(self.methods) < 64:  # any string can be a method: keep the table small
+                self.methods[method] = name
+        return name
+
+
+_config: _Config | None = None
+_pending = threading.local()  # the request whose span is being started, for the sampler wrapper
+
+
+def config() -> _Config:
+    global _config
+    if _config is None:
+        _config = _Config()
+    return _config
+
+
+# --- sample-first: attributes enter the span through the sampling result ----------------------------
+
+
+def _put_attributes_in_the_sampling_result(tracer: Any) -> bool:
+    """Wrap this tracer's sampler (the SDK's ``Tracer.sampler``, ours alone: other tracers keep
+    the provider's) so that a "record" decision, taken without attributes, carries the request's
+    attributes into the span. False when the tracer is not the SDK's (then they are set after)."""
+    sampler = getattr(tracer, "sampler", None)
+    if sampler is None or not type(tracer).__module__.startswith("opentelemetry.sdk.trace"):
+        return False
+    from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+
+    class SampleFirst(Sampler):
+        def should_sample(
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+        ):  # noqa: E501
+            result = sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+            request = getattr(_pending, "request", None)
+            if request is None or not result.decision.is_recording():
+                return result
+            collected = _pending.collected = _request_attributes(*request)
+            if result.attributes:
+                collected = {**collected, **result.attributes}
+            return SamplingResult(result.decision, collected, result.trace_state)
+
+        def get_description(self) -> str:
+            return sampler.get_description()
+
+    tracer.sampler = SampleFirst()
+    return True
+
+
+def _is_asgi(request: Any) -> bool:
+    return "scope" in request.__dict__  # ASGIRequest keeps the scope; a WSGIRequest has none
+
+
+def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
+    """All the contrib records at span start, collected by the contrib's own functions."""
+    c = config()
+    if is_asgi:
+        from opentelemetry.instrumentation.asgi import collect_custom_headers_attributes
+        from opentelemetry.instrumentation.asgi import collect_request_attributes as collect
+
+        attributes = collect(carrier, c.mode)
+        if c.request_headers:
+            attributes.update(
+                collect_custom_headers_attributes(carrier, c.sanitize, c.request_headers, normalise_request_header_name)
+            )
+        if c.traced_attrs:
+            import types
+
+            headers = {k.decode("latin1"): v.decode("latin1") for k, v in carrier.get("headers", [])}
+            attributes.update(extract_attributes_from_object(request, c.traced_attrs))
+            attributes.update(extract_attributes_from_object(types.SimpleNamespace(**headers), c.traced_attrs))
+        return attributes
+    from opentelemetry.instrumentation.wsgi import collect_request_attributes as collect
+
+    attributes = collect(carrier, c.mode)
+    if c.request_headers:
+        from opentelemetry.instrumentation.wsgi import collect_custom_request_headers_attributes
+
+        attributes.update(collect_custom_request_headers_attributes(carrier))
+    if c.traced_attrs:
+        attributes.update(extract_attributes_from_object(request, c.traced_attrs))
+    return attributes
+
+
+def _metric_attributes(environ: dict, c: _Config) -> dict:
+    """What the duration histograms keep of the request attributes, read straight from the WSGI
+    environ for an unsampled request (the same keys and values the contrib's collector gives)."""
+    attributes: dict[str, Any] = {}
+    method = c.method_name(environ.get("REQUEST_METHOD", ""))
+    method = "_OTHER" if method == "HTTP" else method
+    scheme = environ.get("wsgi.url_scheme")
+    flavor = environ.get("SERVER_PROTOCOL", "")
+    if flavor.upper().startswith("HTTP/"):
+        flavor = flavor[5:]
+    if c.old:
+        if method:
+            attributes["http.method"] = method
+        attributes["http.server_name"] = environ.get("SERVER_NAME")
+        if scheme:
+            attributes["http.scheme"] = scheme
+        host = environ.get("HTTP_HOST")
+        if host:
+            attributes["net.host.name"] = attributes["http.host"] = host
+        port = environ.get("SERVER_PORT")
+        if port and port.isdigit():
+            attributes["net.host.port"] = int(port)
+        target = environ.get("RAW_URI")
+        if target is None:
+            target = environ.get("REQUEST_URI")
+        if target:
+            attributes["http.target"] = target
+        if flavor:
+            attributes["http.flavor"] = flavor
+    if c.new:
+        if method:
+            attributes["http.request.method"] = method
+        if scheme:
+            attributes["url.scheme"] = scheme
+        if flavor:
+            attributes["network.protocol.version"] = flavor
+    return attributes
+
+
+# --- the middleware ------------------------------------------------------------------------------------
+
+
+class _Request:
+    __slots__ = ("span", "token", "metric_attributes", "started", "exception", "active", "watch", "is_asgi")
+
+
+def _begin(request: Any) -> _Request | None:
+    c = config()
+    if c.excluded is not None and c.excluded.url_disabled(request.build_absolute_uri("?")):
+        return None
+    meta = request.META
+    is_asgi = _is_asgi(request)
+    carrier = request.scope if is_asgi else meta
+    if trace.get_current_span() is trace.INVALID_SPAN:
+        getter = _asgi_getter() if is_asgi else _wsgi_getter()
+        parent, kind = propagate.extract(carrier, getter=getter), _SERVER
+    else:
+        parent, kind = context_api.get_current(), _INTERNAL
+    name = c.method_name(request.method or "")
+    if c.sample_first:
+        _pending.request, _pending.collected = (request, carrier, is_asgi), None
+        try:
+            span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
+            collected = _pending.collected
+        finally:
+            _pending.request = _pending.collected = None
+    else:
+        span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
+        collected = _request_attributes(request, carrier, is_asgi) if span.is_recording() else None
+        if collected:
+            span.set_attributes(collected)
+    state = _Request()
+    state.span, state.is_asgi, state.exception = span, is_asgi, None
+    if collected is not None:
+        state.metric_attributes = dict(collected)
+    elif is_asgi or c.active is not None:  # rare paths: the contrib's collector, not the lean one
+        state.metric_attributes = _request_attributes(request, carrier, is_asgi)
+    else:
+        state.metric_attributes = _metric_attributes(meta, c)
+    state.active = None
+    if c.active is not None:
+        state.active = _filter_semconv_active_request_count_attr(
+            state.metric_attributes,
+            _server_active_requests_count_attrs_old,
+            _server_active_requests_count_attrs_new,
+            c.mode,
+        )
+        c.active.add(1, state.active)
+    state.token = context_api.attach(trace.set_span_in_context(span, parent))
+    state.watch = n_plus_one.begin(span) if kind is _SERVER else None
+    state.started = default_timer()
+    request._otel_launch_request = state
+    return state
+
+
+def _name(request: Any, state: _Request) -> None:
+    """Named from Django's match once a view is chosen (the contrib's ``process_view``)."""
+    c = config()
+    match = request.resolver_match
+    route = getattr(match, "route", None)
+    if route:
+        if not route.startswith(("/", "^")):
+            route = f"/{route}"
+        if c.old:
+            state.metric_attributes["http.target"] = route
+        if c.new:
+            state.metric_attributes["http.route"] = route
+    span = state.span
+    if span.is_recording():
+        if route:
+            span.set_attribute("http.route", route)
+        method = c.method_name(request.method or "")
+        span.update_name(f"{method} {route}" if route and method != "HTTP" else _full_name(request, method))
+
+
+def _full_name(request: Any, method: str) -> str:
+    """The contrib's ``_get_span_name`` fallback: route, else URL name, else the method."""
+    if method == "HTTP":
+        return method
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = request.resolver_match or resolve(request.path)
+    except Resolver404:
+        return request.method
+    route = getattr(match, "route", None)
+    if route:
+        return f"{method} {route if route.startswith(('/', '^')) else '/' + route}"
+    url_name = getattr(match, "url_name", None)
+    return f"{method} {url_name}" if url_name else request.method
+
+
+def _finish(request: Any, state: _Request, response: Any, raised: BaseException | None = None) -> None:
+    c = config()
+    span = state.span
+    attributes = state.metric_attributes
+    try:
+        recording = span.is_recording()
+        if response is not None:
+            if recording and getattr(request, "resolver_match", None) is None:  # no view ran
+                span.update_name(_full_name(request, c.method_name(request.method or "")))
+            code = response.status_code
+            _set_status(span, attributes, code, str(code), server_span=True, sem_conv_opt_in_mode=c.mode)
+            if recording and c.response_headers and span.kind is _SERVER:
+                span.set_attributes(_response_headers(response, state.is_asgi, c))
+            propagator = get_global_response_propagator()
+            if propagator:
+                propagator.inject(response)
+        exception = raised or state.exception
+        if exception is not None and (response is None or response.status_code >= 500) and recording:
+            span.record_exception(exception)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+        n_plus_one.end(state.watch)
+        duration = default_timer() - state.started
+        if c.duration_old is not None:
+            old = {k: v for k, v in attributes.items() if k in _server_duration_attrs_old}
+            target = attributes.get("http.target")
+            if target:
+                old["http.target"] = target
+            c.duration_old.record(max(round(duration * 1000), 0), old)
+        if c.duration_new is not None:
+            new = {k: v for k, v in attributes.items() if k in _server_duration_attrs_new}
+            c.duration_new.record(max(duration, 0), new)
+        if state.active is not None:
+            c.active.add(-1, state.active)
+    finally:
+        span.end()
+        context_api.detach(state.token)
+
+
+def _response_headers(response: Any, is_asgi: bool, c: _Config) -> dict:
+    if is_asgi:
+        from opentelemetry.instrumentation.asgi import asgi_setter, collect_custom_headers_attributes
+
+        headers: dict = {}
+        for key, value in response.items():
+            asgi_setter.set(headers, key, value)
+        normalise = normalise_response_header_name
+        return collect_custom_headers_attributes(headers, c.sanitize, c.response_headers, normalise)
+    from opentelemetry.instrumentation.wsgi import collect_custom_response_headers_attributes
+
+    return collect_custom_response_headers_attributes(response.items())
+
+
+def _wsgi_getter() -> Any:
+    from opentelemetry.instrumentation.wsgi import wsgi_getter
+
+    return wsgi_getter
+
+
+def _asgi_getter() -> Any:
+    from opentelemetry.instrumentation.asgi import asgi_getter
+
+    return asgi_getter
+
+
+def _safely(step: Any, *args: Any) -> Any:
+    """Telemetry never fails a request: a step that raises is reported once and skipped."""
+    try:
+        return step(*args)
+    except Exception as exc:
+        global _failed
+        if not _failed:
+            _failed = True
+            from otel_launch._runtime._log import warn
+
+            warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
+        return None
+
+
+_failed = False
+
+
+class OpenTelemetryMiddleware:
+    """Django middleware (sync and async) that makes each request a server span."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+            self.process_view = self._process_view_async  # Django awaits it, with no thread hop
+
+    def __call__(self, request: Any) -> Any:
+        if iscoroutinefunction(self.get_response):
+            return self._call_async(request)
+        state = _safely(_begin, request)
+        if state is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:  # Django turns view errors into responses; this is rarer
+            _safely(_finish, request, state, None, exc)
+            raise
+        _safely(_finish, request, state, response)
+        return response
+
+    async def _call_async(self, request: Any) -> Any:
+        state = _safely(_begin, request)
+        if state is None:
+            return await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            _safely(_finish, request, state, None, exc)
+            raise
+        _safely(_finish, request, state, response)
+        return response
+
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        state = request.__dict__.get("_otel_launch_request")
+        if state is not None:
+            _name(request, state)
+
+    async def _process_view_async(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        OpenTelemetryMiddleware.process_view(self, request, view_func, view_args, view_kwargs)
+
+    def process_exception(self, request: Any, exception: BaseException) -> None:
+        state = request.__dict__.get("_otel_launch_request")
+        if state is not None:
+            state.exception = exception
