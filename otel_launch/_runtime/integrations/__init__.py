@@ -48,7 +48,7 @@ INTEGRATIONS = (
     # first publish imports celery.app.amqp; ``celery worker`` imports celery.apps.worker
     # before its pool forks. Both are leaf imports, never made halfway through celery's own.
     Integration("celery", "celery.app.amqp", "celery"),
-    Integration("celery", "celery.apps.worker", "celery"),
+    Integration("celery", "celery.apps.worker", "celery", "on_worker_import"),
     Integration("redis", "redis", "redis"),
     Integration("redis", "kombu.transport.redis", "redis", "on_kombu_import"),
     Integration("sqlite3", "sqlite3", "dbapi"),

@@ -1,0 +1,174 @@
+"""Celery depth on a real broker and a real prefork worker: queue time, worker metrics, tasks
+whose child is killed, canvas and beat in one trace, and an app with its own telemetry."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from tests.e2e.conftest import BIN, named, service, telemetry_noise, traces, wait_until
+
+pytestmark = pytest.mark.e2e
+TASK_ID = "messaging.message.id"
+
+
+def publish(shop, code: str, service: str | None = "shop-command") -> None:
+    """Publish tasks from ``manage.py shell -c``, inside one span named "publish" (the trace of the caller),
+    under otel-launch unless ``service`` is None."""
+    body = "\n".join(f"    {line}" for line in code.splitlines())
+    script = (
+        "from opentelemetry import trace\nfrom orders import tasks\n"
+        f"with trace.get_tracer('shop').start_as_current_span('publish'):\n{body}\n"
+    )
+    status, output = shop.manage("shell", "-c", script, service=service)
+    assert status == 0, output
+
+
+def run_span(shop, task_id: str):
+    (span,) = [s for s in named(shop.receiver, "run/") if s.attributes.get(TASK_ID) == task_id]
+    return span
+
+
+def points(shop, metric: str) -> list:
+    return [p for p in shop.receiver.points if p.metric == metric]
+
+
+def test_queue_time_of_a_backlog_and_worker_metrics_from_every_child(shop):
+    publish(shop, "for i in range(6): tasks.notify_customer.delay(i)")
+    publish(shop, "tasks.notify_customer.delay(99)", service=None)  # an uninstrumented producer
+    published = time.monotonic()
+    wait_until(lambda: time.monotonic() - published >= 1.5, 5, "a backlog 1.5 s old")  # the age under test
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2")
+    started = time.monotonic()
+    shop.wait_for_executions(7)
+    assert shop.stop(worker) == 0
+    executions = shop.executions()
+
+    waited = started - published
+    for execution in executions:
+        span = run_span(shop, execution["id"])
+        attributes = span.attributes
+        if execution["order"] == 99:  # no publish time in its headers: counted from its receipt
+            assert attributes["celery.task.queue_time.since"] == "received"
+            assert 0 <= attributes["celery.task.queue_time"] < waited
+        else:
+            assert attributes["celery.task.queue_time.since"] == "published"
+            assert attributes["celery.task.queue_time"] >= waited
+        assert attributes["messaging.operation.type"] == "process"
+        assert attributes["messaging.destination.name"] == shop.base_env["SHOP_QUEUE"]
+        assert attributes["messaging.system"] == {"rabbitmq": "rabbitmq", "redis": "redis"}.get(shop.broker, shop.broker)
+        assert attributes["celery.state"] == "SUCCESS" and attributes["celery.action"] == "run"
+
+    # Every pool child that ran a task reports its durations, queue times and executions.
+    children = {e["pid"] for e in executions}
+    assert len(children) == 2, "both children ran tasks"
+    for metric in ("messaging.process.duration", "celery.task.queue_time", "celery.task.executions"):
+        by_pid = Counter()
+        for point in points(shop, metric):
+            by_pid[point.resource["process.pid"]] += point.count if point.count is not None else point.value
+            assert point.attributes["celery.task_name"] == "orders.tasks.notify_customer"
+            assert point.attributes["messaging.destination.name"] == shop.base_env["SHOP_QUEUE"]
+        assert set(by_pid) == children, metric
+        assert sum(by_pid.values()) == 7, metric
+    assert {p.attributes["celery.state"] for p in points(shop, "celery.task.executions")} == {"SUCCESS"}
+    assert telemetry_noise(shop.output(worker)) == []
+
+
+def test_countdown_is_not_queue_time_and_the_worker_shows_its_load(shop):
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2", OTEL_METRIC_EXPORT_INTERVAL="200")
+    publish(shop, "tasks.remind_customer.apply_async((7,), countdown=2)")
+    publish(shop, "for _ in range(8): tasks.export_orders.delay(0.3)")
+    shop.wait_for_executions(9)
+    assert shop.stop(worker) == 0
+    (remind,) = [e for e in shop.executions() if e["task"] == "orders.tasks.remind_customer"]
+    span = run_span(shop, remind["id"])
+    (publish_span,) = [s for s in named(shop.receiver, "apply_async/orders.tasks.remind_customer")]
+    assert span.start_ns - publish_span.start_ns >= 2e9  # it did wait for its countdown
+    assert span.attributes["celery.task.queue_time.since"] == "eta"
+    assert span.attributes["celery.task.queue_time"] < 1.5
+
+    # The main process's view of its load, sampled every 200 ms while 8 tasks of 0.3 s ran on 2 children.
+    def peak(metric: str) -> float:
+        values = [p.value for p in points(shop, metric) if p.resource["process.pid"] == worker.pid]
+        assert values, metric
+        return max(values)
+
+    assert peak("celery.worker.tasks.executing") == 2
+    assert peak("celery.worker.tasks.prefetched") >= 1
+    assert peak("celery.worker.tasks.scheduled") == 1  # the reminder, while it waited for its countdown
+
+
+def test_a_task_over_its_time_limit_or_whose_child_died_is_an_error_in_its_trace(shop):
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2")
+    publish(shop, "tasks.export_orders.delay(5)\ntasks.crash_worker.delay()\ntasks.notify_customer.delay(1)")
+    shop.wait_for_executions(3)
+    (command,) = [s for s in shop.receiver.spans if s.name == "publish"]
+
+    def runs() -> dict:
+        return {s.name: s for s in named(shop.receiver, "run/")}
+
+    expected = {"run/orders.tasks.export_orders", "run/orders.tasks.crash_worker", "run/orders.tasks.notify_customer"}
+    wait_until(lambda: set(runs()) == expected, 30, "the three run spans")  # the killed ones come from the main process
+    assert shop.stop(worker) == 0
+    assert Counter(s.name for s in named(shop.receiver, "run/")) == Counter(expected), "one run span a task"
+    spans = runs()
+    timed_out, lost = spans["run/orders.tasks.export_orders"], spans["run/orders.tasks.crash_worker"]
+    for span, error in ((timed_out, "TimeLimitExceeded"), (lost, "WorkerLostError")):
+        assert span.status == "ERROR", span.name
+        assert span.attributes["error.type"] == error
+        (event,) = [e for e in span.events if e["name"] == "exception"]
+        assert event["exception.type"] == f"billiard.exceptions.{error}"
+        assert span.trace_id == command.trace_id and span.parent_span_id, "in the trace of its publish"
+        assert service(span) == "shop-worker"
+        assert span.resource["process.pid"] == worker.pid, "recorded by the main process"
+    assert 0.9e9 <= timed_out.end_ns - timed_out.start_ns < 3e9
+    assert spans["run/orders.tasks.notify_customer"].status != "ERROR"
+    failures = [p for p in points(shop, "messaging.process.duration") if p.attributes.get("error.type")]
+    assert {p.attributes["error.type"] for p in failures} == {"TimeLimitExceeded", "WorkerLostError"}
+
+
+def test_canvas_runs_in_the_trace_of_its_caller(shop):
+    shop.base_env["SHOP_RESULT_BACKEND"] = f"file://{shop.workdir}/results"
+    (shop.workdir / "results").mkdir()
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2")
+    publish(
+        shop,
+        "from celery import chain, chord, group\n"
+        "chain(tasks.add.s(1, 2), tasks.add.s(3)).apply_async()\n"
+        "group(tasks.add.s(i, i) for i in range(3)).apply_async()\n"
+        "chord((tasks.add.s(i, 1) for i in range(3)), tasks.total.s()).apply_async()\n",
+    )
+    shop.wait_for_executions(2 + 3 + 3 + 1)
+    assert shop.stop(worker) == 0
+    (command,) = [s for s in shop.receiver.spans if s.name == "publish"]
+    runs = [s for s in named(shop.receiver, "run/orders.tasks.")]
+    assert Counter(s.name for s in runs) == {"run/orders.tasks.add": 8, "run/orders.tasks.total": 1}
+    assert {s.trace_id for s in runs} == {command.trace_id}
+    assert all(s.parent_span_id for s in runs)
+
+
+def test_beat_publishes_are_connected_to_their_runs(shop):
+    ticks = shop.workdir / "ticks"
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2", SHOP_TICKS=str(ticks))
+    beat = shop.start(
+        "beat",
+        [str(BIN / "celery"), "-A", "shop", "beat", "-l", "info", "-s", str(shop.workdir / "schedule")],
+        service="shop-beat",
+        SHOP_BEAT_EVERY="0.5",
+    )
+    wait_until(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3, 30, "3 scheduled ticks run")
+    assert shop.stop(beat) == 0
+    assert shop.stop(worker) == 0
+    publishes = {s.span_id: s for s in named(shop.receiver, "apply_async/orders.tasks.tick")}
+    runs = named(shop.receiver, "run/orders.tasks.tick")
+    assert len(runs) >= 3 and len(publishes) >= len(runs)
+    for run in runs:
+        parent = publishes[run.parent_span_id]
+        assert service(parent) == "shop-beat" and parent.kind == 4  # PRODUCER
+        assert not parent.parent_span_id, "each scheduled publish starts its trace"
+    beat_spans = [s for s in shop.receiver.spans if service(s) == "shop-beat"]
+    assert {s.name for s in beat_spans} == {"apply_async/orders.tasks.tick"}, "no bookkeeping spans of beat's own"
+    assert telemetry_noise(shop.output(beat)) == []
+    assert len(traces(shop.receiver)) >= len(runs)
