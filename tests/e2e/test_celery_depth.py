@@ -58,7 +58,7 @@ def test_queue_time_of_a_backlog_and_worker_metrics_from_every_child(shop):
             assert attributes["celery.task.queue_time"] >= waited
         assert attributes["messaging.operation.type"] == "process"
         assert attributes["messaging.destination.name"] == shop.base_env["SHOP_QUEUE"]
-        assert attributes["messaging.system"] == {"rabbitmq": "rabbitmq", "redis": "redis"}.get(shop.broker, shop.broker)
+        assert attributes["messaging.system"] == shop.broker
         assert attributes["celery.state"] == "SUCCESS" and attributes["celery.action"] == "run"
 
     # Every pool child that ran a task reports its durations, queue times and executions.
@@ -168,7 +168,8 @@ def test_beat_publishes_are_connected_to_their_runs(shop):
         parent = publishes[run.parent_span_id]
         assert service(parent) == "shop-beat" and parent.kind == 4  # PRODUCER
         assert not parent.parent_span_id, "each scheduled publish starts its trace"
+    # Beat's own broker traffic is traced only inside a publish (the publish's own commands).
     beat_spans = [s for s in shop.receiver.spans if service(s) == "shop-beat"]
-    assert {s.name for s in beat_spans} == {"apply_async/orders.tasks.tick"}, "no bookkeeping spans of beat's own"
+    assert [s.name for s in beat_spans if s.span_id not in publishes and s.parent_span_id not in publishes] == []
     assert telemetry_noise(shop.output(beat)) == []
     assert len(traces(shop.receiver)) >= len(runs)

@@ -66,24 +66,27 @@ def instruments() -> tuple[Any, Any, Any, Any]:
         from opentelemetry.instrumentation.celery.version import __version__
 
         meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
-        _instruments[:] = provider, (
-            meter.create_histogram(
-                "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
-            ),
-            meter.create_histogram(
-                "messaging.process.duration",
-                unit="s",
-                description="Duration of task executions, in the pool child that ran them.",
-                explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-            ),
-            meter.create_histogram(
-                "celery.task.queue_time",
-                unit="s",
-                description="From when a task was due (published, or its ETA) to the start of its execution.",
-                explicit_bucket_boundaries_advisory=_QUEUE_BUCKETS,
-            ),
-            meter.create_counter(
-                "celery.task.executions", unit="{execution}", description="Task executions, by celery.state."
+        _instruments[:] = (
+            provider,
+            (
+                meter.create_histogram(
+                    "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
+                ),
+                meter.create_histogram(
+                    "messaging.process.duration",
+                    unit="s",
+                    description="Duration of task executions, in the pool child that ran them.",
+                    explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+                ),
+                meter.create_histogram(
+                    "celery.task.queue_time",
+                    unit="s",
+                    description="From when a task was due (published, or its ETA) to the start of its execution.",
+                    explicit_bucket_boundaries_advisory=_QUEUE_BUCKETS,
+                ),
+                meter.create_counter(
+                    "celery.task.executions", unit="{execution}", description="Task executions, by celery.state."
+                ),
             ),
         )
     return _instruments[1]
