@@ -54,7 +54,7 @@ def test_queue_time_of_a_backlog_and_worker_metrics_from_every_child(shop):
             assert attributes["celery.task.queue_time.since"] == "received"
             assert 0 <= attributes["celery.task.queue_time"] < waited
         else:
-            assert attributes["celery.task.queue_time.since"] == "published"
+            assert "celery.task.queue_time.since" not in attributes  # said only when not from the publish
             assert attributes["celery.task.queue_time"] >= waited
         assert attributes["messaging.operation.type"] == "process"
         assert attributes["messaging.destination.name"] == shop.base_env["SHOP_QUEUE"]
@@ -110,7 +110,8 @@ def test_a_task_over_its_time_limit_or_whose_child_died_is_an_error_in_its_trace
         return {s.name: s for s in named(shop.receiver, "run/")}
 
     expected = {"run/orders.tasks.export_orders", "run/orders.tasks.crash_worker", "run/orders.tasks.notify_customer"}
-    wait_until(lambda: set(runs()) == expected, 30, "the three run spans")  # the killed ones come from the main process
+    # The killed ones come from the main process, the third from a child, within about a second each.
+    wait_until(lambda: set(runs()) == expected, 30, f"the three run spans ({shop.output(worker)[-2000:]})")
     assert shop.stop(worker) == 0
     assert Counter(s.name for s in named(shop.receiver, "run/")) == Counter(expected), "one run span a task"
     spans = runs()

@@ -60,18 +60,10 @@ def _record(request: Any, exc: BaseException) -> None:
     now = time.time()
     delivery_info = request.delivery_info
     system = worker.messaging_system(request.task.app)
-    attributes = worker.span_attributes(
-        request.name, request.id, worker.queue(delivery_info), system, worker.queue_time(headers, started)
-    )
+    waited = worker.queue_time(headers, started)
+    attributes = worker.span_attributes(request._context, request.name, worker.queue(delivery_info), system, waited)
     error = type(exc).__qualname__
-    attributes.update(
-        {
-            "celery.action": "run",
-            "celery.state": "FAILURE",
-            "celery.hostname": request.hostname,
-            "error.type": error,
-        }
-    )
+    attributes.update({"celery.state": "FAILURE", "error.type": error})
     span = worker._tracer().start_span(
         f"run/{request.name}",
         context=propagate.extract(headers),
@@ -90,5 +82,5 @@ def _record(request: Any, exc: BaseException) -> None:
         "FAILURE",
         error,
         runtime=max(0.0, now - started),
-        queue_time=attributes.get("celery.task.queue_time"),
+        queue_time=waited[0] if waited else None,
     )

@@ -30,6 +30,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.celery import celery_getter, utils
+
 PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
 SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
@@ -44,11 +47,10 @@ _telemetry: list[Any] = [None, None]  # [tracer provider, tracer]
 _instruments: list[Any] = [None, None]  # [meter provider, (histograms and counter)]
 _attributes: dict[tuple, dict[str, Any]] = {}  # metric attributes, built once per combination
 _system: list[str] = []
+_CONSUMER = trace.SpanKind.CONSUMER
 
 
 def _tracer() -> Any:
-    from opentelemetry import trace
-
     provider = trace.get_tracer_provider()
     if _telemetry[0] is not provider:  # first use, or the app set its own provider
         from opentelemetry.instrumentation.celery.version import __version__
@@ -130,17 +132,30 @@ def queue(delivery_info: Any) -> str:
     return (delivery_info or {}).get("routing_key") or ""
 
 
-def span_attributes(name: str, task_id: str, destination: str, system: str, waited: Any) -> dict[str, Any]:
-    attributes = {
-        "celery.task_name": name,
-        "messaging.message.id": task_id,
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "run",
-        "messaging.system": system,
-        "messaging.destination.name": destination,
-    }
+class _Collected(dict):
+    """Takes what the contrib's ``utils.set_attributes_from_context`` sets on a span, so that the
+    request's attributes are exactly the contrib's and reach the span in one call."""
+
+    __slots__ = ()
+
+    def is_recording(self) -> bool:
+        return True
+
+    set_attribute = dict.__setitem__
+
+
+def span_attributes(request: Any, name: str, destination: str, system: str, waited: Any) -> dict[str, Any]:
+    """A run span's attributes known at its start: the contrib's (but ``celery.state``) and ours."""
+    attributes = _Collected({"celery.action": "run"})
+    utils.set_attributes_from_context(attributes, request)
+    attributes["celery.task_name"] = name
+    attributes["messaging.operation.type"] = "process"
+    attributes["messaging.system"] = system
+    attributes["messaging.destination.name"] = destination
     if waited is not None:
-        attributes["celery.task.queue_time"], attributes["celery.task.queue_time.since"] = waited
+        attributes["celery.task.queue_time"] = waited[0]
+        if waited[1] != "published":  # the clock did not start at the publish: say which did
+            attributes["celery.task.queue_time.since"] = waited[1]
     return attributes
 
 
@@ -173,55 +188,39 @@ def record_metrics(name: str, hostname: str, destination: str, system: str, stat
 def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task is None or task_id is None:
         return
-    from opentelemetry import context, propagate, trace
-    from opentelemetry.instrumentation.celery import celery_getter
-
     request = task.request
     now = time.time()
     parent = propagate.extract(request, getter=celery_getter)
-    attributes = span_attributes(
-        task.name, task_id, queue(request.delivery_info), messaging_system(task.app), queue_time(request, now)
-    )
-    span = _tracer().start_span(
-        f"run/{task.name}",
-        context=parent,
-        kind=trace.SpanKind.CONSUMER,
-        attributes=attributes,
-        start_time=int(now * 1e9),
-    )
+    span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
+    destination = queue(request.delivery_info)
+    waited = queue_time(request, now)
+    if span.is_recording():  # an unsampled task costs no attribute work
+        span.set_attributes(span_attributes(request, task.name, destination, messaging_system(task.app), waited))
     token = context.attach(trace.set_span_in_context(span, parent))
-    _running[task_id] = [span, token, time.perf_counter(), None, attributes.get("celery.task.queue_time")]
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
     run = _running.pop(task_id, None) if task_id is not None else None
     if run is None:
         return
-    from opentelemetry import context
-    from opentelemetry.instrumentation.celery import utils
-
-    span, token, started, error, waited = run
+    span, token, started, error, waited, destination = run
     runtime = time.perf_counter() - started
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return
-    request = task.request
     if span.is_recording():
-        span.set_attribute("celery.action", "run")
         span.set_attribute("celery.state", state)
-        utils.set_attributes_from_context(span, request)
-        span.set_attribute("celery.task_name", task.name)
     span.end()
-    attributes = span.attributes or {}
     record_metrics(
         task.name,
-        request.hostname,
-        attributes.get("messaging.destination.name") or queue(request.delivery_info),
+        task.request.hostname,
+        destination,
         messaging_system(task.app),
         state,
         error,
         runtime=runtime,
-        queue_time=waited,
+        queue_time=waited[0] if waited else None,
     )
 
 
