@@ -111,7 +111,10 @@ def test_a_task_over_its_time_limit_or_whose_child_died_is_an_error_in_its_trace
 
     expected = {"run/orders.tasks.export_orders", "run/orders.tasks.crash_worker", "run/orders.tasks.notify_customer"}
     # The killed ones come from the main process, the third from a child, within about a second each.
-    wait_until(lambda: set(runs()) == expected, 30, f"the three run spans ({shop.output(worker)[-2000:]})")
+    try:
+        wait_until(lambda: set(runs()) == expected, 30, "the three run spans")
+    except pytest.fail.Exception:
+        pytest.fail(f"run spans {sorted(runs())}; worker output:\n{shop.output(worker)[-3000:]}")
     assert shop.stop(worker) == 0
     assert Counter(s.name for s in named(shop.receiver, "run/")) == Counter(expected), "one run span a task"
     spans = runs()
