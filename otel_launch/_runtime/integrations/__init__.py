@@ -36,7 +36,25 @@ class Integration:
         # The disabled list is read here, not at start-up: only a process that imports the
         # library pays for reading settings.
         if self.name not in _disabled():
-            getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
+            try:
+                getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
+            except Exception:
+                if _the_app_is_importing_an_instrumentation():
+                    return  # it instruments this library itself (its import of the library woke us)
+                raise
+
+
+def _the_app_is_importing_an_instrumentation() -> bool:
+    """An app's ``from opentelemetry.instrumentation.psycopg import ...`` imports psycopg, whose hook
+    then found the contrib module half-initialized: "could not instrument psycopg ... partially
+    initialized module" was logged, falsely, since the app's own instrumentor works."""
+    import sys
+
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith("opentelemetry.instrumentation.")
+    )
 
 
 INTEGRATIONS = (
