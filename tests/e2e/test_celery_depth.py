@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.conftest import BIN, named, service, telemetry_noise, traces, wait_until
+from tests.e2e.conftest import BIN, SHOP, named, service, telemetry_noise, traces, wait_until
 
 pytestmark = pytest.mark.e2e
 TASK_ID = "messaging.message.id"
@@ -215,3 +215,59 @@ def test_an_app_with_its_own_telemetry_keeps_its_resource_in_every_process(shop)
         output = shop.output(process)
         assert telemetry_noise(output) == []
         assert [line for line in output.splitlines() if "instrument" in line] == []
+
+
+# What our worker path adds to the contrib's run spans; everything else must be the contrib's.
+OURS_ONLY = {
+    "messaging.operation.type",
+    "messaging.system",
+    "messaging.destination.name",
+    "celery.task.queue_time",
+    "celery.task.queue_time.since",
+    "error.type",
+}
+PER_MESSAGE = {"messaging.message.id", "messaging.conversation_id", "celery.reply_to", "celery.hostname"}
+
+
+def test_run_spans_record_what_the_contrib_records(shop):
+    """The same tasks (success, retry, failure) drained by a worker under opentelemetry-instrument
+    (the contrib's worker side), then by one under otel-launch (ours): same spans, same metric."""
+
+    def drain(prefix: list[str] | None, service_name: str) -> tuple[list, list]:
+        shop.receiver.spans.clear()
+        shop.receiver.points.clear()
+        status, output = shop.manage("place_orders", "1", "--charge", "--refund")
+        assert status == 0, output
+        before = len(shop.executions())
+        env = {"OTEL_SERVICE_NAME": service_name, "PYTHONPATH": str(SHOP)}  # upstream reads Django settings early
+        command = [str(BIN / "celery"), "-A", "shop", "worker", "-l", "info", "--without-mingle", "--without-gossip"]
+        worker = (
+            shop.start(service_name, [*(prefix or []), *command, "-P", "prefork", "-c", "2"], **env)
+            if prefix
+            else shop.worker("--pool", "prefork", "--concurrency", "2", service=service_name)
+        )
+        shop.wait_for_executions(before + 5)
+        assert shop.stop(worker) == 0
+        return named(shop.receiver, "run/"), [
+            p for p in shop.receiver.points if p.metric == "flower.task.runtime.seconds"
+        ]
+
+    upstream_runs, upstream_points = drain([str(BIN / "opentelemetry-instrument")], "upstream-worker")
+    our_runs, our_points = drain(None, "shop-worker")
+
+    def comparable(spans: list) -> list:
+        rows = []
+        for span in spans:
+            attributes = {k: v for k, v in span.attributes.items() if k not in OURS_ONLY}
+            values = {k: ("<set>" if k in PER_MESSAGE else v) for k, v in attributes.items()}
+            values.pop("celery.delivery_info", None)  # a repr of the delivery dict: compared below by its queue
+            exceptions = [e["exception.type"] for e in span.events if e["name"] == "exception"]
+            rows.append(
+                (span.name, span.kind, span.status, bool(span.parent_span_id), exceptions, sorted(values.items()))
+            )
+        return sorted(rows, key=repr)
+
+    assert comparable(our_runs) == comparable(upstream_runs)
+    assert len(our_runs) == 5
+    assert {tuple(sorted(p.attributes)) for p in our_points} == {tuple(sorted(p.attributes)) for p in upstream_points}
+    assert sum(p.count for p in our_points) == sum(p.count for p in upstream_points) == 5
