@@ -247,10 +247,8 @@ def _provider_whose_tracers_follow_the_app(base: type) -> type:
         def _current(self) -> Any:
             provider = trace.get_tracer_provider()
             if provider is not self._provider:
-                if provider is self._ours or getattr(provider, "_otel_launch_default", False):
-                    self._tracer = self._ours.get_sdk_tracer(*self._args)
-                else:
-                    self._tracer = provider.get_tracer(*self._args)
+                ours = provider is self._ours
+                self._tracer = self._ours.get_sdk_tracer(*self._args) if ours else provider.get_tracer(*self._args)
                 self._provider = provider
             return self._tracer
 
@@ -264,8 +262,6 @@ def _provider_whose_tracers_follow_the_app(base: type) -> type:
             return getattr(self._current(), name)
 
     class DefaultTracerProvider(base):  # type: ignore[misc, valid-type]
-        _otel_launch_default = True
-
         def get_sdk_tracer(self, *args: Any) -> Any:
             return base.get_tracer(self, *args)
 
