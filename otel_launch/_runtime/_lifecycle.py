@@ -42,6 +42,8 @@ def install() -> None:
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
     _imports.when_imported("uvicorn.server", _flush_before_uvicorn_dies_by_its_signal)
     _imports.when_imported("django.utils.autoreload", _let_the_reloaders_child_flush)
+    _imports.when_imported("opentelemetry.trace", _let_the_apps_providers_win)
+    _imports.when_imported("opentelemetry.metrics", _let_the_apps_providers_win)
 
 
 class _Flusher:
@@ -279,3 +281,34 @@ class _ChildTracking:
             finally:
                 self.child = None
         return self.module.CompletedProcess(child.args, child.returncode)
+
+
+def _let_the_apps_providers_win(module: Any) -> None:
+    # An app that sets up OpenTelemetry itself (as the guides do: in wsgi.py, and in every Celery
+    # pool child at worker_process_init) sets its providers after ours was built for a first use
+    # (e.g. in the worker's main process, before the fork): the API refused them ("Overriding of
+    # current TracerProvider is not allowed") and the app lost its resource. Ours was only ever a
+    # default: the app's replaces it, quietly, and gets what ours gets (flush at exit, in pool
+    # children too). Pinned to the API's globals; the own-telemetry e2e test fails if they change.
+    if module.__name__ == "opentelemetry.trace":
+        internal, setter, current, once = module, "set_tracer_provider", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE"
+    else:
+        from opentelemetry.metrics import _internal as internal
+
+        setter, current, once = "set_meter_provider", "_METER_PROVIDER", "_METER_PROVIDER_SET_ONCE"
+    original = getattr(module, setter)
+
+    def set_provider_replacing_ours(provider: Any) -> None:
+        built = getattr(internal, current, None)  # ours, or a no-op one for a signal that is off
+        if built is not None and (built in _providers or not hasattr(built, "shutdown")) and provider not in _providers:
+            setattr(internal, once, type(getattr(internal, once))())
+        original(provider)
+        adopted = getattr(internal, current, None) is provider
+        if adopted and provider not in _providers and hasattr(provider, "shutdown"):
+            handler = getattr(provider, "_atexit_handler", None)  # ours flushes it, with a bound
+            if handler is not None:
+                atexit.unregister(handler)
+                provider._atexit_handler = None
+            register(provider)
+
+    setattr(module, setter, set_provider_replacing_ours)

@@ -253,7 +253,9 @@ def tracer_provider() -> Any:
 
         # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
         internal = _sdk_internal_meter_provider()
-        provider = TracerProvider(resource=resource(), shutdown_on_exit=False, meter_provider=internal)
+        provider = _provider_whose_tracers_follow_the_app(TracerProvider)(
+            resource=resource(), shutdown_on_exit=False, meter_provider=internal
+        )
         # First: processors run in order, and no exporter may see a span before it is scrubbed.
         redact = read_setting("redact", os.environ)
         if redact:
@@ -265,6 +267,48 @@ def tracer_provider() -> Any:
         return provider
 
     return _build_once("traces", build)
+
+
+def _provider_whose_tracers_follow_the_app(base: type) -> type:
+    """Ours is the default provider: when the app sets its own later (as the guides do in every
+    Celery pool child, after our provider was handed to instrumentations in the worker's main
+    process), the tracers ours gave out start their spans with the app's provider, resource
+    included. One global read a span; nothing changes while ours is the global one."""
+    from opentelemetry import trace
+
+    class FollowingTracer:
+        __slots__ = ("_ours", "_args", "_provider", "_tracer")
+
+        def __init__(self, ours: Any, tracer: Any, args: tuple) -> None:
+            self._ours, self._args, self._provider, self._tracer = ours, args, ours, tracer
+
+        def _current(self) -> Any:
+            provider = trace.get_tracer_provider()
+            if provider is not self._provider:
+                ours = provider is self._ours
+                self._tracer = self._ours.get_sdk_tracer(*self._args) if ours else provider.get_tracer(*self._args)
+                self._provider = provider
+            return self._tracer
+
+        def start_span(self, *args: Any, **kwargs: Any) -> Any:
+            return self._current().start_span(*args, **kwargs)
+
+        def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+            return self._current().start_as_current_span(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._current(), name)
+
+    class DefaultTracerProvider(base):  # type: ignore[misc, valid-type]
+        def get_sdk_tracer(self, *args: Any) -> Any:
+            return base.get_tracer(self, *args)
+
+        def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+            names = ("instrumenting_module_name", "instrumenting_library_version", "schema_url", "attributes")
+            args += tuple(kwargs.get(name) for name in names[len(args) :])
+            return FollowingTracer(self, base.get_tracer(self, *args), args)
+
+    return DefaultTracerProvider
 
 
 def _sdk_internal_meter_provider() -> Any:

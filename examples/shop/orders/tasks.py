@@ -69,3 +69,42 @@ def call_downstream(self, client):
     from orders.views import fetch_downstream
 
     record_execution(self, client=client, status=fetch_downstream(client))
+
+
+# -- Celery depth: countdown, time limits, a lost child, canvas --------------------------------
+
+
+@shared_task(bind=True)
+def remind_customer(self, order_id):
+    """Sent with a countdown ("remind them in a while"): its queue time excludes the wait asked for."""
+    record_execution(self, order=order_id)
+
+
+@shared_task(bind=True, time_limit=1)
+def export_orders(self, seconds=5):
+    """Outlives its hard time limit of 1 s: billiard terminates the child under it."""
+    record_execution(self)
+    time.sleep(seconds)
+
+
+@shared_task(bind=True)
+def crash_worker(self):
+    """Its child dies under it, as under the OOM killer."""
+    import signal
+
+    record_execution(self)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@shared_task(bind=True, ignore_result=False)
+def add(self, x, y):
+    """A canvas step (chain, group, chord header)."""
+    record_execution(self)
+    return x + y
+
+
+@shared_task(bind=True, ignore_result=False)
+def total(self, values):
+    """A chord callback."""
+    record_execution(self)
+    return sum(values)

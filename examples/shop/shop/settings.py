@@ -78,3 +78,13 @@ if os.environ.get("SHOP_LOG_DIR"):
         },
         loggers={"orders": {"handlers": ["text", "json"], "level": "INFO"}},
     )
+
+# Results, for canvas (chords need a result backend): e.g. redis://..., file:///path.
+if os.environ.get("SHOP_RESULT_BACKEND"):
+    CELERY_RESULT_BACKEND = os.environ["SHOP_RESULT_BACKEND"]
+
+# SHOP_BEAT_EVERY=<seconds>: `celery -A shop beat` publishes orders.tasks.tick at that interval.
+if os.environ.get("SHOP_BEAT_EVERY"):
+    CELERY_BEAT_SCHEDULE = {
+        "tick": {"task": "orders.tasks.tick", "schedule": float(os.environ["SHOP_BEAT_EVERY"])},
+    }

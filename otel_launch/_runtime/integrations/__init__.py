@@ -45,7 +45,25 @@ class Integration:
         # The disabled list is read here, not at start-up: only a process that imports the
         # library pays for reading settings.
         if self.name not in _disabled():
-            getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
+            try:
+                getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
+            except Exception:
+                if _the_app_is_importing_an_instrumentation():
+                    return  # it instruments this library itself (its import of the library woke us)
+                raise
+
+
+def _the_app_is_importing_an_instrumentation() -> bool:
+    """An app's ``from opentelemetry.instrumentation.psycopg import ...`` imports psycopg, whose hook
+    then found the contrib module half-initialized: "could not instrument psycopg ... partially
+    initialized module" was logged, falsely, since the app's own instrumentor works."""
+    import sys
+
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith("opentelemetry.instrumentation.")
+    )
 
 
 OWN = (
@@ -58,7 +76,7 @@ OWN = (
     # first publish imports celery.app.amqp; ``celery worker`` imports celery.apps.worker
     # before its pool forks. Both are leaf imports, never made halfway through celery's own.
     Integration("celery", "celery.app.amqp", "celery"),
-    Integration("celery", "celery.apps.worker", "celery"),
+    Integration("celery", "celery.apps.worker", "celery", "on_worker_import"),
     Integration("redis", "redis", "redis"),
     Integration("redis", "kombu.transport.redis", "redis", "on_kombu_import"),
     Integration("sqlite3", "sqlite3", "dbapi"),

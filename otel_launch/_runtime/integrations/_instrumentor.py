@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_ours: set[type] = set()  # instrumentor classes we instrumented (the app did not)
+
 
 def instrument_once(instrumentor: Any, **kwargs: Any) -> bool:
     """Instrument unless already done (by the app or by us). True when this call did it."""
@@ -11,8 +13,30 @@ def instrument_once(instrumentor: Any, **kwargs: Any) -> bool:
     # calling instrument() again would only log a warning into the app's logs.
     if instrumentor.is_instrumented_by_opentelemetry:
         return False
+    _let_the_app_instrument_again()
     instrumentor.instrument(**kwargs)
+    _ours.add(type(instrumentor))
     return True
+
+
+def _let_the_app_instrument_again() -> None:
+    """An app that instruments a library itself after we did (in a pool child, say, with its own
+    providers) got "Attempting to instrument while already instrumented". Ours stays (re-doing it
+    would stack the contrib's wrappers under ours), quietly; its spans follow the app's provider
+    once the app set one (``_sdk``)."""
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+    if getattr(BaseInstrumentor.instrument, "_otel_launch", False):
+        return
+    instrument = BaseInstrumentor.instrument
+
+    def instrument_replacing_ours(self: Any, **kwargs: Any) -> Any:
+        if self._is_instrumented_by_opentelemetry and type(self) in _ours:
+            return None
+        return instrument(self, **kwargs)
+
+    instrument_replacing_ours._otel_launch = True  # type: ignore[attr-defined]
+    BaseInstrumentor.instrument = instrument_replacing_ours
 
 
 def inside_a_span() -> bool:

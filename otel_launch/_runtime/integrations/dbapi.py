@@ -85,7 +85,9 @@ def _instrument_on_first_connect(driver: ModuleType, modules: list[ModuleType]) 
                         module.connect = original
                 _instrument(driver.__name__)
         real = driver.connect
-        return (original if real is connect else real)(*args, **kwargs)
+        # The app's own instrumentor may have wrapped this stand-in: its wrapper is calling us.
+        reentered = real is connect or getattr(real, "__wrapped__", None) is connect
+        return (original if reentered else real)(*args, **kwargs)
 
     for module in modules:
         module.connect = connect

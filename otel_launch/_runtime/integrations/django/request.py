@@ -89,7 +89,12 @@ class _Config:
         self.mode = mode
         self.old, self.new = _report_old(mode), _report_new(mode)
         schema_url = _get_schema_url(mode)
-        self.tracer = trace.get_tracer(SCOPE, _contrib_version, schema_url=schema_url)
+        # The provider of this process, when the first request comes (the app's, if it set its own in
+        # wsgi.py): an SDK tracer, whose sampler sample-first wraps. Ours hands out tracers that follow
+        # a provider the app sets later (_sdk.py); the request path takes the one it has now.
+        provider = trace.get_tracer_provider()
+        get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
+        self.tracer = get_tracer(SCOPE, _contrib_version, schema_url)
         self.sample_first = _put_attributes_in_the_sampling_result(self.tracer)
         meter = metrics.get_meter(SCOPE, _contrib_version, schema_url=schema_url)
         self.duration_old = self.duration_new = self.active = None

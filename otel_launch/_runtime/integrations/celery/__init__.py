@@ -1,0 +1,115 @@
+"""Celery: producer spans from the contrib, run spans and worker metrics of our own, made whole.
+
+The contrib ``CeleryInstrumentor`` connects Celery's signals; we keep its producer side
+(``apply_async/<task>`` at ``before_task_publish``, with the trace context injected into the
+headers) and replace its worker side by ``worker.py`` (same span names and attributes, plus
+queue time, current messaging attributes and worker metrics, at less cost). It is run when a
+process first uses Celery: its first publish, or the start of ``celery worker``. Importing the
+app is not using it, and building the SDK there cost every management command of a Celery
+project ~50 ms.
+
+Every publish also carries its time (header ``worker.PUBLISHED``), for queue time.
+
+Prefork pool children inherit the connected signals, and the SDK renews its export threads
+and ``service.instance.id`` in every child at fork. What it misses is the exit: children
+end in ``os._exit()`` right after ``worker_process_shutdown`` (also when recycled by
+``--max-tasks-per-child``), which skips atexit, so that signal is where each child flushes.
+Without it every task span and the last metrics of every child are lost. A child killed
+outright cannot flush: ``killed.py`` has its task recorded by the main process, and spans
+leave a worker's processes within about a second (``OTEL_BSP_SCHEDULE_DELAY`` 1000 ms unless
+set), so that little else is lost with it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from types import ModuleType
+from typing import Any
+
+from otel_launch._runtime.integrations.celery import worker
+
+_started = False
+_worker_started = False
+WORKER_SCHEDULE_DELAY_MS = "1000"
+
+
+def on_import(_: ModuleType | None = None) -> None:
+    # Once per process, whichever trigger comes first.
+    global _started
+    if _started:
+        return
+    _started = True
+    from celery import signals
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    from otel_launch._runtime.integrations._instrumentor import instrument_once
+
+    _keep_only_the_producer_side(CeleryInstrumentor)
+    instrument_once(CeleryInstrumentor())
+    _disconnect_worker_side(CeleryInstrumentor())
+    connect = {"weak": False}
+    signals.before_task_publish.connect(_stamp_publish_time, dispatch_uid="otel-launch-published", **connect)
+    signals.task_prerun.connect(worker.on_prerun, dispatch_uid="otel-launch-prerun", **connect)
+    signals.task_postrun.connect(worker.on_postrun, dispatch_uid="otel-launch-postrun", **connect)
+    signals.task_failure.connect(worker.on_failure, dispatch_uid="otel-launch-failure", **connect)
+    signals.task_retry.connect(worker.on_retry, dispatch_uid="otel-launch-retry", **connect)
+    # Also when the app instrumented Celery itself: its pool children need the flush as much.
+    signals.worker_process_shutdown.connect(_flush_pool_child, dispatch_uid="otel-launch-flush", **connect)
+
+
+def on_worker_import(apps_worker: ModuleType) -> None:
+    """``celery worker`` starts (main process, before its pool forks)."""
+    global _worker_started
+    if _worker_started:
+        return
+    _worker_started = True
+    # Before the tracer provider is built: a killed child takes at most ~1 s of finished spans.
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", WORKER_SCHEDULE_DELAY_MS)
+    on_import()
+    from celery import signals
+    from celery.worker.request import Request
+
+    from otel_launch._runtime.integrations.celery import killed
+
+    killed.install(Request)
+    signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")
+    worker.main_process_gauges()
+
+
+def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None:
+        headers[worker.PUBLISHED] = time.time()
+
+
+def _keep_only_the_producer_side(instrumentor_class: Any) -> None:
+    """Whoever runs the contrib instrumentor (we, or the app itself), its worker-side handlers are
+    disconnected right after: ``worker.py`` records run spans, and two would be duplicates."""
+    if getattr(instrumentor_class, "_otel_launch_producer_only", False):
+        return
+    instrument = instrumentor_class._instrument
+
+    def instrument_producer_side(self: Any, **kwargs: Any) -> None:
+        instrument(self, **kwargs)
+        _disconnect_worker_side(self)
+
+    instrumentor_class._instrument = instrument_producer_side
+    instrumentor_class._otel_launch_producer_only = True
+
+
+def _disconnect_worker_side(instrumentor: Any) -> None:
+    from celery import signals
+
+    for signal, handler in (
+        (signals.task_prerun, "_trace_prerun"),
+        (signals.task_postrun, "_trace_postrun"),
+        (signals.task_failure, "_trace_failure"),
+        (signals.task_retry, "_trace_retry"),
+    ):
+        signal.disconnect(getattr(instrumentor, handler))
+
+
+def _flush_pool_child(**_: Any) -> None:
+    from otel_launch._runtime import _lifecycle
+
+    _lifecycle.shutdown()

@@ -1,0 +1,86 @@
+"""Tasks whose pool child was killed under them: the worker's main process records their run span.
+
+A child killed outright (SIGKILL, the OOM killer) cannot flush; one stopped by a hard time
+limit gets SIGTERM, which raises SystemExit through the task (its own span is dropped, see
+``worker.py``). Either way the task would be invisible, or look fine. Billiard reports both
+to the main process, which still holds the task's request (headers with the trace context,
+the time its child accepted it): ``Request.on_timeout(soft=False)`` for a hard time limit,
+``Request.on_failure`` with ``WorkerLostError`` (or the child's SystemExit) for a lost child.
+There the run span is recorded, ERROR, with ``error.type`` and the exception event, in the
+task's trace, and counted in the worker metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from otel_launch._runtime.integrations.celery import worker
+
+
+def install(request_class: Any) -> None:
+    """Wrap the two hooks of Celery's worker Request through which billiard reports the loss."""
+    on_timeout, on_failure = request_class.on_timeout, request_class.on_failure
+
+    def on_timeout_recording(self: Any, soft: bool, timeout: Any) -> Any:
+        if not soft:
+            from billiard.exceptions import TimeLimitExceeded
+            from celery.worker import state
+
+            if not state.should_terminate:  # a cold shutdown is not the task's failure
+                _record(self, TimeLimitExceeded(timeout))
+        return on_timeout(self, soft, timeout)
+
+    def on_failure_recording(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
+        from billiard.exceptions import WorkerLostError
+
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", None) or exc  # billiard's ExceptionWithTraceback
+        if isinstance(exc, WorkerLostError):
+            _record(self, exc)
+        elif isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (
+            self._already_cancelled or self._already_revoked
+        ):
+            _record(self, WorkerLostError(f"Worker exited prematurely ({type(exc).__name__}: {exc})"))
+        return on_failure(self, exc_info, *args, **kwargs)
+
+    request_class.on_timeout = on_timeout_recording
+    request_class.on_failure = on_failure_recording
+
+
+def _record(request: Any, exc: BaseException) -> None:
+    if getattr(request, "_otel_launch_recorded", False):  # a timeout is then also a failure
+        return
+    request._otel_launch_recorded = True
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import Status, StatusCode
+
+    headers = request.request_dict
+    started = request.time_start or time.time()  # set when a child accepted the task
+    now = time.time()
+    delivery_info = request.delivery_info
+    system = worker.messaging_system(request.task.app)
+    waited = worker.queue_time(headers, started)
+    attributes = worker.span_attributes(request._context, request.name, worker.queue(delivery_info), system, waited)
+    error = type(exc).__qualname__
+    attributes.update({"celery.state": "FAILURE", "error.type": error})
+    span = worker._tracer().start_span(
+        f"run/{request.name}",
+        context=propagate.extract(headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
+        start_time=int(started * 1e9),
+    )
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{error}: {exc}"))
+    span.end(int(now * 1e9))
+    worker.record_metrics(
+        request.name,
+        request.hostname,
+        attributes["messaging.destination.name"],
+        system,
+        "FAILURE",
+        error,
+        runtime=max(0.0, now - started),
+        queue_time=waited[0] if waited else None,
+    )

@@ -1,0 +1,318 @@
+"""Task run spans, queue time and worker metrics: our own lean path on Celery's worker signals.
+
+It replaces the worker side of the contrib ``CeleryInstrumentor`` (0.66b1), whose records it
+keeps: a CONSUMER span ``run/<task>`` parented by the trace context in the message headers,
+with ``celery.action`` = ``run``, ``celery.state``, ``celery.task_name`` and the request's
+attributes set by the contrib's own ``utils.set_attributes_from_context``; on failure status
+ERROR and the exception event (not for exceptions in ``task.throws``); ``celery.retry.reason``
+on retry; the histogram ``flower.task.runtime.seconds`` {task, worker}. One handler per signal,
+the span attached once, and measurements that share their attributes make it cheaper.
+
+What it adds (names in the README, "What a Celery team gets"):
+
+- ``celery.task.queue_time`` (span attribute and histogram, s): from when the task became due
+  (its publish, or its ETA/countdown when later) to the start of its execution. The publish
+  time travels in the header ``PUBLISHED``; for a message without it (an uninstrumented
+  producer) the worker's main process stamps ``RECEIVED`` when it receives the message, and
+  ``celery.task.queue_time.since`` says which clock started (``published``, ``eta``, ``received``).
+- ``messaging.process.duration`` (s) and ``celery.task.executions`` by ``celery.state``.
+- the current messaging attributes on run spans (``messaging.operation.type`` etc.).
+
+A task whose child is interrupted (a hard time limit's SIGTERM raises SystemExit through the
+task) reaches ``task_postrun`` with no state: its span is dropped here, because the worker's
+main process records it, as ERROR, with the cause (``killed.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.celery import celery_getter, utils
+
+PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
+RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
+SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
+_SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
+
+# Semantic-conventions advice for messaging durations; queue time extends it to an hour.
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+_QUEUE_BUCKETS = (*_DURATION_BUCKETS, 30, 60, 300, 900, 3600)
+
+_running: dict[str, list[Any]] = {}  # task id -> [span, token, start (perf_counter), error.type]
+_telemetry: list[Any] = [None, None]  # [tracer provider, tracer]
+_instruments: list[Any] = [None, None]  # [meter provider, (histograms and counter)]
+_attributes: dict[tuple, dict[str, Any]] = {}  # metric attributes, built once per combination
+_system: list[str] = []
+_CONSUMER = trace.SpanKind.CONSUMER
+
+
+def _tracer() -> Any:
+    provider = trace.get_tracer_provider()
+    if _telemetry[0] is not provider:  # first use, or the app set its own provider
+        from opentelemetry.instrumentation.celery.version import __version__
+
+        _telemetry[:] = provider, provider.get_tracer(SCOPE, __version__, schema_url=_SCHEMA)
+    return _telemetry[1]
+
+
+def instruments() -> tuple[Any, Any, Any, Any]:
+    """(flower runtime, process duration, queue time, executions) of the current meter provider."""
+    from opentelemetry import metrics
+
+    provider = metrics.get_meter_provider()
+    if _instruments[0] is not provider:
+        from opentelemetry.instrumentation.celery.version import __version__
+
+        meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
+        _instruments[:] = (
+            provider,
+            (
+                meter.create_histogram(
+                    "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
+                ),
+                meter.create_histogram(
+                    "messaging.process.duration",
+                    unit="s",
+                    description="Duration of task executions, in the pool child that ran them.",
+                    explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+                ),
+                meter.create_histogram(
+                    "celery.task.queue_time",
+                    unit="s",
+                    description="From when a task was due (published, or its ETA) to the start of its execution.",
+                    explicit_bucket_boundaries_advisory=_QUEUE_BUCKETS,
+                ),
+                meter.create_observable_counter(
+                    "celery.task.executions",
+                    [_observe_executions(provider)],
+                    unit="{execution}",
+                    description="Task executions, by celery.state.",
+                ),
+            ),
+        )
+    return _instruments[1]
+
+
+# Executions are counted here and observed at export: a count a task is a list increment where a
+# synchronous counter's add() costs as much as a histogram measurement (~20 us, most of it the
+# SDK hashing the attributes). Each process counts its own: a forked child starts from zero.
+_executions: dict[tuple, list[Any]] = {}  # (task, queue, state) -> [attributes, count]
+os.register_at_fork(after_in_child=_executions.clear)
+
+
+def _observe_executions(provider: Any) -> Any:
+    from opentelemetry.metrics import Observation
+
+    def callback(_: Any) -> list[Any]:
+        if _instruments[0] is not provider:  # the app replaced this provider: its own reports them
+            return []
+        return [Observation(count, attributes) for attributes, count in list(_executions.values())]
+
+    return callback
+
+
+def messaging_system(app: Any) -> str:
+    """The broker's transport, as ``messaging.system`` names it (``rabbitmq`` for AMQP)."""
+    if not _system:
+        try:
+            driver = app.connection_for_read().transport.driver_type
+        except Exception:
+            driver = "unknown"
+        _system.append({"amqp": "rabbitmq", "librabbitmq": "rabbitmq", "sqs": "aws_sqs"}.get(driver, driver))
+    return _system[0]
+
+
+def _timestamp(eta: Any) -> float | None:
+    if not eta:
+        return None
+    try:
+        moment = eta if isinstance(eta, datetime) else datetime.fromisoformat(str(eta))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def queue_time(headers: Any, started: float) -> tuple[float, str] | None:
+    """(seconds, since) for a task that started at ``started`` (epoch seconds), from its headers."""
+    due, since = headers.get(PUBLISHED), "published"
+    if due is None:
+        due, since = headers.get(RECEIVED), "received"
+        if due is None:
+            return None
+    eta = _timestamp(headers.get("eta"))
+    if eta is not None and eta > due:
+        due, since = eta, "eta"
+    return max(0.0, started - float(due)), since
+
+
+def queue(delivery_info: Any) -> str:
+    return (delivery_info or {}).get("routing_key") or ""
+
+
+class _Collected(dict):
+    """Takes what the contrib's ``utils.set_attributes_from_context`` sets on a span, so that the
+    request's attributes are exactly the contrib's and reach the span in one call."""
+
+    __slots__ = ()
+
+    def is_recording(self) -> bool:
+        return True
+
+    set_attribute = dict.__setitem__
+
+
+def span_attributes(request: Any, name: str, destination: str, system: str, waited: Any) -> dict[str, Any]:
+    """A run span's attributes known at its start: the contrib's (but ``celery.state``) and ours."""
+    attributes = _Collected({"celery.action": "run"})
+    utils.set_attributes_from_context(attributes, request)
+    attributes["celery.task_name"] = name
+    attributes["messaging.operation.type"] = "process"
+    attributes["messaging.system"] = system
+    attributes["messaging.destination.name"] = destination
+    if waited is not None:
+        attributes["celery.task.queue_time"] = waited[0]
+        if waited[1] != "published":  # the clock did not start at the publish: say which did
+            attributes["celery.task.queue_time.since"] = waited[1]
+    return attributes
+
+
+def record_metrics(name: str, hostname: str, destination: str, system: str, state: Any, error: Any, **values: Any):
+    """The task's measurements; attribute dicts are built once per combination of their values."""
+    key = (name, hostname, destination, system, state, error)
+    shared = _attributes.get(key)
+    if shared is None:
+        if len(_attributes) > 10_000:  # bounded, whatever the app names its tasks
+            _attributes.clear()
+        flower = {"task": name, "worker": hostname}
+        queue_attrs = {"celery.task_name": name, "messaging.destination.name": destination}
+        process = {**queue_attrs, "messaging.system": system, "messaging.operation.name": "run"}
+        if error:
+            process["error.type"] = error
+        executions = {**queue_attrs, "celery.state": str(state)}
+        shared = _attributes[key] = (flower, process, queue_attrs, executions)
+    runtime, duration, queued, _ = instruments()
+    flower, process, queue_attrs, executions_attrs = shared
+    runtime.record(values["runtime"], attributes=flower)
+    duration.record(values["runtime"], attributes=process)
+    if values.get("queue_time") is not None:
+        queued.record(values["queue_time"], attributes=queue_attrs)
+    counting = (name, destination, state)
+    counted = _executions.get(counting)
+    if counted is None:
+        _executions[counting] = [executions_attrs, 1]
+    else:
+        counted[1] += 1
+
+
+# -- the signal handlers (connected in every worker process; a pool child inherits them) --------
+
+
+def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task is None or task_id is None:
+        return
+    request = task.request
+    now = time.time()
+    parent = propagate.extract(request, getter=celery_getter)
+    span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
+    destination = queue(request.delivery_info)
+    waited = queue_time(request, now)
+    if span.is_recording():  # an unsampled task costs no attribute work
+        span.set_attributes(span_attributes(request, task.name, destination, messaging_system(task.app), waited))
+    token = context.attach(trace.set_span_in_context(span, parent))
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination]
+
+
+def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
+    run = _running.pop(task_id, None) if task_id is not None else None
+    if run is None:
+        return
+    span, token, started, error, waited, destination = run
+    runtime = time.perf_counter() - started
+    context.detach(token)
+    if state is None:  # interrupted: the main process records it (killed.py)
+        return
+    if span.is_recording():
+        span.set_attribute("celery.state", state)
+    span.end()
+    record_metrics(
+        task.name,
+        task.request.hostname,
+        destination,
+        messaging_system(task.app),
+        state,
+        error,
+        runtime=runtime,
+        queue_time=waited[0] if waited else None,
+    )
+
+
+def on_failure(task_id: str | None = None, exception: Any = None, einfo: Any = None, sender: Any = None, **_: Any):
+    run = _running.get(task_id) if task_id is not None else None
+    if run is None:  # not run here: in the main process, a killed child's task (killed.py)
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    failure = getattr(einfo, "exception", None) or exception
+    failure = getattr(failure, "exc", None) or failure  # billiard's ExceptionWithTraceback
+    throws = getattr(sender, "throws", ())
+    if failure is None or (throws and isinstance(failure, throws)):
+        return
+    span = run[0]
+    run[3] = type(failure).__qualname__
+    if span.is_recording():
+        span.set_attribute("error.type", run[3])
+        span.record_exception(failure)
+        span.set_status(Status(StatusCode.ERROR, str(failure)))
+
+
+def on_retry(request: Any = None, reason: Any = None, **_: Any) -> None:
+    run = _running.get(getattr(request, "id", None))
+    if run is not None and reason and run[0].is_recording():
+        run[0].set_attribute("celery.retry.reason", str(reason))
+
+
+def stamp_receipt(request: Any = None, **_: Any) -> None:
+    """Main process, ``task_received``: the queue-time clock for messages without a publish time."""
+    headers = getattr(request, "request_dict", None)
+    if headers is not None and PUBLISHED not in headers:
+        headers[RECEIVED] = time.time()
+
+
+def main_process_gauges() -> None:
+    """Tasks executing now, prefetched (received, waiting for a pool slot) and waiting for their ETA,
+    observed from the worker's own bookkeeping at export: no cost per task."""
+    from celery.worker import state
+    from opentelemetry import metrics
+    from opentelemetry.metrics import Observation
+
+    pid = os.getpid()
+
+    def observe(count: Any) -> Any:
+        def callback(_: Any) -> list[Any]:
+            return [Observation(count())] if os.getpid() == pid else []  # not from pool children
+
+        return [callback]
+
+    meter = metrics.get_meter(SCOPE)
+    meter.create_observable_up_down_counter(
+        "celery.worker.tasks.executing",
+        observe(lambda: len(state.active_requests)),
+        unit="{task}",
+        description="Tasks executing now in this worker's pool.",
+    )
+    meter.create_observable_up_down_counter(
+        "celery.worker.tasks.prefetched",
+        observe(lambda: sum(1 for r in list(state.reserved_requests) if r not in state.active_requests)),
+        unit="{task}",
+        description="Tasks this worker received that wait for a free pool slot.",
+    )
+    meter.create_observable_up_down_counter(
+        "celery.worker.tasks.scheduled",
+        observe(lambda: len(state.scheduled_requests)),
+        unit="{task}",
+        description="Tasks this worker holds until their ETA or countdown.",
+    )
