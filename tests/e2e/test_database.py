@@ -1,4 +1,5 @@
-"""SQL spans from the app's own database, SQLite and PostgreSQL (psycopg), with no values in them."""
+"""SQL spans from the app's own database, SQLite, PostgreSQL (psycopg) and MySQL/MariaDB (PyMySQL), with no
+values in them: every Django backend's queries go through otel-launch's SQL path (``execute_wrappers``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.e2e.conftest import service
 
 pytestmark = pytest.mark.e2e
 POSTGRES = ("127.0.0.1", 5432)
+MYSQL = ("127.0.0.1", 3306)
 
 
 @pytest.fixture
@@ -32,11 +34,36 @@ def postgres_db() -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.fixture
+def mysql_db() -> Iterator[str]:
+    """A fresh database on the local MySQL/MariaDB (root, no password), dropped afterwards."""
+    if not reachable(MYSQL):
+        pytest.skip("no MySQL/MariaDB at 127.0.0.1:3306")
+    pymysql = pytest.importorskip("pymysql")
+    name = f"otel_launch_e2e_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = pymysql.connect(host=MYSQL[0], port=MYSQL[1], user="root", connect_timeout=5, autocommit=True)
+    except pymysql.err.OperationalError as exc:
+        pytest.skip(f"MySQL/MariaDB at 127.0.0.1:3306 refuses root without a password ({exc})")
+    with admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+        SERVICES_USED.append("mysql: the server at 127.0.0.1:3306 (PyMySQL)")
+        try:
+            yield name
+        finally:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# Django's quoting of table names, by backend.
+QUOTED_TABLE = {"sqlite": '"orders_order"', "postgresql": '"orders_order"', "mysql": "`orders_order`"}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql", "mysql"])
 def test_command_span_holds_sql_spans_without_parameter_values(shop, request, database):
     env = {}
-    if database == "postgresql":
-        env["SHOP_PG_DB"] = request.getfixturevalue("postgres_db")
+    if database in ("postgresql", "mysql"):
+        variable = {"postgresql": "SHOP_PG_DB", "mysql": "SHOP_MYSQL_DB"}[database]
+        env[variable] = request.getfixturevalue({"postgresql": "postgres_db", "mysql": "mysql_db"}[database])
         code, output = shop.manage("migrate", "-v0", service=None, **env)  # set-up, without the launcher
         assert code == 0, output
     code, output = shop.manage("place_orders", "2", **env)
@@ -50,5 +77,5 @@ def test_command_span_holds_sql_spans_without_parameter_values(shop, request, da
     assert len(inserts) == 2
     for insert in inserts:
         statement = insert.attributes["db.statement"]
-        assert statement.startswith('INSERT INTO "orders_order"')
+        assert statement.startswith(f"INSERT INTO {QUOTED_TABLE[database]}")
         assert "batch" not in statement  # the customer name the command inserts

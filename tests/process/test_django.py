@@ -265,3 +265,26 @@ def test_n_plus_one_marks_the_server_span_of_a_view_repeating_one_statement(rece
     assert len(by_statement["SELECT %s + 1"]) == 14  # 10 + 4, each once
     assert len(by_statement["SELECT 2"]) == 1  # the raw sqlite3 connection, through the contrib
     assert len(by_statement["SELECT 1"]) == 1
+
+
+def test_a_backend_no_instrumentation_covers_gets_its_query_spans_from_djangos_settings(receiver, workdir):
+    # The driver's instrumentation (sqlite3) is off and the backend's connection class is its own:
+    # only Django's execute_wrappers see these queries.
+    database = workdir / "plain.sqlite3"
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="sqlite3",
+    )
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_plain_backend.py"), str(database)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain_backend.base", "hunter2"]  # the driver no instrumentation knows
+    assert receiver.wait_for(lambda r: len(r.spans) >= 4, timeout=10)
+    (job,) = [span for span in receiver.spans if span.name == "job"]
+    queries = [span for span in receiver.spans if span is not job]
+    assert [span.name for span in queries] == ["CREATE", "INSERT", "SELECT"]  # one span a query
+    for span in queries:
+        assert span.parent_span_id == job.span_id and span.kind == 3  # CLIENT
+        assert span.attributes["db.system"] == "sqlite" and span.attributes["db.name"] == str(database)
+        assert "hunter2" not in json.dumps(span.attributes)
+    assert queries[1].attributes["db.statement"] == "INSERT INTO secrets (value) VALUES (%s)"

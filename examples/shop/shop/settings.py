@@ -29,6 +29,20 @@ if os.environ.get("SHOP_PG_DB"):
             "PORT": os.environ.get("SHOP_PG_PORT", "5432"),
         }
     }
+elif os.environ.get("SHOP_MYSQL_DB"):
+    # MySQL or MariaDB through PyMySQL, which stands in for mysqlclient (no C build needed).
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ["SHOP_MYSQL_DB"],
+            "USER": os.environ.get("SHOP_MYSQL_USER", "root"),
+            "HOST": os.environ.get("SHOP_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("SHOP_MYSQL_PORT", "3306"),
+        }
+    }
 else:
     DATABASES = {
         "default": {

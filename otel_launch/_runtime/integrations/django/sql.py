@@ -73,10 +73,42 @@ def _take_over_connections(backend_class: type) -> None:
         if integration is not None and hasattr(connection, "__wrapped__"):  # the contrib's proxy
             self._otel_launch_queries = _Queries(integration)
             connection = connection.__wrapped__
+        else:  # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
+            integration = _integration_from_settings(self, connection)
+            if integration is not None:
+                self._otel_launch_queries = _Queries(integration)
         return connection
 
     backend_class.get_new_connection = unproxied
     backend_class._otel_launch_sql = True
+
+
+def _integration_from_settings(wrapper: Any, connection: Any) -> Any:
+    """What the contrib's integration would know of a connection, from Django's own settings.
+
+    Every Django backend runs its queries through ``execute_wrappers``, so a backend whose driver
+    no installed instrumentation covers (mysqlclient without its instrumentation, oracledb, a
+    third-party backend) gets the same spans: ``db.system`` is Django's vendor name (``mysql``,
+    ``oracle``, as the contrib names them), the database, user, host and port come from
+    ``DATABASES``. None when an instrumentation, ours or the catalogue's, is registered for the
+    driver's module: it traces the driver itself (psycopg's through its cursor factory), or it was
+    disabled and the app asked for no spans from it.
+    """
+    from opentelemetry.instrumentation.dbapi import DatabaseApiIntegration
+
+    from otel_launch._runtime.integrations import INTEGRATIONS
+
+    driver = type(connection).__module__.partition(".")[0]
+    if any(integration.trigger.partition(".")[0] == driver for integration in INTEGRATIONS):
+        return None
+    settings = wrapper.settings_dict
+    props = {"database": settings.get("NAME"), "user": settings.get("USER"), "host": settings.get("HOST")}
+    port = str(settings.get("PORT") or "")
+    props["port"] = int(port) if port.isdigit() else None
+    integration = DatabaseApiIntegration(__name__, wrapper.vendor, connection_attributes={})
+    integration.connection_props = {key: value for key, value in props.items() if value}
+    integration.get_connection_attributes(None)  # reads connection_props, as after a connect
+    return integration
 
 
 class _Queries:
