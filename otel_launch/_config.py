@@ -57,6 +57,14 @@ class Resolved(NamedTuple):
         return self.setting.shown(self.raw)
 
 
+def _parse(parse: Any, raw: str) -> Any:
+    """``parse(raw)``, after the checks every value passes (UTF-8, no control characters)."""
+    wrong = bad_text(raw)
+    if wrong:
+        raise SettingValueError(wrong)
+    return parse(raw)
+
+
 def _origin_label(setting: Setting, source: str, env_file: str | None) -> str:
     if source == "flag":
         return setting.flag
@@ -173,10 +181,7 @@ class Config:
         else:
             return Resolved(setting, None, None, "default")
         try:
-            wrong = bad_text(raw)
-            if wrong:
-                raise SettingValueError(wrong)
-            value = setting.parse(raw)
+            value = _parse(setting.parse, raw)
         except SettingValueError as exc:
             where = _origin_label(setting, source, self.env_file)
             raise _refusal(where, setting.shown(raw), str(exc)) from None
@@ -197,10 +202,7 @@ class Config:
             if raw is None:
                 continue
             try:
-                wrong = bad_text(raw)
-                if wrong:
-                    raise SettingValueError(wrong)
-                value = check.parse(raw)
+                value = _parse(check.parse, raw)
             except SettingValueError as exc:
                 raise _refusal(where, check.shown(raw), str(exc)) from None
             checked[check.env] = (value, where)
