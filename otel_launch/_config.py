@@ -231,7 +231,7 @@ class Config:
         from otel_launch._runtime.integrations import names
 
         known = names()
-        unknown = [name for name in disabled.value if name not in known]
+        unknown = [name for name in disabled.value if name not in known and name != "*"]  # "*": all of them
         if unknown:  # also known: an installed instrumentation whose library is not installed
             from otel_launch._runtime.integrations._dist_info import entry_point_names
 

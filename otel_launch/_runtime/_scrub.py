@@ -82,7 +82,7 @@ def redact_attributes(attributes: Any, secret: re.Pattern[str], headers: bool) -
     changes: dict[str, Any] = {}
     for key in URL_KEYS:
         value = attributes.get(key)
-        if value.__class__ is str and "?" in value:
+        if value.__class__ is str and ("?" in value or "@" in value):  # a query, or a password before the host
             redacted = redact_url(value, secret)
             if redacted is not value:
                 changes[key] = redacted

@@ -289,3 +289,17 @@ def test_run_spans_record_what_the_contrib_records(shop):
     assert comparable(our_runs) == comparable(upstream_runs)
     assert len(our_runs) == 5
     assert {tuple(sorted(p.attributes)) for p in our_points} == {tuple(sorted(p.attributes)) for p in upstream_points}
+
+
+def test_a_task_repeating_one_statement_marks_its_run_span(shop):
+    worker = shop.worker("--pool", "prefork", "--concurrency", "1")
+    publish(shop, "tasks.check_orders.delay(list(range(1, 11)))\ntasks.check_orders.delay([1, 2, 3, 4])")
+    shop.wait_for_executions(2)
+    assert shop.stop(worker) == 0
+    runs = [run_span(shop, execution["id"]) for execution in shop.executions()]
+    marked = [span for span in runs if "otel_launch.n_plus_one.count" in span.attributes]
+    assert len(marked) == 1 and len(runs) == 2, [span.attributes for span in runs]
+    (span,) = marked
+    assert span.attributes["otel_launch.n_plus_one.count"] == 10  # 4 repeats stay under the threshold of 5
+    assert span.attributes["otel_launch.n_plus_one.statement"].startswith("SELECT")
+    assert [event["name"] for event in span.events] == ["n_plus_one"]

@@ -79,3 +79,20 @@ def test_command_span_holds_sql_spans_without_parameter_values(shop, request, da
         statement = insert.attributes["db.statement"]
         assert statement.startswith(f"INSERT INTO {QUOTED_TABLE[database]}")
         assert "batch" not in statement  # the customer name the command inserts
+
+
+def test_a_reconnected_mysql_connection_still_makes_one_span_a_query(shop, mysql_db):
+    # Django reconnects for every request by default; the second connect goes past the contrib's
+    # PyMySQL wrapper only partly (dbapi.py knows sqlite3 and the psycopgs), so its proxy must go too.
+    script = (
+        "from django.db import connection\nfrom opentelemetry import trace\n"
+        "with trace.get_tracer('shop').start_as_current_span('job'):\n"
+        "    connection.cursor().execute('SELECT 1')\n"
+        "    connection.close()\n"
+        "    connection.cursor().execute('SELECT 1')\n"
+    )
+    code, output = shop.manage("shell", "-c", script, SHOP_MYSQL_DB=mysql_db)
+    assert code == 0, output
+    assert shop.receiver.wait_for(lambda r: any(s.name == "job" for s in r.spans), timeout=10)
+    selects = [s for s in shop.receiver.spans if s.attributes.get("db.statement") == "SELECT 1"]
+    assert len(selects) == 2, [(s.name, s.scope) for s in selects]

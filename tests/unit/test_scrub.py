@@ -8,7 +8,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_launch._runtime._scrub import ScrubbingSpanProcessor, compile_pattern, redact_query, redact_url
+from otel_launch._runtime._scrub import (
+    ScrubbingSpanProcessor,
+    compile_pattern,
+    redact_attributes,
+    redact_query,
+    redact_url,
+)
 from otel_launch._settings import REDACT_PATTERN
 
 SECRET = compile_pattern(REDACT_PATTERN)
@@ -84,6 +90,11 @@ def test_nothing_secret_returns_the_same_object():
 )
 def test_redact_url(url, redacted):
     assert redact_url(url, SECRET) == redacted
+
+
+def test_a_password_before_the_host_is_masked_in_a_url_without_a_query():
+    changes = redact_attributes({"url.full": "https://user:hunter2@api.example/x"}, SECRET, headers=False)
+    assert changes == {"url.full": "https://user:***@api.example/x"}
 
 
 def _provider(pattern: str, environ: dict[str, str]) -> tuple[TracerProvider, InMemorySpanExporter]:

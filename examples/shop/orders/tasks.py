@@ -108,3 +108,10 @@ def total(self, values):
     """A chord callback."""
     record_execution(self)
     return sum(values)
+
+
+@shared_task(bind=True)
+def check_orders(self, order_ids):
+    """One query an order (the N+1 pattern): the run span says which statement repeated."""
+    found = [Order.objects.filter(pk=order_id).exists() for order_id in order_ids]
+    record_execution(self, found=sum(found))

@@ -22,6 +22,12 @@ def _disabled() -> set[str]:
     return set(read_setting("disabled_instrumentations", os.environ) or ())
 
 
+def is_disabled(name: str) -> bool:
+    """Whether OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names this instrumentation, or ``*`` (all)."""
+    disabled = _disabled()
+    return name in disabled or "*" in disabled
+
+
 class Integration:
     """An instrumentation step, activated by the import of its ``trigger`` module.
 
@@ -44,7 +50,7 @@ class Integration:
     def _activate(self, imported: ModuleType) -> None:
         # The disabled list is read here, not at start-up: only a process that imports the
         # library pays for reading settings.
-        if self.name not in _disabled():
+        if not is_disabled(self.name):
             try:
                 getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
             except Exception:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 
-from otel_launch._runtime.integrations import Integration, _disabled
+from otel_launch._runtime.integrations import Integration, is_disabled
 
 TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
 if TYPE_CHECKING:
@@ -80,13 +80,12 @@ class CatalogueIntegration(Integration):
         super().__init__(entry.name, trigger, "_catalogue")
         self.entry = entry
 
-    def activate(self, imported: ModuleType) -> None:
+    def _activate(self, imported: ModuleType) -> None:  # after the registry's gevent deferral
         entry = self.entry
         if entry.done:
             return
         entry.done = True
-        disabled = _disabled()
-        if entry.name in disabled or "*" in disabled:
+        if is_disabled(entry.name):
             return
         if entry.name in OUTSIDE_SPANS_UNTRACED:  # an HTTP client of ours: at its first call
             from otel_launch._runtime.integrations import http

@@ -28,24 +28,39 @@ def install(request_class: Any) -> None:
             from celery.worker import state
 
             if not state.should_terminate:  # a cold shutdown is not the task's failure
-                _record(self, TimeLimitExceeded(timeout))
+                _safely(_record, self, TimeLimitExceeded(timeout))
         return on_timeout(self, soft, timeout)
 
     def on_failure_recording(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
-        from billiard.exceptions import WorkerLostError
-
-        exc = getattr(exc_info, "exception", None)
-        exc = getattr(exc, "exc", None) or exc  # billiard's ExceptionWithTraceback
-        if isinstance(exc, WorkerLostError):
-            _record(self, exc)
-        elif isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (
-            self._already_cancelled or self._already_revoked
-        ):
-            _record(self, WorkerLostError(f"Worker exited prematurely ({type(exc).__name__}: {exc})"))
+        _safely(_record_failure, self, exc_info)
         return on_failure(self, exc_info, *args, **kwargs)
 
     request_class.on_timeout = on_timeout_recording
     request_class.on_failure = on_failure_recording
+
+
+def _record_failure(request: Any, exc_info: Any) -> None:
+    from billiard.exceptions import WorkerLostError
+
+    exc = getattr(exc_info, "exception", None)
+    exc = getattr(exc, "exc", None) or exc  # billiard's ExceptionWithTraceback
+    if isinstance(exc, WorkerLostError):
+        _record(request, exc)
+    elif isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (
+        getattr(request, "_already_cancelled", False) or getattr(request, "_already_revoked", False)
+    ):
+        _record(request, WorkerLostError(f"Worker exited prematurely ({type(exc).__name__}: {exc})"))
+
+
+def _safely(record: Any, *args: Any) -> None:
+    """These run in the worker's main process, before Celery's own failure handling (ack, result,
+    retry): telemetry that raises must never keep that from running."""
+    try:
+        record(*args)
+    except Exception as exc:
+        from otel_launch._runtime._log import warn
+
+        warn(f"could not record a lost task's span ({type(exc).__name__}: {exc})")
 
 
 def _record(request: Any, exc: BaseException) -> None:

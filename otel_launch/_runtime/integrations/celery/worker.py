@@ -33,6 +33,8 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations.django import n_plus_one
+
 PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
 SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
@@ -42,7 +44,8 @@ _SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 _QUEUE_BUCKETS = (*_DURATION_BUCKETS, 30, 60, 300, 900, 3600)
 
-_running: dict[str, list[Any]] = {}  # task id -> [span, token, start (perf_counter), error.type]
+# task id -> [span, token, start (perf_counter), error.type, queue time, queue, N+1 watch]
+_running: dict[str, list[Any]] = {}
 _telemetry: list[Any] = [None, None]  # [tracer provider, tracer]
 _instruments: list[Any] = [None, None]  # [meter provider, (histograms and counter)]
 _attributes: dict[tuple, dict[str, Any]] = {}  # metric attributes, built once per combination
@@ -223,15 +226,17 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if span.is_recording():  # an unsampled task costs no attribute work
         span.set_attributes(span_attributes(request, task.name, destination, messaging_system(task.app), waited))
     token = context.attach(trace.set_span_in_context(span, parent))
-    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination]
+    watch = n_plus_one.begin(span)  # statements repeated on Django's connections mark the run span
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
     run = _running.pop(task_id, None) if task_id is not None else None
     if run is None:
         return
-    span, token, started, error, waited, destination = run
+    span, token, started, error, waited, destination, watch = run
     runtime = time.perf_counter() - started
+    n_plus_one.end(watch)
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return

@@ -67,12 +67,15 @@ def _take_over_connections(backend_class: type) -> None:
             # Reconnecting (Django closes connections after each request by default): same
             # settings, same attributes; skip the contrib's per-connect set-up (~+65-90 us).
             with dbapi.connecting_for_django():
-                return get_new_connection(self, *args, **kwargs)
+                connection = get_new_connection(self, *args, **kwargs)
+            # A driver dbapi.py does not know (PyMySQL, from the catalogue) still went through the
+            # contrib's wrapper: its proxy would trace each query a second time.
+            return _unproxied(connection) or connection
         connection = get_new_connection(self, *args, **kwargs)
-        integration = getattr(connection, "_self_db_api_integration", None)
-        if integration is not None and hasattr(connection, "__wrapped__"):  # the contrib's proxy
-            self._otel_launch_queries = _Queries(integration)
-            connection = connection.__wrapped__
+        raw = _unproxied(connection)
+        if raw is not None:  # the contrib's proxy
+            self._otel_launch_queries = _Queries(connection._self_db_api_integration)
+            connection = raw
         else:  # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
             integration = _integration_from_settings(self, connection)
             if integration is not None:
@@ -81,6 +84,13 @@ def _take_over_connections(backend_class: type) -> None:
 
     backend_class.get_new_connection = unproxied
     backend_class._otel_launch_sql = True
+
+
+def _unproxied(connection: Any) -> Any:
+    """The driver's connection inside the contrib's ``TracedConnectionProxy``; None for any other."""
+    if getattr(connection, "_self_db_api_integration", None) is not None and hasattr(connection, "__wrapped__"):
+        return connection.__wrapped__
+    return None
 
 
 def _integration_from_settings(wrapper: Any, connection: Any) -> Any:
@@ -148,19 +158,21 @@ def _operation(statement: str) -> str:
 
 def trace_query(execute: Any, sql: Any, params: Any, many: bool, context: dict) -> Any:
     """The execute wrapper: one CLIENT span a query (or an ``executemany``)."""
-    queries = getattr(context["connection"], "_otel_launch_queries", None)
-    if queries is None or not isinstance(sql, str) or context_api.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+    if not isinstance(sql, str) or context_api.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
         return execute(sql, params, many, context)
     statement = sql  # the text the contrib records: Django's, before a backend rewrites placeholders
+    # Counted on every Django connection, also those a driver's instrumentation traces itself
+    # (psycopg's cursor factory): N+1 is about the app's statements, whoever makes their spans.
     n_plus_one.count(statement)
+    queries = getattr(context["connection"], "_otel_launch_queries", None)
+    if queries is None:
+        return execute(sql, params, many, context)
     operation = _operation(statement)
-    span = queries.tracer.start_span(operation or queries.fallback_name, kind=_CLIENT)
-    if span.is_recording():
-        attributes = dict(queries.before)
-        for key in queries.statement_keys:
-            attributes[key] = statement
-        attributes.update(queries.after)
-        span.set_attributes(attributes)
+    try:
+        span = _start(queries, statement, operation)
+    except Exception as exc:  # telemetry never fails a query
+        _report(exc)
+        return execute(sql, params, many, context)
     # Not made current (the contrib makes it current): nothing runs inside a driver's execute that
     # could be its child, and an attach and detach a query are ~3 us of a query's cost.
     started = time.perf_counter()
@@ -176,9 +188,36 @@ def trace_query(execute: Any, sql: Any, params: Any, many: bool, context: dict) 
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         raise
     finally:
-        if queries.metrics is not None:
-            _record_metrics(queries.metrics, context["cursor"], operation, started, error)
-        span.end()
+        try:
+            if queries.metrics is not None:
+                _record_metrics(queries.metrics, context["cursor"], operation, started, error)
+            span.end()
+        except Exception as exc:  # never in place of the query's own result or error
+            _report(exc)
+
+
+def _start(queries: _Queries, statement: str, operation: str) -> Any:
+    span = queries.tracer.start_span(operation or queries.fallback_name, kind=_CLIENT)
+    if span.is_recording():
+        attributes = dict(queries.before)
+        for key in queries.statement_keys:
+            attributes[key] = statement
+        attributes.update(queries.after)
+        span.set_attributes(attributes)
+    return span
+
+
+_reported = False
+
+
+def _report(exc: Exception) -> None:
+    """One warning line the first time SQL telemetry fails; the queries run on untraced."""
+    global _reported
+    if not _reported:
+        _reported = True
+        from otel_launch._runtime._log import warn
+
+        warn(f"django SQL telemetry failed, the queries run on ({type(exc).__name__}: {exc})")
 
 
 def _record_metrics(integration: Any, cursor: Any, operation: str, started: float, error: Any) -> None:
