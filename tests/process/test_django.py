@@ -288,3 +288,19 @@ def test_a_backend_no_instrumentation_covers_gets_its_query_spans_from_djangos_s
         assert span.attributes["db.system"] == "sqlite" and span.attributes["db.name"] == str(database)
         assert "hunter2" not in json.dumps(span.attributes)
     assert queries[1].attributes["db.statement"] == "INSERT INTO secrets (value) VALUES (%s)"
+
+
+def test_server_spans_follow_a_provider_the_app_sets_after_the_first_request(receiver, workdir):
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_SERVICE_NAME="shop",
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+    )
+    args = [*launcher(), PYTHON, str(TARGETS / "django_provider_after_first_request.py"), str(SHOP)]
+    result = run(args, env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200 200 GET /health/"  # the second request's span is the app's provider's
+    assert receiver.wait_for(lambda r: any(s.name == "GET /health/" for s in r.spans), timeout=10)
+    servers = [s for s in receiver.spans if s.scope == "opentelemetry.instrumentation.django"]
+    assert len(servers) == 1  # only the first request's reached otel-launch's exporter

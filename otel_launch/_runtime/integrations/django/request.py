@@ -77,10 +77,12 @@ _SERVER, _INTERNAL = trace.SpanKind.SERVER, trace.SpanKind.INTERNAL
 class _Config:
     """Everything the contrib reads from the environment once, read once here too."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: Any) -> None:
         import os
 
         from otel_launch._settings import read_setting
+
+        self.provider = provider
 
         _OpenTelemetrySemanticConventionStability._initialize()
         mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
@@ -89,10 +91,8 @@ class _Config:
         self.mode = mode
         self.old, self.new = _report_old(mode), _report_new(mode)
         schema_url = _get_schema_url(mode)
-        # The provider of this process, when the first request comes (the app's, if it set its own in
-        # wsgi.py): an SDK tracer, whose sampler sample-first wraps. Ours hands out tracers that follow
-        # a provider the app sets later (_sdk.py); the request path takes the one it has now.
-        provider = trace.get_tracer_provider()
+        # An SDK tracer of the provider of the moment, whose sampler sample-first wraps (ours hands
+        # out tracers that follow a provider the app sets later, see _sdk.py; those it cannot wrap).
         get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
         self.tracer = get_tracer(SCOPE, _contrib_version, schema_url)
         self.sample_first = _put_attributes_in_the_sampling_result(self.tracer)
@@ -144,9 +144,13 @@ _pending = threading.local()  # the request whose span is being started, for the
 
 
 def config() -> _Config:
+    """The request path's configuration, made again when the app sets its own tracer provider
+    after ours served (gunicorn's ``post_fork`` with ``--preload``, uWSGI's ``@postfork``, as the
+    OpenTelemetry guides advise): its server spans follow, as every other span does."""
     global _config
-    if _config is None:
-        _config = _Config()
+    provider = trace.get_tracer_provider()
+    if _config is None or _config.provider is not provider:
+        _config = _Config(provider)
     return _config
 
 
