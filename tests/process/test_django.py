@@ -17,14 +17,19 @@ pytestmark = pytest.mark.process
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
 
-@pytest.mark.parametrize("app_instruments", [False, True], ids=["zero-code", "app-also-instruments"])
-def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir, app_instruments):
-    env = clean_env(
+def _shop_env(receiver, workdir: Path) -> dict[str, str]:
+    """The shop on its own SQLite file, spans to the receiver, no metrics."""
+    return clean_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
         OTEL_METRICS_EXPORTER="none",
         OTEL_SERVICE_NAME="shop",
         SHOP_DB=str(workdir / "shop.sqlite3"),
     )
+
+
+@pytest.mark.parametrize("app_instruments", [False, True], ids=["zero-code", "app-also-instruments"])
+def test_request_gets_one_server_span_with_its_sql_inside(receiver, workdir, app_instruments):
+    env = _shop_env(receiver, workdir)
     args = [*launcher(), PYTHON, str(TARGETS / "django_client.py"), str(SHOP)]
     result = run(args + (["--app-instruments-django"] if app_instruments else []), env, workdir)
     assert result.returncode == 0, result.stderr
@@ -291,12 +296,7 @@ def test_a_backend_no_instrumentation_covers_gets_its_query_spans_from_djangos_s
 
 
 def test_server_spans_follow_a_provider_the_app_sets_after_the_first_request(receiver, workdir):
-    env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_SERVICE_NAME="shop",
-        SHOP_DB=str(workdir / "shop.sqlite3"),
-    )
+    env = _shop_env(receiver, workdir)
     args = [*launcher(), PYTHON, str(TARGETS / "django_provider_after_first_request.py"), str(SHOP)]
     result = run(args, env, workdir)
     assert result.returncode == 0, result.stderr

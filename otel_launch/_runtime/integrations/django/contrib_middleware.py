@@ -118,22 +118,13 @@ def _name_span_from_djangos_match(middleware: Any) -> None:
     and when no view ran (a 404, or a middleware answered) ``process_response`` names it as the
     contrib would. Only a custom sampler reading span names at start would notice.
     """
-    from opentelemetry.util.http import sanitize_method
-
     full_name = middleware._get_span_name  # the contrib's: Django's match if set, else resolves
     process_view = middleware.process_view
     process_response = middleware.process_response
-    method_names: dict[str, str] = {}  # sanitize_method reads the environment on every call
+    from otel_launch._runtime.integrations.django.request import method_name as sanitized
 
     def method_name(request: Any) -> str:
-        method = request.method
-        name = method_names.get(method)
-        if name is None:
-            name = sanitize_method(method.strip())
-            name = "HTTP" if name == "_OTHER" else name
-            if len(method_names) < 64:  # any string can be a method: keep the table small
-                method_names[method] = name
-        return name
+        return sanitized(request.method)
 
     @functools.wraps(process_view)
     def named_process_view(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:

@@ -126,17 +126,21 @@ class _Config:
         self.request_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
         self.response_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)
         self.sanitize = SanitizeValue(get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS))
-        self.methods: dict[str, str] = {}  # sanitize_method reads the environment on every call
 
-    def method_name(self, method: str) -> str:
-        """The method as the span name's first word: sanitized, "HTTP" for one not known."""
-        name = self.methods.get(method)
-        if name is None:
-            name = sanitize_method(method.strip())
-            name = "HTTP" if name == "_OTHER" else name
-            if len(self.methods) < 64:  # any string can be a method: keep the table small
-                self.methods[method] = name
-        return name
+
+_methods: dict[str, str] = {}  # sanitize_method reads the environment on every call
+
+
+def method_name(method: str) -> str:
+    """The method as the span name's first word: sanitized, "HTTP" for one not known.
+    Also the contrib middleware's, when the app instrumented Django itself (contrib_middleware.py)."""
+    name = _methods.get(method)
+    if name is None:
+        name = sanitize_method(method.strip())
+        name = "HTTP" if name == "_OTHER" else name
+        if len(_methods) < 64:  # any string can be a method: keep the table small
+            _methods[method] = name
+    return name
 
 
 _config: _Config | None = None
@@ -225,7 +229,7 @@ def _metric_attributes(environ: dict, c: _Config) -> dict:
     """What the duration histograms keep of the request attributes, read straight from the WSGI
     environ for an unsampled request (the same keys and values the contrib's collector gives)."""
     attributes: dict[str, Any] = {}
-    method = c.method_name(environ.get("REQUEST_METHOD", ""))
+    method = method_name(environ.get("REQUEST_METHOD", ""))
     method = "_OTHER" if method == "HTTP" else method
     scheme = environ.get("wsgi.url_scheme")
     flavor = environ.get("SERVER_PROTOCOL", "")
@@ -279,7 +283,7 @@ def _begin(request: Any) -> _Request | None:
         parent, kind = propagate.extract(carrier, getter=getter), _SERVER
     else:
         parent, kind = context_api.get_current(), _INTERNAL
-    name = c.method_name(request.method or "")
+    name = method_name(request.method or "")
     if c.sample_first:
         _pending.request, _pending.collected = (request, carrier, is_asgi), None
         try:
@@ -332,7 +336,7 @@ def _name(request: Any, state: _Request) -> None:
     if span.is_recording():
         if route:
             span.set_attribute("http.route", route)
-        method = c.method_name(request.method or "")
+        method = method_name(request.method or "")
         span.update_name(f"{method} {route}" if route and method != "HTTP" else _full_name(request, method))
 
 
@@ -361,7 +365,7 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
         recording = span.is_recording()
         if response is not None:
             if recording and getattr(request, "resolver_match", None) is None:  # no view ran
-                span.update_name(_full_name(request, c.method_name(request.method or "")))
+                span.update_name(_full_name(request, method_name(request.method or "")))
             code = response.status_code
             _set_status(span, attributes, code, str(code), server_span=True, sem_conv_opt_in_mode=c.mode)
             if recording and c.response_headers and span.kind is _SERVER:
