@@ -4,8 +4,9 @@
 2. The shop's database is prepared (``manage.py migrate``, telemetry off for this set-up step).
 3. ``otel-launch gunicorn shop.wsgi -w 2`` serves the app, and
    ``otel-launch celery -A shop worker --pool prefork --concurrency 2`` runs its tasks; the
-   app has no OpenTelemetry code. The broker is the Redis on 127.0.0.1:6379 when it answers,
-   else kombu's filesystem transport.
+   app has no OpenTelemetry code. The broker is a private ``redis-server`` on a free port when
+   one is installed (the shared Redis in ``OTEL_LAUNCH_TEST_REDIS_URL`` only when that is set),
+   else kombu's filesystem transport: see ``redis_server.py``.
 4. A few requests are made (one places an order, which a task fulfils), the worker and
    gunicorn are stopped with SIGTERM (each flushes), and the demo prints the URL of the order's
    trace page. The viewer keeps serving until Ctrl-C; ``--non-interactive`` stops it there
@@ -30,6 +31,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from redis_server import RedisUnavailable, redis_for_run
+
 HERE = Path(__file__).resolve().parent
 SHOP = HERE / "shop"
 BIN = Path(sys.executable).parent
@@ -49,14 +52,6 @@ def wait_until(check, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)  # polling with a bound
     raise SystemExit(f"demo: {what} did not happen within {timeout:g}s")
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def healthy(port: int) -> bool:
@@ -95,20 +90,46 @@ def order_trace(api: str) -> str | None:
 
 def main() -> None:
     interactive = "--non-interactive" not in sys.argv[1:]
+    workdir = Path(tempfile.mkdtemp(prefix="otel-launch-demo-"))
+    (workdir / "redis").mkdir()
+    try:
+        with redis_for_run(workdir / "redis") as chosen:
+            demo(interactive, workdir, chosen.url, chosen.description)
+    except RedisUnavailable as error:
+        print(f"demo: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def demo(interactive: bool, workdir: Path, redis_url: str | None, redis_description: str) -> None:
     grpc_port, http_port, web_port, ui_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    workdir = Path(tempfile.mkdtemp(prefix="otel-launch-demo-"))
     env["SHOP_DB"] = str(workdir / "shop.sqlite3")
     env["SHOP_TASK_LOG"] = str(workdir / "tasks.jsonl")
     env["SHOP_QUEUE"] = f"demo-{os.getpid()}"
     env["PYTHONUNBUFFERED"] = "1"
-    if answers(6379):
-        env["SHOP_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+    if redis_url:
+        env["SHOP_BROKER_URL"] = redis_url
+        print(f"broker: redis, {redis_description}")
     else:
         env["SHOP_BROKER_URL"] = "filesystem://"
         env["SHOP_BROKER_DIR"] = str(workdir / "broker")
         (workdir / "broker").mkdir()
-    print(f"broker: {env['SHOP_BROKER_URL']}")
+        print(f"broker: filesystem:// (redis: {redis_description})")
+    try:
+        view(interactive, workdir, env, grpc_port, http_port, web_port, ui_port)
+    finally:
+        if redis_url:  # a shared Redis is left as found: the demo's keys all carry its queue name
+            import redis
+
+            client = redis.Redis.from_url(redis_url, socket_timeout=5)
+            keys = client.keys(f"*{env['SHOP_QUEUE']}*")
+            if keys:
+                client.delete(*keys)
+
+
+def view(
+    interactive: bool, workdir: Path, env: dict[str, str], grpc_port: int, http_port: int, web_port: int, ui_port: int
+) -> None:
     ui_command = [LAUNCH, "ui", "--port", str(ui_port), "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
     ui_command += ["--db", str(workdir / "traces.sqlite3")]
     print(f"$ otel-launch {' '.join(ui_command[1:])}")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from examples.redis_server import planned
 from otel_launch._receiver import OTLPReceiver
 
 TARGETS = Path(__file__).parent / "targets"
 PYTHON = sys.executable
-LOCAL_REDIS = ("127.0.0.1", 6379)
 LOCAL_RABBITMQ = ("127.0.0.1", 5672)
 
 
@@ -42,12 +42,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """Which brokers the end-to-end tests use on this machine (they adapt to what is there)."""
-    if reachable(LOCAL_REDIS):
-        redis = "redis at 127.0.0.1:6379"
-    elif shutil.which("redis-server"):
-        redis = "redis via a redis-server started on a free port"
-    else:
-        redis = "no redis"
+    redis = f"redis: {planned()}"  # the e2e fixture's summary line says what it started or used
     rabbitmq = "rabbitmq at 127.0.0.1:5672" if reachable(LOCAL_RABBITMQ) else "no rabbitmq (its test skips)"
     return f"e2e brokers: {redis}; {rabbitmq}; filesystem:// always"
 

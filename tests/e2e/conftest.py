@@ -1,7 +1,8 @@
 """The example shop on real servers: gunicorn, uvicorn, runserver, a Celery worker, a real broker.
 
-Brokers, in order of preference: Redis (the one on 127.0.0.1:6379, else a ``redis-server``
-started on a free port), RabbitMQ (127.0.0.1:5672), kombu's ``filesystem://`` (no server).
+Brokers, in order of preference: Redis (a private ``redis-server`` on a free port, or the shared
+one that ``OTEL_LAUNCH_TEST_REDIS_URL`` names: see ``examples/redis_server.py``), RabbitMQ
+(127.0.0.1:5672), kombu's ``filesystem://`` (no server).
 The header of the test run says which are used. Every process a test starts runs in its own
 process group, writes to files in the test's directory, and is killed by PID at teardown.
 """
@@ -27,8 +28,9 @@ from typing import Any
 
 import pytest
 
+from examples.redis_server import RedisUnavailable, redis_for_run
 from otel_launch._receiver import OTLPReceiver, ReceivedSpan
-from tests.conftest import LOCAL_RABBITMQ, LOCAL_REDIS, PYTHON, SERVICES_USED, clean_env, launcher, reachable
+from tests.conftest import LOCAL_RABBITMQ, PYTHON, SERVICES_USED, clean_env, launcher, reachable
 
 pytest.importorskip("celery")
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
@@ -55,27 +57,14 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
-    """A Redis URL: the local server, else one we start and stop by PID, else None."""
-    if reachable(LOCAL_REDIS):
-        SERVICES_USED.append("redis: the server at 127.0.0.1:6379")
-        yield "redis://127.0.0.1:6379"
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        SERVICES_USED.append("redis: none here (no server, no redis-server)")
-        yield None
-        return
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: reachable(("127.0.0.1", port)), 10, "redis-server listening")
-        SERVICES_USED.append(f"redis: redis-server started on 127.0.0.1:{port} (pid {process.pid})")
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        process.kill()
-        process.wait(10)
+    """A Redis URL with its database: a private redis-server, the shared one only when asked, else None."""
+    with contextlib.ExitStack() as stack:
+        try:
+            redis = stack.enter_context(redis_for_run(tmp_path_factory.mktemp("redis")))
+        except RedisUnavailable as error:
+            pytest.fail(str(error), pytrace=False)
+        SERVICES_USED.append(f"redis: {redis.description}")
+        yield redis.url
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +72,7 @@ def broker_urls(redis_url: str | None) -> dict[str, str]:
     """Broker name -> URL, for each broker usable here (filesystem always)."""
     urls = {"filesystem": "filesystem://"}
     if redis_url:
-        urls["redis"] = f"{redis_url}/0"
+        urls["redis"] = redis_url
     if reachable(LOCAL_RABBITMQ):
         urls["rabbitmq"] = "amqp://guest:guest@127.0.0.1:5672//"
     return urls
@@ -200,7 +189,7 @@ class Shop:
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)
-        if self.base_env["SHOP_BROKER_URL"].startswith("redis://"):  # leave the shared Redis as found
+        if self.base_env["SHOP_BROKER_URL"].startswith("redis"):  # leave a shared Redis as found
             import redis
 
             client = redis.Redis.from_url(self.base_env["SHOP_BROKER_URL"])
@@ -254,8 +243,8 @@ class Shop:
 @pytest.fixture
 def shop(tmp_path: Path, receiver: OTLPReceiver, migrated_db: Path, broker_urls, primary_broker, redis_url):
     shutil.copy(migrated_db, tmp_path / "shop.sqlite3")
-    cache = f"{redis_url}/1" if redis_url else None
-    started = Shop(tmp_path, receiver, primary_broker, broker_urls[primary_broker], cache)
+    # The cache shares the broker's database: its keys carry the test's queue name (SHOP_CACHE_PREFIX).
+    started = Shop(tmp_path, receiver, primary_broker, broker_urls[primary_broker], redis_url)
     try:
         yield started
     finally:
