@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,5 +18,9 @@ def test_demo_prints_the_url_of_the_order_trace(tmp_path: Path):
     result = run([PYTHON, str(DEMO), "--non-interactive"], clean_env(), tmp_path, timeout=150)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "POST /orders/ -> 201" in result.stdout
+    # Never the Redis on 6379 (there is one on these machines) unless OTEL_LAUNCH_TEST_REDIS_URL says so.
+    broker = result.stdout.splitlines()[0]
+    expected = "broker: redis, a private redis-server" if shutil.which("redis-server") else "broker: filesystem://"
+    assert broker.startswith(expected) and ":6379" not in broker, broker
     url = re.search(r"the order.s trace .*: http://127\.0\.0\.1:\d+/trace/[0-9a-f]{32}\n", result.stdout)
     assert url, result.stdout
