@@ -13,6 +13,7 @@ through click; tests check that both parsers agree.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -122,8 +123,35 @@ def run(request: LaunchRequest) -> None:
         fail(str(exc), exc.status)
 
 
+def _complete_command(ctx, param, incomplete: str) -> list:
+    """COMMAND's completions: a subcommand or a program on PATH first, then the program's files."""
+    from click.shell_completion import CompletionItem
+
+    if ctx.params.get("command") or "/" in incomplete:  # the program's arguments, or a path to it
+        return [CompletionItem(incomplete, type="file")]
+    found = {name for name in SUBCOMMAND_NAMES if name.startswith(incomplete)}
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            with os.scandir(folder or ".") as entries:
+                found.update(
+                    entry.name
+                    for entry in entries
+                    if entry.name.startswith(incomplete) and entry.is_file() and os.access(entry.path, os.X_OK)
+                )
+        except OSError:
+            continue
+    return [CompletionItem(name) for name in sorted(found)]
+
+
 def _click_launch_command():  # click is imported here, off the fast path
     import click
+
+    class LaunchCommand(click.Command):
+        def shell_complete(self, ctx: click.Context, incomplete: str) -> list:
+            """Past COMMAND, a word starting with '-' is the program's option, not ours."""
+            if ctx.params.get("command"):
+                return _complete_command(ctx, None, incomplete)
+            return super().shell_complete(ctx, incomplete)
 
     def help_for(setting) -> str:
         default = f"; default: {setting.default}" if setting.default is not None else ""
@@ -142,7 +170,9 @@ def _click_launch_command():  # click is imported here, off the fast path
         )
 
     # Decorators apply bottom-up and help lists the last applied first: settings come first.
-    decorated = click.argument("command", nargs=-1, type=click.UNPROCESSED)(launch_command)
+    decorated = click.argument("command", nargs=-1, type=click.UNPROCESSED, shell_complete=_complete_command)(
+        launch_command
+    )
     decorated = click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")(
         decorated
     )
@@ -158,6 +188,7 @@ def _click_launch_command():  # click is imported here, off the fast path
             decorated
         )
     return click.command(
+        cls=LaunchCommand,
         name=PROG,
         context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
         epilog="Subcommands: 'otel-launch tail --help' runs a local OTLP receiver that prints traces. "
