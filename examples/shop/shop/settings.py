@@ -11,7 +11,8 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "demo-only-not-secret"
 DEBUG = False
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+# SHOP_ALLOWED_HOSTS=a,b: the names the shop answers to behind compose or Kubernetes.
+ALLOWED_HOSTS = os.environ.get("SHOP_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 INSTALLED_APPS = ["django.contrib.contenttypes", "orders"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "shop.urls"
@@ -25,6 +26,7 @@ if os.environ.get("SHOP_PG_DB"):
             "ENGINE": "django.db.backends.postgresql",
             "NAME": os.environ["SHOP_PG_DB"],
             "USER": os.environ.get("SHOP_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("SHOP_PG_PASSWORD", ""),
             "HOST": os.environ.get("SHOP_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("SHOP_PG_PORT", "5432"),
         }
