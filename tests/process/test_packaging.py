@@ -1,12 +1,13 @@
 """The distribution as users get it: ``python -m build``'s sdist and wheel, ``twine check``, a launch
 from a fresh venv that holds the built wheel.
 
-The tree is copied first (the build writes ``build/`` and ``*.egg-info`` next to the sources, and
-a stale ``build/lib`` could put files into the wheel that the tree no longer has). ``python -m
-build`` builds the sdist, then the wheel from the unpacked sdist; a second wheel built from the
-tree must be the same, file for file. The fresh venv gets the wheel with ``--no-deps`` and reads
-the dependencies from this test's environment through a ``.pth`` line, which comes after its own
-site-packages: every otel_launch file it imports is the wheel's, and no network is needed.
+The files git lists are copied first (the build writes ``build/`` and ``*.egg-info`` next to
+the sources, and a stale ``build/lib`` could put files into the wheel that the tree no longer
+has). ``python -m build`` builds the sdist, then the wheel from the unpacked sdist; a second
+wheel built from the tree must be the same, file for file. The fresh venv gets the wheel with
+``--no-deps`` and reads the dependencies from this test's environment through a ``.pth`` line,
+which comes after its own site-packages: every otel_launch file it imports is the wheel's, and
+no network is needed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "otel_launch" / "local" / "ui" / "static"
 BUILD_TIMEOUT = 300
-_SKIP = ("build", "dist", ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info", "node_modules")
+_SKIP = ("build", "dist", ".venv*", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
 
 
 @dataclass
@@ -46,6 +47,19 @@ def _build(args: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def _copy_tree(target: Path) -> None:
+    """The files git knows of (tracked, or new and not ignored); without git, the tree less what is built."""
+    git = shutil.which("git")
+    listed = git and run([git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"], clean_env(), ROOT, 60)
+    if not listed or listed.returncode != 0:
+        shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(*_SKIP), symlinks=True)
+        return
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():  # a file deleted but not yet staged is still listed
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     for module in ("build", "twine"):
@@ -53,7 +67,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
             pytest.skip(f"'{module}' is not installed (the test extra has it: pip install '.[test]')")
     base = tmp_path_factory.mktemp("packaging")
     source = base / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_SKIP), symlinks=True)
+    _copy_tree(source)
     _build([PYTHON, "-m", "build", "--outdir", str(base / "dist"), str(source)], base)
     _build([PYTHON, "-m", "build", "--wheel", "--outdir", str(base / "tree"), str(source)], base)
     (wheel,) = (base / "dist").glob("*.whl")
