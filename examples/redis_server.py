@@ -36,10 +36,11 @@ class RedisUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Redis:
-    """What was chosen: ``url`` (with its database) or None, and a line saying which it is."""
+    """What was chosen: ``url`` (with its database) or None, a line saying which, whether it is shared."""
 
     url: str | None
     description: str
+    shared: bool = False
 
 
 def _masked(url: str) -> str:
@@ -142,7 +143,7 @@ def redis_for_run(
     if url:
         if not _answers(url):
             raise RedisUnavailable(f"{SHARED_VARIABLE}={_masked(url)!r}: no Redis answers there")
-        yield Redis(url, f"the shared Redis in {SHARED_VARIABLE} ({_masked(url)})")
+        yield Redis(url, f"the shared Redis in {SHARED_VARIABLE} ({_masked(url)})", shared=True)
         return
     server = shutil.which("redis-server")
     if server is None:

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from redis_server import RedisUnavailable, redis_for_run
+from redis_server import Redis, RedisUnavailable, redis_for_run
 
 HERE = Path(__file__).resolve().parent
 SHOP = HERE / "shop"
@@ -94,34 +94,34 @@ def main() -> None:
     (workdir / "redis").mkdir()
     try:
         with redis_for_run(workdir / "redis") as chosen:
-            demo(interactive, workdir, chosen.url, chosen.description)
+            demo(interactive, workdir, chosen)
     except RedisUnavailable as error:
         print(f"demo: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def demo(interactive: bool, workdir: Path, redis_url: str | None, redis_description: str) -> None:
+def demo(interactive: bool, workdir: Path, chosen: Redis) -> None:
     grpc_port, http_port, web_port, ui_port = free_port(), free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["SHOP_DB"] = str(workdir / "shop.sqlite3")
     env["SHOP_TASK_LOG"] = str(workdir / "tasks.jsonl")
     env["SHOP_QUEUE"] = f"demo-{os.getpid()}"
     env["PYTHONUNBUFFERED"] = "1"
-    if redis_url:
-        env["SHOP_BROKER_URL"] = redis_url
-        print(f"broker: redis, {redis_description}")
+    if chosen.url:
+        env["SHOP_BROKER_URL"] = chosen.url
+        print(f"broker: redis, {chosen.description}")
     else:
         env["SHOP_BROKER_URL"] = "filesystem://"
         env["SHOP_BROKER_DIR"] = str(workdir / "broker")
         (workdir / "broker").mkdir()
-        print(f"broker: filesystem:// (redis: {redis_description})")
+        print(f"broker: filesystem:// (redis: {chosen.description})")
     try:
         view(interactive, workdir, env, grpc_port, http_port, web_port, ui_port)
     finally:
-        if redis_url:  # a shared Redis is left as found: the demo's keys all carry its queue name
+        if chosen.url and chosen.shared:  # left as found: the demo's keys all carry its queue name
             import redis
 
-            client = redis.Redis.from_url(redis_url, socket_timeout=5)
+            client = redis.Redis.from_url(chosen.url, socket_timeout=5)
             keys = client.keys(f"*{env['SHOP_QUEUE']}*")
             if keys:
                 client.delete(*keys)

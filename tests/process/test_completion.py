@@ -17,6 +17,8 @@ BASH = shutil.which("bash")
 @pytest.fixture
 def bin_dir(tmp_path: Path) -> Path:
     """A PATH of its own: otel-launch, a 'gunicorn' program and a non-executable 'gunicorn-notes'."""
+    if len(launcher()) != 1:
+        pytest.skip("no otel-launch console script installed")
     folder = tmp_path / "bin"
     folder.mkdir()
     (folder / "otel-launch").symlink_to(launcher()[0])

@@ -20,7 +20,7 @@ def test_a_private_server_is_started_even_when_6379_answers(tmp_path: Path):
     """A developer's Redis on 6379 (there is one on these machines) is never taken for answering."""
     with redis_for_run(tmp_path, environ={}) as chosen:
         assert chosen.url and not chosen.url.startswith("redis://127.0.0.1:6379")
-        assert "private redis-server" in chosen.description
+        assert "private redis-server" in chosen.description and not chosen.shared
         pid = int(chosen.description.rpartition("pid ")[2].rstrip(")"))
         client = redis.Redis.from_url(chosen.url, socket_timeout=5)
         assert client.ping()
@@ -46,7 +46,7 @@ def test_the_shared_redis_is_the_one_the_variable_names(tmp_path: Path):
     with redis_for_run(tmp_path, environ={}) as private:
         named = private.url.rpartition("/")[0] + "/5"
         with redis_for_run(tmp_path / "unused", environ={SHARED_VARIABLE: named}) as chosen:
-            assert chosen.url == named
+            assert chosen.url == named and chosen.shared
             assert SHARED_VARIABLE in chosen.description
         assert not (tmp_path / "unused").exists()  # nothing started
 
