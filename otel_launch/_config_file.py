@@ -115,7 +115,8 @@ def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> Con
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise ConfigFileError(f"{where}={shown}: cannot be read ({reason}); expected a readable YAML or JSON file") from None
+        accepted = "expected a readable YAML or JSON file"
+        raise ConfigFileError(f"{where}={shown}: cannot be read ({reason}); {accepted}") from None
     # The package logs each failure with a traceback, and a newer minor file_format as a
     # warning: the first is said once, here, in one line; the second becomes ours.
     logger = logging.getLogger("opentelemetry.configuration")
@@ -129,11 +130,63 @@ def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> Con
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
+    problem = _trial_build(model)
+    if problem:
+        raise ConfigFileError(f"{where}: {path}: {problem}")
     data = _substituted(text, path)
     warnings = [f"{path}: {mask_urls_in(message)}" for message in collected.messages]
-    child_env = _for_child(model, data, path, warnings)
+    try:
+        child_env = _for_child(model, data, path, warnings)
+    except ConfigFileError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from None
     referenced = frozenset(_REFERENCE.findall(text))
     return ConfigFile(os.path.abspath(path), data, referenced, child_env, warnings)
+
+
+def _trial_build(model: Any) -> str | None:
+    """Build each sampler and exporter the file names, as the target will, and keep none.
+
+    The schema accepts names that only building can judge (a sampler or exporter plugin that is
+    not installed, a compression the exporter does not know). Exporters connect on first use,
+    so nothing is sent; the launcher's exec discards them. Pull readers (a Prometheus server)
+    are not built here: they would listen.
+    """
+    from opentelemetry.configuration import _logger_provider, _meter_provider, _tracer_provider
+
+    steps: list[tuple[str, Any]] = []
+    traces = model.tracer_provider
+    if traces is not None:
+        if traces.sampler is not None:
+            steps.append(("tracer_provider.sampler", lambda: _tracer_provider._create_sampler(traces.sampler)))
+        for index, processor in enumerate(traces.processors or []):
+            for kind in ("batch", "simple"):
+                part = getattr(processor, kind, None)
+                if part is not None:
+                    key = f"tracer_provider.processors[{index}].{kind}.exporter"
+                    steps.append((key, lambda part=part: _tracer_provider._create_span_exporter(part.exporter)))
+    metrics = model.meter_provider
+    for index, reader in enumerate((metrics.readers or []) if metrics is not None else []):
+        if reader.periodic is not None:
+            key = f"meter_provider.readers[{index}].periodic.exporter"
+            steps.append((key, lambda r=reader: _meter_provider._create_push_metric_exporter(r.periodic.exporter)))
+    logs = model.logger_provider
+    for index, processor in enumerate((logs.processors or []) if logs is not None else []):
+        for kind in ("batch", "simple"):
+            part = getattr(processor, kind, None)
+            if part is not None:
+                key = f"logger_provider.processors[{index}].{kind}.exporter"
+                steps.append((key, lambda part=part: _logger_provider._create_log_record_exporter(part.exporter)))
+    for key, build in steps:
+        try:
+            build()
+        except Exception as exc:
+            return f"{key}: cannot be built: {_capped(mask_urls_in(str(exc)))}"
+    return None
+
+
+def _capped(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _substituted(text: str, path: str) -> dict[str, Any]:
@@ -299,13 +352,14 @@ def _describe(exc: Exception) -> str:
         return "the file is empty; expected a mapping with at least file_format"
     if "mapping/object" in message:
         return "the file is not a mapping; expected a mapping with at least file_format"
-    return echo(mask_urls_in(message))
+    return _capped(mask_urls_in(message))
 
 
 def _describe_schema_error(error: Any) -> str:
     key = key_path(error.absolute_path) or "the top level"
     validator, expected = error.validator, error.validator_value
-    shown = echo(_shown(key, error.instance))
+    scalar = not isinstance(error.instance, (dict, list))
+    shown = echo(_shown(key, error.instance)) if scalar else _shown(key, error.instance)
     if validator == "required":
         missing = [name for name in expected if name not in (error.instance or {})]
         return f"{key}: missing key {', '.join(missing)}"
