@@ -43,6 +43,7 @@ def work():
     # A root of its own: the file's sampler keeps it (root: always_on).
     with tracer.start_as_current_span("own-root", context=trace.set_span_in_context(trace.INVALID_SPAN)) as span:
         span.set_attribute("pid", os.getpid())
+    open(os.environ["DONE_FILE"], "w").close()
     return os.getpid()
 """
 
@@ -63,7 +64,8 @@ tracer_provider:
         always_off: {{}}
   processors:
     - batch:
-        schedule_delay: 100
+        # Longer than the test: what arrives, the pool child's flush at its exit delivered.
+        schedule_delay: 600000
         exporter:
           otlp_grpc:
             endpoint: {endpoint}
@@ -95,6 +97,7 @@ def test_config_file_sets_sampler_resource_and_endpoint_in_a_prefork_child(recei
     config.write_text(CONFIG.format(endpoint=receiver.grpc_endpoint))
     env = clean_env(
         BROKER_DIR=str(broker_dir),
+        DONE_FILE=str(workdir / "done"),
         TEAM_FROM_ENV="payments",
         API_KEY="k-123",
         PYTHONUNBUFFERED="1",
@@ -108,17 +111,20 @@ def test_config_file_sets_sampler_resource_and_endpoint_in_a_prefork_child(recei
     worker = start(command, env, workdir)
     try:
         _send_task(broker_dir)
-        assert receiver.wait_for(lambda r: any(s.name == "own-root" for s in r.spans), timeout=60), (
-            "no span from the pool child"
-        )
-        # The run span ended after both of the task's spans, in the same process's queue.
-        assert receiver.wait_for(lambda r: any(s.name.startswith("run/") for s in r.spans), timeout=30)
+        done = workdir / "done"
+        deadline = time.monotonic() + 60
+        while not done.exists():  # the task writes it as it returns
+            assert time.monotonic() < deadline and worker.poll() is None, "the task did not run"
+            time.sleep(0.05)
+        assert receiver.spans == []  # nothing exported before the exit flush
         with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.pid, signal.SIGTERM)
+            os.kill(worker.pid, signal.SIGTERM)  # warm shutdown: the pool child exits, flushing
         out, err = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:
             kill_group(worker)
+    assert worker.returncode == 0, err[-3000:]
+    assert receiver.wait_for(lambda r: {"own-root", "run/cfgapp.work"} <= {s.name for s in r.spans}, timeout=10)
     names = [span.name for span in receiver.spans]
     assert "child-of-run" not in names, names  # the file's sampler, not the default one
     own_root = next(span for span in receiver.spans if span.name == "own-root")
