@@ -210,6 +210,8 @@ class Config:
         return checked
 
     def _apply_cross_rules(self) -> None:
+        if self.values["config_file"].raw is not None:
+            return  # the SDK settings these rules relate are replaced by the file (one warning says so)
         self._check_batch_sizes()
         self._check_endpoints_for_grpc()
         self._check_resource_detectors()

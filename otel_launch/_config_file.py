@@ -19,7 +19,17 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from otel_launch._settings import MASK, REDACT_PATTERN, SettingValueError, _propagators, echo, mask_pairs, mask_urls_in
+from otel_launch._settings import (
+    MASK,
+    REDACT_PATTERN,
+    SettingValueError,
+    _propagators,
+    echo,
+    has_userinfo,
+    mask_pairs,
+    mask_url,
+    mask_urls_in,
+)
 
 PACKAGE = "opentelemetry-configuration"
 EXTRA = "otel-launch[config]"
@@ -130,10 +140,10 @@ def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> Con
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
-    problem = _trial_build(model)
+    data = _substituted(text, path)
+    problem = _grpc_userinfo(data) or _trial_build(model)
     if problem:
         raise ConfigFileError(f"{where}: {path}: {problem}")
-    data = _substituted(text, path)
     warnings = [f"{path}: {mask_urls_in(message)}" for message in collected.messages]
     try:
         child_env = _for_child(model, data, path, warnings)
@@ -141,6 +151,29 @@ def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> Con
         raise ConfigFileError(f"{where}: {exc}") from None
     referenced = frozenset(_REFERENCE.findall(text))
     return ConfigFile(os.path.abspath(path), data, referenced, child_env, warnings)
+
+
+def _grpc_userinfo(data: dict[str, Any]) -> str | None:
+    """gRPC takes ``user:password@host`` for a host name: it never connects, and its errors print
+    the password (the same refusal as for OTEL_EXPORTER_OTLP_ENDPOINT over grpc)."""
+    for key, value in _values(data, ""):
+        if key.endswith("otlp_grpc.endpoint") and isinstance(value, str) and has_userinfo(value):
+            return (
+                f"{key}: {echo(mask_url(value))} is not accepted with otlp_grpc, which cannot send a user or "
+                "password in the URL; expected a URL without user@, with the credentials in headers"
+            )
+    return None
+
+
+def _values(value: Any, key: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _values(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _values(item, f"{key}[{index}]")
+    else:
+        yield key, value
 
 
 def _trial_build(model: Any) -> str | None:

@@ -259,3 +259,20 @@ def test_the_target_reads_the_file_without_a_second_schema_check(tmp_path, monke
 )
 def test_what_only_building_can_judge_is_refused_too(tmp_path, section, message):
     assert message in refusal(tmp_path, 'file_format: "1.0"\n' + section)
+
+
+def test_a_password_in_a_grpc_endpoint_is_refused_and_masked(tmp_path):
+    text = GOOD.replace(
+        "otlp_http:\n            endpoint: http://collector:4318/v1/traces",
+        "otlp_grpc:\n            endpoint: http://svc:pa55@collector:4317",
+    )
+    message = refusal(tmp_path, text)
+    assert "tracer_provider.processors[0].batch.exporter.otlp_grpc.endpoint: 'http://svc:***@collector:4317'" in message
+    assert "pa55" not in message
+
+
+def test_variables_the_file_replaces_are_not_judged_against_each_other(tmp_path):
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    config = Config(environ={"OTEL_TRACES_SAMPLER_ARG": "0.5"}, config_file="otel.yaml")
+    assert not [w for w in config.warnings if "has no effect" in w]
+    assert [w for w in config.warnings if "OTEL_TRACES_SAMPLER_ARG" in w and "configures the SDK" in w]
