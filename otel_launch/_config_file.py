@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from otel_launch._settings import (
@@ -104,7 +104,7 @@ class _Collected(logging.Handler):
             self.messages.append(record.getMessage())
 
 
-def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> ConfigFile:
+def load(path: str, where: str) -> ConfigFile:
     """Read and check ``path`` as the target will; raise ConfigFileError (one line) if it cannot be used.
 
     ``where`` names the setting as the user gave it (``--config-file``, ``OTEL_CONFIG_FILE``).
@@ -134,16 +134,17 @@ def load(path: str, where: str, environ: Mapping[str, str] | None = None) -> Con
     logger.addHandler(collected)
     logger.propagate = False
     try:
-        model = load_config_file(path)
-    except ConfigurationError as exc:
-        raise ConfigFileError(f"{where}: {path}: {_describe(exc)}") from None
+        try:
+            model = load_config_file(path)
+        except ConfigurationError as exc:
+            raise ConfigFileError(f"{where}: {path}: {_describe(exc)}") from None
+        data = _substituted(text, path)
+        problem = _grpc_userinfo(data) or _trial_build(model)
+        if problem:
+            raise ConfigFileError(f"{where}: {path}: {problem}")
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
-    data = _substituted(text, path)
-    problem = _grpc_userinfo(data) or _trial_build(model)
-    if problem:
-        raise ConfigFileError(f"{where}: {path}: {problem}")
     warnings = [f"{path}: {mask_urls_in(message)}" for message in collected.messages]
     try:
         child_env = _for_child(model, data, path, warnings)
