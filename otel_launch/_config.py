@@ -381,6 +381,9 @@ class Config:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(flag, variable, value with secrets masked, source) for every setting, then pass-through."""
+        replaced: Any = None
+        if self.config_file is not None:
+            from otel_launch._config_file import replaced_by_file as replaced
         rows = []
         for resolved in self.values.values():
             setting = resolved.setting
@@ -389,6 +392,8 @@ class Config:
                 source = f"env file {self.env_file}"
             elif source == "derived":
                 source = "derived from --sample-rate"
+            if replaced is not None and replaced(setting.env):
+                source = f"{source}; ignored: the configuration file replaces it"
             rows.append((setting.flag, setting.env, resolved.shown, source))
         for key in sorted(self.passthrough):
             rows.append(("", key, _mask_passthrough(key, self.passthrough[key]), f"env file {self.env_file}"))

@@ -171,6 +171,8 @@ def test_print_config_shows_the_file_with_secrets_masked(tmp_path, monkeypatch, 
     assert "tracer_provider.processors[0].batch.exporter.otlp_http.headers" in out and "api-key=***" in out
     assert "http://svc:***@collector:4318/v1/traces" in out
     assert "tracer_provider.sampler.trace_id_ratio_based.ratio" in out and "0.25" in out
+    (sampler_row,) = [line for line in out.splitlines() if " OTEL_TRACES_SAMPLER " in line]
+    assert sampler_row.endswith("ignored: the configuration file replaces it")
 
 
 def test_the_cli_refuses_a_broken_file_with_exit_2(tmp_path, capsys):
