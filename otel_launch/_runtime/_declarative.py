@@ -123,6 +123,16 @@ def _without_atexit(provider: Any) -> Any:
     return provider
 
 
+def _create(create: Any, section: Any, model: Any) -> Any:
+    """``create(section, resource, global_attribute_limits)``; the package's 0.65b0 takes no limits
+    (its providers do not apply the file's top-level attribute_limits)."""
+    import inspect
+
+    if "global_attribute_limits" in inspect.signature(create).parameters:
+        return create(section, resource(), global_attribute_limits=model.attribute_limits)
+    return create(section, resource())
+
+
 def tracer_provider() -> Any:
     import dataclasses
 
@@ -140,7 +150,7 @@ def tracer_provider() -> Any:
         return NoOpTracerProvider()
     # Sampler, limits, id generator from the file; processors added below, after the scrubber.
     bare = dataclasses.replace(model.tracer_provider, processors=[])
-    provider = _without_atexit(create_tracer_provider(bare, resource(), model.attribute_limits))
+    provider = _without_atexit(_create(create_tracer_provider, bare, model))
     provider.__class__ = _sdk._provider_whose_tracers_follow_the_app(type(provider))  # methods only
     redact = read_setting("redact", os.environ)
     if redact:
@@ -169,4 +179,4 @@ def logger_provider() -> Any:
         from opentelemetry._logs import NoOpLoggerProvider
 
         return NoOpLoggerProvider()
-    return _without_atexit(create_logger_provider(model.logger_provider, resource(), model.attribute_limits))
+    return _without_atexit(_create(create_logger_provider, model.logger_provider, model))

@@ -51,6 +51,7 @@ def in_empty_dir(tmp_path, monkeypatch):
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("API_KEY", "k")  # contrib 0.65b0's package refuses an unset ${VAR}; later ones make it empty
     return tmp_path
 
 
@@ -145,7 +146,8 @@ def test_without_the_package_one_line_says_what_to_install(tmp_path, monkeypatch
 
 
 @needs_package
-def test_the_target_is_told_the_file_and_not_the_variables_it_replaces(tmp_path):
+def test_the_target_is_told_the_file_and_not_the_variables_it_replaces(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "a=b")  # ${...} reads the process's environment
     (tmp_path / "otel.yaml").write_text(GOOD.replace("${API_KEY}", "${API_KEY} ${OTEL_EXPORTER_OTLP_HEADERS}"))
     environ = {
         "OTEL_TRACES_SAMPLER": "always_off",
