@@ -87,7 +87,8 @@ def _send_task(broker_dir: Path) -> None:
         app.send_task("cfgapp.work")
         """
     )
-    subprocess.run([PYTHON, "-c", code], env=clean_env(), check=True, timeout=60)
+    # In the test's directory: kombu's filesystem transport keeps its control folder in the cwd.
+    subprocess.run([PYTHON, "-c", code], env=clean_env(), cwd=broker_dir.parent, check=True, timeout=60)
 
 
 @pytest.mark.skipif(not HAS_PACKAGE, reason="opentelemetry-configuration is not installed")
