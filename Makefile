@@ -10,7 +10,7 @@ SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet ".[test,demo,ui,catalogue]"
+	$(PIP) install --quiet ".[test,demo,ui,catalogue,config]"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)

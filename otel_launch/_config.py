@@ -154,6 +154,7 @@ class Config:
             self.values[setting.name] = self._resolve(setting, flags.get(setting.name), file_values)
         self.checked: dict[str, tuple[Any, str]] = self._check_passthrough()
         self._apply_cross_rules()
+        self.config_file = self._load_config_file()
 
     # -- resolution -------------------------------------------------------------------------
 
@@ -209,6 +210,8 @@ class Config:
         return checked
 
     def _apply_cross_rules(self) -> None:
+        if self.values["config_file"].raw is not None:
+            return  # the SDK settings these rules relate are replaced by the file (one warning says so)
         self._check_batch_sizes()
         self._check_endpoints_for_grpc()
         self._check_resource_detectors()
@@ -295,6 +298,38 @@ class Config:
             where = _origin_label(detectors.setting, detectors.source, self.env_file)
             raise _refusal(where, detectors.raw, "names of installed resource detectors: " + ", ".join(installed))
 
+    def _load_config_file(self) -> Any:
+        """The checked OTEL_CONFIG_FILE, or None; what it makes meaningless is said in one warning."""
+        resolved = self.values["config_file"]
+        if resolved.raw is None:
+            return None
+        from otel_launch._config_file import ConfigFileError, load, replaced_by_file
+
+        where = _origin_label(resolved.setting, resolved.source, self.env_file)
+        try:
+            loaded = load(resolved.value, where)
+        except ConfigFileError as exc:
+            raise ConfigError(str(exc)) from None
+        self.warnings.extend(loaded.warnings)
+        ignored = [
+            _origin_label(r.setting, r.source, self.env_file)
+            for r in self.values.values()
+            if r.source in ("flag", "env", "env file") and replaced_by_file(r.setting.env)
+        ]
+        ignored += [
+            name
+            for name in sorted({*self.passthrough, *self.environ})
+            if name not in BY_ENV and replaced_by_file(name) and str(self._passthrough_raw(name)[0] or "").strip()
+        ]
+        kept = [name for name in ignored if name.split(" ")[0] in loaded.referenced]
+        ignored = [name for name in ignored if name not in kept]
+        if ignored:
+            self.warnings.append(
+                f"{', '.join(ignored)} ignored: {where} ({resolved.value}) configures the SDK "
+                "(use ${VAR} in the file to take a value from the environment)"
+            )
+        return loaded
+
     # -- reading --------------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
@@ -331,12 +366,24 @@ class Config:
         from otel_launch._runtime.integrations import _catalogue
 
         env[_catalogue.ENV_VAR] = _catalogue.for_child_env()  # the scan, once, for every process
+        if self.config_file is not None:
+            from otel_launch._config_file import replaced_by_file
+
+            # The file replaces the SDK's variables (the spec); the package would still let an
+            # exporter read them for what the file leaves out. Those the file names in ${VAR} stay.
+            for key in [key for key in env if replaced_by_file(key) and key not in self.config_file.referenced]:
+                del env[key]
+            env.update(self.config_file.child_env)
+            env["OTEL_CONFIG_FILE"] = self.config_file.path
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
         env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *paths])
         return env
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(flag, variable, value with secrets masked, source) for every setting, then pass-through."""
+        replaced: Any = None
+        if self.config_file is not None:
+            from otel_launch._config_file import replaced_by_file as replaced
         rows = []
         for resolved in self.values.values():
             setting = resolved.setting
@@ -345,6 +392,8 @@ class Config:
                 source = f"env file {self.env_file}"
             elif source == "derived":
                 source = "derived from --sample-rate"
+            if replaced is not None and replaced(setting.env):
+                source = f"{source}; ignored: the configuration file replaces it"
             rows.append((setting.flag, setting.env, resolved.shown, source))
         for key in sorted(self.passthrough):
             rows.append(("", key, _mask_passthrough(key, self.passthrough[key]), f"env file {self.env_file}"))
@@ -353,4 +402,7 @@ class Config:
         )
         for key in others:
             rows.append(("", key, _mask_passthrough(key, self.environ[key]), "env (passed through)"))
+        if self.config_file is not None:
+            for key, shown in self.config_file.rows():
+                rows.append(("", key, shown, f"file {self.config_file.path}"))
         return rows

@@ -556,6 +556,14 @@ SETTINGS: tuple[Setting, ...] = (
         default="false",
         render=lambda value: "true" if value else "false",
     ),
+    Setting(
+        "config_file",
+        "OTEL_CONFIG_FILE",
+        "An OpenTelemetry configuration file (YAML or JSON, file_format 1.x) that builds the SDK instead of the "
+        "OTEL_* variables; needs otel-launch[config]. See Configuration file.",
+        _text,
+        "the path of a configuration file",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

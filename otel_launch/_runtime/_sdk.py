@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from otel_launch._runtime import _lifecycle
+from otel_launch._runtime import _declarative, _lifecycle
 from otel_launch._runtime._log import DropReport, rate_limit, warn
 from otel_launch._settings import read_setting
 
@@ -56,6 +56,10 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _load_and_build(path: str) -> Any:
+    return _load(path)()
+
+
 def _protocol(signal: str) -> str:
     specific = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip().lower()
     return specific if specific in ("grpc", "http/protobuf") else read_setting("protocol", os.environ)
@@ -75,8 +79,10 @@ class PerProcessExporter:
     builds its own exporter: a gRPC channel or HTTP session is never shared with the parent.
     """
 
-    def __init__(self, signal: str, kind: str) -> None:
-        self._path = EXPORTER_CLASSES[(signal, kind)]
+    def __init__(self, signal: str, kind: str | None, make: Callable[[], Any] | None = None) -> None:
+        # ``make``: how to build the exporter (a configuration file's); else the class for ``kind``.
+        self._path = EXPORTER_CLASSES.get((signal, kind or ""), "")
+        self._make = make if make is not None else functools.partial(_load_and_build, self._path)
         self._real: Any = None
         self._pid: int | None = None
 
@@ -90,7 +96,7 @@ class PerProcessExporter:
                 from otel_launch._runtime import _otlp_encoding
 
                 _otlp_encoding.install(self._path.partition(":")[0])
-            self._real = _load(self._path)()
+            self._real = self._make()
             _failed_exports_free_their_batch(self._real)
             self._pid = os.getpid()
         return self._real
@@ -251,6 +257,8 @@ def tracer_provider() -> Any:
 
         from otel_launch._runtime._scrub import ScrubbingSpanProcessor
 
+        if _declarative.active():
+            return _declarative.tracer_provider()
         # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
         internal = _sdk_internal_meter_provider()
         provider = _provider_whose_tracers_follow_the_app(TracerProvider)(
@@ -348,6 +356,8 @@ def meter_provider() -> Any:
     """Entry point ``opentelemetry_meter_provider: otel_launch``."""
 
     def build() -> Any:
+        if _declarative.active():
+            return _declarative.meter_provider()
         kinds = exporter_kinds("metrics")
         if not kinds:  # OTEL_METRICS_EXPORTER=none: nothing would read a measurement, take none
             from opentelemetry.metrics import NoOpMeterProvider
@@ -367,6 +377,8 @@ def logger_provider() -> Any:
     """Entry point ``opentelemetry_logger_provider: otel_launch``."""
 
     def build() -> Any:
+        if _declarative.active():
+            return _declarative.logger_provider()
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 

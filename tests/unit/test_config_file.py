@@ -1,0 +1,305 @@
+"""OTEL_CONFIG_FILE: one-line refusals, what the target is told, --print-config, and the provider build."""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from otel_launch._cli import main
+from otel_launch._config import Config, ConfigError
+
+# At contrib 0.64 the package does not exist: only the test of that case runs there.
+needs_package = pytest.mark.skipif(
+    importlib.util.find_spec("opentelemetry.configuration") is None, reason="opentelemetry-configuration"
+)
+
+GOOD = """
+file_format: "1.0"
+resource:
+  attributes:
+    - name: service.name
+      value: from-file
+tracer_provider:
+  sampler:
+    trace_id_ratio_based:
+      ratio: 0.25
+  processors:
+    - batch:
+        exporter:
+          otlp_http:
+            endpoint: http://collector:4318/v1/traces
+            headers:
+              - name: api-key
+                value: ${API_KEY}
+propagator:
+  composite_list: tracecontext,b3
+instrumentation/development:
+  python:
+    redis:
+      enabled: false
+    sqlite3: {}
+"""
+
+
+@pytest.fixture(autouse=True)
+def in_empty_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("API_KEY", "k")  # contrib 0.65b0's package refuses an unset ${VAR}; later ones make it empty
+    return tmp_path
+
+
+def refusal(path, text: str | None = None, name: str = "otel.yaml") -> str:
+    file = path / name
+    if text is not None:
+        file.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        Config(environ={}, config_file=str(file))
+    message = str(refused.value)
+    assert "\n" not in message
+    return message
+
+
+@needs_package
+def test_a_missing_file_names_the_flag_and_the_file(tmp_path):
+    message = refusal(tmp_path)
+    assert message.startswith("--config-file='")
+    assert "otel.yaml" in message and "cannot be read (No such file or directory)" in message
+
+
+@needs_package
+def test_a_file_that_is_not_yaml_or_json_by_name(tmp_path):
+    assert "expected a file named *.yaml, *.yml or *.json" in refusal(tmp_path, "x: 1", "otel.toml")
+
+
+@needs_package
+def test_bad_yaml_gives_its_line_and_column(tmp_path):
+    message = refusal(tmp_path, 'file_format: "1.0"\ntracer_provider:\n  sampler: [\n')
+    assert "otel.yaml: line " in message and "expected valid YAML" in message
+
+
+@needs_package
+def test_an_unknown_key_is_named_with_its_path(tmp_path):
+    text = 'file_format: "1.0"\ntracer_provider:\n  samplr: {}\n  processors: []\n'
+    message = refusal(tmp_path, text)
+    assert "tracer_provider: unknown key samplr; expected one of" in message
+
+
+@needs_package
+def test_a_wrong_value_shows_its_path_masked_and_capped(tmp_path):
+    secret_url = "http://user:hunter2@host/" + "x" * 200
+    text = f'file_format: "1.0"\ntracer_provider:\n  sampler:\n    trace_id_ratio_based:\n      ratio: "{secret_url}"\n'
+    text += "  processors:\n    - simple:\n        exporter:\n          console: {}\n"
+    message = refusal(tmp_path, text)
+    assert "tracer_provider.sampler.trace_id_ratio_based.ratio: " in message
+    assert "hunter2" not in message and "user:***@host" in message
+    assert "characters)" in message and "expected number" in message
+
+
+@needs_package
+def test_a_secret_header_value_of_the_wrong_type_is_never_echoed(tmp_path):
+    text = """file_format: "1.0"
+tracer_provider:
+  processors:
+    - batch:
+        exporter:
+          otlp_grpc:
+            headers:
+              - name: api-key
+                value: [s3cr3t]
+"""
+    message = refusal(tmp_path, text)
+    assert "tracer_provider.processors[0].batch.exporter.otlp_grpc.headers[0].value" in message
+    assert "s3cr3t" not in message
+
+
+@needs_package
+def test_an_unsupported_version_is_refused(tmp_path):
+    message = refusal(tmp_path, 'file_format: "2.0"\n')
+    assert "otel.yaml: file_format: '2.0' is not accepted; expected a version 1.x" in message
+
+
+@needs_package
+def test_an_empty_file_is_refused(tmp_path):
+    assert "the file is empty" in refusal(tmp_path, "")
+
+
+@needs_package
+def test_a_propagator_otel_launch_cannot_build_is_refused(tmp_path):
+    message = refusal(tmp_path, 'file_format: "1.0"\npropagator:\n  composite_list: tracecontext,xray\n')
+    assert message.startswith("--config-file: ")
+    assert "otel.yaml: propagator.composite_list: 'xray' is not accepted; expected a comma-separated list" in message
+
+
+def test_without_the_package_one_line_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    monkeypatch.setitem(sys.modules, "opentelemetry.configuration", None)  # as at contrib 0.64
+    message = refusal(tmp_path)
+    assert "needs the opentelemetry-configuration package, which is not installed" in message
+    assert "pip install 'otel-launch[config]'" in message
+
+
+@needs_package
+def test_the_target_is_told_the_file_and_not_the_variables_it_replaces(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "a=b")  # ${...} reads the process's environment
+    (tmp_path / "otel.yaml").write_text(GOOD.replace("${API_KEY}", "${API_KEY} ${OTEL_EXPORTER_OTLP_HEADERS}"))
+    environ = {
+        "OTEL_TRACES_SAMPLER": "always_off",
+        "OTEL_BSP_SCHEDULE_DELAY": "10",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=b",  # named in the file: kept for its ${...}
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlite3",
+        "OTEL_LAUNCH_REDACT": "none",  # otel-launch's own: kept
+        "OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "healthz",  # an instrumentation's: kept
+    }
+    config = Config(environ=environ, config_file="otel.yaml", endpoint="http://elsewhere:4317")
+    env = config.child_env()
+    assert env["OTEL_CONFIG_FILE"] == str(tmp_path / "otel.yaml")
+    for name in ("OTEL_TRACES_SAMPLER", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        assert name not in env
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "a=b"
+    assert env["OTEL_LAUNCH_REDACT"] == "none" and env["OTEL_PYTHON_DJANGO_EXCLUDED_URLS"] == "healthz"
+    assert env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] == "redis"  # the file's section, not the variable
+    assert env["OTEL_PROPAGATORS"] == "tracecontext,b3"
+    assert env["OTEL_SERVICE_NAME"] == "from-file"
+    assert env["OTEL_LOGS_EXPORTER"] == "none"  # no logger_provider in the file
+    (warning,) = [w for w in config.warnings if "configures the SDK" in w]
+    for name in ("--endpoint", "OTEL_TRACES_SAMPLER", "OTEL_BSP_SCHEDULE_DELAY"):
+        assert name in warning
+    assert "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS" in warning
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in warning and "OTEL_LAUNCH_REDACT" not in warning
+
+
+@needs_package
+def test_print_config_shows_the_file_with_secrets_masked(tmp_path, monkeypatch, capsys):
+    (tmp_path / "otel.yaml").write_text(GOOD.replace("http://collector", "http://svc:pa55@collector"))
+    monkeypatch.setenv("API_KEY", "k-very-secret")
+    monkeypatch.setenv("OTEL_CONFIG_FILE", "otel.yaml")
+    with pytest.raises(SystemExit) as exited:
+        main(["--print-config"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "k-very-secret" not in out and "pa55" not in out
+    assert "tracer_provider.processors[0].batch.exporter.otlp_http.headers" in out and "api-key=***" in out
+    assert "http://svc:***@collector:4318/v1/traces" in out
+    assert "tracer_provider.sampler.trace_id_ratio_based.ratio" in out and "0.25" in out
+    (sampler_row,) = [line for line in out.splitlines() if " OTEL_TRACES_SAMPLER " in line]
+    assert sampler_row.endswith("ignored: the configuration file replaces it")
+
+
+@needs_package
+def test_the_cli_refuses_a_broken_file_with_exit_2(tmp_path, capsys):
+    (tmp_path / "otel.yaml").write_text('file_format: "1.0"\ntracer_provider: 5\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["--config-file", "otel.yaml", "true"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err == (
+        "otel-launch: error: --config-file: otel.yaml: tracer_provider: 'a mapping' is not accepted; expected object\n"
+    ) or err.startswith("otel-launch: error: --config-file: otel.yaml: tracer_provider: '5' is not accepted")
+
+
+@needs_package
+def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, monkeypatch):
+    """On the installed package: the internals _declarative relies on are still there."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_launch._runtime import _declarative, _sdk
+    from otel_launch._runtime._scrub import ScrubbingSpanProcessor
+
+    (tmp_path / "otel.yaml").write_text(
+        GOOD + "meter_provider:\n  readers:\n    - periodic:\n        exporter:\n            console: {}\n"
+    )
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
+    monkeypatch.setattr(_declarative, "_state", {})
+    from opentelemetry.configuration import _logger_provider, _meter_provider, _tracer_provider
+
+    # The wrapping of the package's exporter factories stays in this test.
+    for module, name in (
+        (_tracer_provider, "_SPAN_EXPORTER_REGISTRY"),
+        (_meter_provider, "_METRIC_EXPORTER_REGISTRY"),
+        (_logger_provider, "_LOG_EXPORTER_REGISTRY"),
+    ):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))
+    registered = []
+    monkeypatch.setattr(atexit, "register", lambda *args, **kwargs: registered.append(args))
+    provider = _declarative.tracer_provider()
+    try:
+        assert provider.resource.attributes["service.name"] == "from-file"
+        assert "TraceIdRatioBased" in provider.sampler.get_description()
+        processors = provider._active_span_processor._span_processors
+        assert isinstance(processors[0], ScrubbingSpanProcessor)
+        assert isinstance(processors[1], BatchSpanProcessor)
+        assert isinstance(processors[1]._batch_processor._exporter, _sdk.PerProcessExporter)
+        assert provider._atexit_handler is None
+        assert hasattr(provider, "get_sdk_tracer")  # ours: its tracers follow an app's provider
+    finally:
+        provider.shutdown()
+    meter = _declarative.meter_provider()
+    try:
+        reader = meter._metric_readers[0]
+        assert isinstance(reader._exporter, _sdk.PerProcessExporter)
+        assert meter._atexit_handler is None
+    finally:
+        meter.shutdown()
+
+
+@needs_package
+def test_the_target_reads_the_file_without_a_second_schema_check(tmp_path, monkeypatch):
+    """The fast path rests on two functions of the package's loader (0.66b2 has them, 0.65b0 not:
+    it then reads the file through load_config_file, slower)."""
+    from opentelemetry.configuration.file import _loader
+
+    from otel_launch._runtime import _declarative
+
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    monkeypatch.setenv("API_KEY", "k")
+    if hasattr(_loader, "_parse_config_content") and hasattr(_loader, "_dict_to_model"):
+        monkeypatch.setattr(_loader, "load_config_file", lambda path: pytest.fail("the full path was taken"))
+    model = _declarative._read(str(tmp_path / "otel.yaml"))
+    assert model.tracer_provider.sampler.trace_id_ratio_based.ratio == 0.25
+    assert model.tracer_provider.processors[0].batch.exporter.otlp_http.headers[0].value == "k"
+
+
+@needs_package
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "tracer_provider:\n  sampler:\n    no_such_sampler: {}\n  processors:\n    - simple:\n"
+            "        exporter:\n          console: {}\n",
+            "tracer_provider.sampler: cannot be built: Plugin 'no_such_sampler' not found",
+        ),
+        (
+            "tracer_provider:\n  processors:\n    - batch:\n        exporter:\n          otlp_grpc:\n"
+            "            compression: zstd\n",
+            "tracer_provider.processors[0].batch.exporter: cannot be built: Unsupported compression value 'zstd'",
+        ),
+    ],
+)
+def test_what_only_building_can_judge_is_refused_too(tmp_path, section, message):
+    assert message in refusal(tmp_path, 'file_format: "1.0"\n' + section)
+
+
+@needs_package
+def test_a_password_in_a_grpc_endpoint_is_refused_and_masked(tmp_path):
+    text = GOOD.replace(
+        "otlp_http:\n            endpoint: http://collector:4318/v1/traces",
+        "otlp_grpc:\n            endpoint: http://svc:pa55@collector:4317",
+    )
+    message = refusal(tmp_path, text)
+    assert "tracer_provider.processors[0].batch.exporter.otlp_grpc.endpoint: 'http://svc:***@collector:4317'" in message
+    assert "pa55" not in message
+
+
+@needs_package
+def test_variables_the_file_replaces_are_not_judged_against_each_other(tmp_path):
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    config = Config(environ={"OTEL_TRACES_SAMPLER_ARG": "0.5"}, config_file="otel.yaml")
+    assert not [w for w in config.warnings if "has no effect" in w]
+    assert [w for w in config.warnings if "OTEL_TRACES_SAMPLER_ARG" in w and "configures the SDK" in w]
