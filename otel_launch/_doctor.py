@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 import click
 
 from otel_launch._config import _AUTO, Config, ConfigError
-from otel_launch._settings import SETTINGS, mask_url, mask_urls_in
+from otel_launch._masking import mask_text, mask_url, secret_values
+from otel_launch._settings import SETTINGS
 from otel_launch._version import __version__
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -352,12 +353,8 @@ def _reason(exc: BaseException) -> str:
     return text.rpartition(": ")[2][:200] if ": " in text else text[:200]
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    text = mask_urls_in(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "****")
-    return text
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    return mask_text(text, values=secrets)
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -375,7 +372,7 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
         out.flush()
 
     env = config.child_env()
-    secrets = [value for value in (config.headers or {}).values() if len(value) >= 3]
+    secrets = secret_values((config.headers or {}).values())
     say(f"otel-launch doctor {__version__}: settings are flags > environment > env file > defaults")
     for flag, variable, value, source in config.rows():
         say(f"setting: {variable}={value}  ({flag or 'pass-through'}, from {source})")
