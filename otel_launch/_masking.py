@@ -150,6 +150,4 @@ def secret_values(raw_values: Iterable[str]) -> tuple[str, ...]:
 def header_values(raw_pairs: Iterable[str]) -> list[str]:
     """The values of ``name=value,...`` header settings (``OTEL_EXPORTER_OTLP_HEADERS`` and the
     per-signal ones), as written."""
-    return [
-        value for raw in raw_pairs for name, sep, value in (item.partition("=") for item in raw.split(",")) if sep
-    ]
+    return [value for raw in raw_pairs for name, sep, value in (item.partition("=") for item in raw.split(",")) if sep]

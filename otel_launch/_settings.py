@@ -247,6 +247,7 @@ def _render_number(value: float) -> str:
 
 # --- masking secrets -----------------------------------------------------------------------------
 
+
 def has_userinfo(url: str) -> bool:
     """Whether a URL carries a user or password before its host."""
     try:

@@ -14,6 +14,7 @@ The pure functions are apart from the processor so that they are tested without 
 from __future__ import annotations
 
 import re
+
 from otel_launch._masking import MASK, mask_query, mask_text, mask_url
 
 TYPE_CHECKING = False

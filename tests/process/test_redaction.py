@@ -90,3 +90,36 @@ def test_sql_and_redis_spans_never_carry_parameter_values(receiver, workdir):
     recorded = repr([(s.name, s.attributes, s.events) for s in spans])
     for secret in ("SqlSecret77", "RedisSecret88", "session:ann"):
         assert secret not in recorded
+
+
+ERROR_SECRETS = ("TokSecret11", "PwSecret22", "KeySecret33")
+
+
+def test_real_request_errors_never_carry_secrets_in_events_statuses_or_log_records(receiver, workdir):
+    """urllib3's "Max retries exceeded with url: /p?token=...", a password before the host in a
+    stack trace's source line, a DSN in an app's own message: each recorded on spans (exception
+    events, error status descriptions) and exported as log records (body, exception attributes)."""
+    pytest.importorskip("requests")
+    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_errors.py"), str(_closed_port())]
+    env = _env(receiver, workdir, OTEL_LOGS_EXPORTER="otlp")
+    result = run(args, env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(
+        lambda r: sum(s.name.startswith("fetch-") for s in r.spans) == 3 and len(r.logs) >= 3, timeout=10
+    )
+    fetches = {s.name: s for s in receiver.spans if s.name.startswith("fetch-")}
+    events = [event for span in fetches.values() for event in span.events if event["name"] == "exception"]
+    assert len(events) >= 3 and all(s.status == "ERROR" for s in fetches.values())
+    # The secrets were there to leak: masked in place, the rest of the message is kept.
+    assert "url: /p?token=***&page=2" in fetches["fetch-requests"].status_message
+    assert "url: /p?token=***&page=2" in events[0]["exception.message"]
+    assert "url: /x?api_key=***" in fetches["fetch-urllib3"].status_message
+    assert "postgresql://ann:***@db/shop" in fetches["fetch-app"].status_message
+    logs = [log for log in receiver.logs if "failed" in str(log.body)]
+    assert len(logs) == 3 and all("exception.stacktrace" in log.attributes for log in logs)
+    assert "token=***" in logs[0].attributes["exception.message"]
+    recorded = repr([(s.name, s.attributes, s.events, s.status_message) for s in receiver.spans])
+    recorded += repr([(log.body, log.attributes) for log in receiver.logs])
+    assert "ann:***@127.0.0.1" in recorded  # the source line of requests' call, in stack traces
+    for secret in ERROR_SECRETS:
+        assert secret not in recorded
