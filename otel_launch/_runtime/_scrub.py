@@ -6,7 +6,11 @@ instrumentation alike; captured request and response headers land in
 ``http.request.header.*`` / ``http.response.header.*``. :class:`ScrubbingSpanProcessor`,
 first on the tracer provider, rewrites the values whose parameter or header *name* matches
 ``OTEL_LAUNCH_REDACT`` before any exporter sees the span. Names are kept: they help to debug,
-and they are not the secret.
+and they are not the secret. Free text is masked too: the attributes of events
+(``exception.message`` and ``exception.stacktrace``: urllib3's "Max retries exceeded with url:
+/p?token=...", a DSN in a driver's error) and the status description, on spans;
+the body and attributes of exported log records, by :class:`ScrubbingLogRecordProcessor`.
+The rules are those of :mod:`otel_launch._masking`, shared with the launcher's own output.
 
 The pure functions are apart from the processor so that they are tested without a span.
 """
