@@ -85,15 +85,11 @@ def mask_url(url: str, secret: re.Pattern[str] | None = None) -> str:
     and fragment values (all, or those named like ``secret``) masked. Returns ``url`` itself when
     nothing changes."""
     result = mask_userinfo(url) if "@" in url else url
-    head, question, query = result.partition("?")
+    # RFC 3986: the fragment starts at the first "#", the query at the first "?" before it.
+    head, hash_, fragment = result.partition("#")
+    head, question, query = head.partition("?")
     if question:
-        query, hash_, fragment = query.partition("#")
-    else:
-        head, hash_, fragment = result.partition("#")
-    if question:
-        masked = mask_query(query, secret)
-        if masked is not query:
-            query = masked
+        query = mask_query(query, secret)
     if hash_ and "=" in fragment:  # OAuth's implicit flow puts access_token=... in the fragment
         fragment = mask_query(fragment, secret)
     rebuilt = f"{head}{question}{query}{hash_}{fragment}"
@@ -102,7 +98,7 @@ def mask_url(url: str, secret: re.Pattern[str] | None = None) -> str:
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 # "user:password@host" with no scheme, as the gRPC exporter prints its target.
-_USERINFO_IN_TEXT = re.compile(r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[\w\[])")
+_USERINFO_IN_TEXT = re.compile(r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[^\s/@'\"<>])")
 # name=value in free text (a query without its URL, a key=value DSN); the value is quoted, or
 # runs to a space, a separator or a quote.
 _PAIR_IN_TEXT = re.compile(r"([\w.%+-]+)=('[^']*'|\"[^\"]*\"|[^\s&;'\"]+)")

@@ -138,10 +138,9 @@ def test_exception_events_and_status_descriptions_are_scrubbed_and_the_live_span
     provider, exporter = _provider(REDACT_PATTERN, {})
     tracer = provider.get_tracer("test")
     message = "Max retries exceeded with url: /p?token=abc123&page=2 (via https://ann:pw99@proxy:3128)"
-    with pytest.raises(ConnectionError):
-        with tracer.start_as_current_span("fetch") as live:
-            live.add_event("retry", {"attempt": 2, "url": "http://h/p?sig=s1g", "tags": ("password=pw77", "x")})
-            raise ConnectionError(message)
+    with pytest.raises(ConnectionError), tracer.start_as_current_span("fetch") as live:
+        live.add_event("retry", {"attempt": 2, "url": "http://h/p?sig=s1g", "tags": ("password=pw77", "x")})
+        raise ConnectionError(message)
     (exported,) = exporter.get_finished_spans()
     retry, exception = exported.events
     assert dict(retry.attributes) == {"attempt": 2, "url": "http://h/p?sig=***", "tags": ("password=***", "x")}
