@@ -16,11 +16,13 @@ SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
 def _env(receiver, workdir, **extra: str) -> dict[str, str]:
     return clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_SERVICE_NAME="shop",
-        SHOP_DB=str(workdir / "shop.sqlite3"),
-        **extra,
+        **{
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint,
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_SERVICE_NAME": "shop",
+            "SHOP_DB": str(workdir / "shop.sqlite3"),
+            **extra,
+        }
     )
 
 
@@ -123,3 +125,35 @@ def test_real_request_errors_never_carry_secrets_in_events_statuses_or_log_recor
     assert "ann:***@127.0.0.1" in recorded  # the source line of requests' call, in stack traces
     for secret in ERROR_SECRETS:
         assert secret not in recorded
+
+
+@pytest.mark.parametrize(
+    "how", ["zero-code", "not-sampled", "app-also-instruments"], ids=["zero-code", "not-sampled", "contrib"]
+)
+def test_the_duration_metric_of_a_request_with_no_route_keeps_its_path_not_its_query(receiver, workdir, how):
+    """The old-convention ``http.server.duration`` records ``http.target``: the route when there
+    is one, else (a 404) the raw target, whose query may hold a token."""
+    args = [*launcher(), *(["--sampler", "always_off"] if how == "not-sampled" else []), PYTHON]
+    args += [str(TARGETS / "django_unrouted.py"), str(SHOP)]
+    env = _env(receiver, workdir, OTEL_METRICS_EXPORTER="otlp")
+    result = run(args + (["--app-instruments-django"] if how == "app-also-instruments" else []), env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["404", "200"]
+    assert receiver.wait_for(lambda r: any(p.metric == "http.server.duration" for p in r.points), timeout=10)
+    targets = sorted(p.attributes.get("http.target") for p in receiver.points if p.metric == "http.server.duration")
+    assert targets == ["/no-such-page/", "/orders/<int:pk>/"]
+    assert "MetricSecret44" not in repr([(p.metric, p.attributes) for p in receiver.points])
+
+
+@pytest.mark.parametrize("mode", ["", "http/dup"], ids=["old", "dup"])
+def test_outgoing_http_metrics_never_carry_secret_query_values(receiver, workdir, mode):
+    """urllib's instrumentation records the URL (``http.url``) on its old-convention metrics,
+    redacted by its own short list (signatures), so a token passed; the other clients record no URL."""
+    pytest.importorskip("httpx")
+    env = _env(receiver, workdir, OTEL_METRICS_EXPORTER="otlp", OTEL_SEMCONV_STABILITY_OPT_IN=mode)
+    result = run([*launcher(), PYTHON, str(TARGETS / "client_metrics_secrets.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert receiver.wait_for(lambda r: any(p.metric == "http.client.duration" for p in r.points), timeout=10)
+    urls = {p.attributes["http.url"] for p in receiver.points if "http.url" in p.attributes}
+    assert urls and all(url.endswith("/urllib?token=***&page=2") for url in urls), urls
+    assert "ClientSecret55" not in repr([(p.metric, p.attributes) for p in receiver.points])

@@ -23,8 +23,7 @@ from otel_launch._masking import MASK, REDACT_PATTERN, mask_query, mask_text, ma
 from otel_launch._runtime import _log, _scrub
 
 SECRET_NAMES = re.compile(REDACT_PATTERN, re.IGNORECASE)
-_SAFE = string.ascii_letters + string.digits + "-._~!$'()*+,%"
-_SAFE = _SAFE.replace("'", "")
+_SAFE = string.ascii_letters + string.digits + "-._~!$()*+,%"
 secrets = st.text(alphabet=_SAFE + ":@", min_size=4, max_size=24).map(lambda s: "S3c" + s)
 query_secrets = st.text(alphabet=_SAFE + ":@/?", min_size=4, max_size=24).map(lambda s: "S3c" + s)
 words = st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=10)
