@@ -494,7 +494,8 @@ SETTINGS: tuple[Setting, ...] = (
         "redact",
         "OTEL_LAUNCH_REDACT",
         "Query parameters (in http.target, http.url, url.full, url.query) and captured HTTP headers "
-        "whose names match have their values replaced by *** in every span: default (passwords, tokens, "
+        "whose names match have their values replaced by *** in every span (and in exception events, status "
+        "descriptions and exported log records): default (passwords, tokens, "
         "keys, signatures, sessions, credentials, see Private data), none to keep every value, or your own "
         "regular expression, searched case-insensitively in each name.",
         _redact,
