@@ -120,7 +120,12 @@ def mask_text(text: str, secret: re.Pattern[str] | None = None, values: Iterable
 
         def pair(match: re.Match[str]) -> str:
             name, value = match.group(1), match.group(2)
-            if value == MASK or not names.search(unquote_plus(name) if "%" in name or "+" in name else name):
+            if value == MASK:
+                return match.group(0)
+            # A setting's row (the doctor's) was masked by the setting's own rule already.
+            if name.startswith("OTEL_") or not names.search(unquote_plus(name) if "%" in name or "+" in name else name):
+                if "=" in value:  # OTEL_EXPORTER_OTLP_HEADERS=authorization=...: the pairs inside
+                    return f"{name}={re.sub(_PAIR_IN_TEXT, pair, value)}"
                 return match.group(0)
             return f"{name}={MASK}"
 

@@ -139,3 +139,10 @@ def test_masking_twice_changes_nothing_more(before, scheme, user, password, host
 def test_every_masker_is_the_one():
     assert _settings.mask_url is mask_url and _settings.mask_urls_in is mask_text
     assert _settings.MASK == _scrub.MASK == MASK
+
+
+def test_settings_rows_keep_what_their_own_mask_kept():
+    """The doctor's "setting:" rows are masked by each setting's rule: a key file's path is no secret."""
+    row = "setting: OTEL_EXPORTER_OTLP_CLIENT_KEY=/etc/otel/client.key  (pass-through, from env)"
+    assert mask_text(row) == row
+    assert _doctor._scrub(row, ()) == row
