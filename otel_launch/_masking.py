@@ -101,6 +101,8 @@ _USERINFO_IN_TEXT = r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[^\s/@'\"<>]
 # name=value in free text (a query without its URL, a key=value DSN); the value is quoted, or
 # runs to a space, a separator or a quote.
 _PAIR_IN_TEXT = r"([\w.%+-]+)=('[^']*'|\"[^\"]*\"|[^\s&;'\"]+)"
+# The same, in a comma-separated list (a headers setting's value).
+_PAIR_IN_LIST = r"([\w.%+-]+)=([^\s&;,'\"]+)"
 # Patterns are source text, compiled (and cached by re) at their first use: this module is
 # imported at every interpreter start, where compiling them would cost ~2.5 ms.
 
@@ -124,8 +126,8 @@ def mask_text(text: str, secret: re.Pattern[str] | None = None, values: Iterable
                 return match.group(0)
             # A setting's row (the doctor's) was masked by the setting's own rule already.
             if name.startswith("OTEL_") or not names.search(unquote_plus(name) if "%" in name or "+" in name else name):
-                if "=" in value:  # OTEL_EXPORTER_OTLP_HEADERS=authorization=...: the pairs inside
-                    return f"{name}={re.sub(_PAIR_IN_TEXT, pair, value)}"
+                if "=" in value:  # OTEL_EXPORTER_OTLP_HEADERS=authorization=...,x=...: the pairs inside
+                    return f"{name}={re.sub(_PAIR_IN_LIST, pair, value)}"
                 return match.group(0)
             return f"{name}={MASK}"
 

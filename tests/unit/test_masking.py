@@ -146,3 +146,10 @@ def test_settings_rows_keep_what_their_own_mask_kept():
     row = "setting: OTEL_EXPORTER_OTLP_CLIENT_KEY=/etc/otel/client.key  (pass-through, from env)"
     assert mask_text(row) == row
     assert _doctor._scrub(row, ()) == row
+
+
+def test_a_headers_row_keeps_its_names():
+    row = "setting: OTEL_EXPORTER_OTLP_TRACES_HEADERS=x-traces-key=***,x-team=***  (pass-through, from env)"
+    assert mask_text(row) == row
+    leaked = "env: OTEL_EXPORTER_OTLP_HEADERS=api-key=k-123,x-team=web"
+    assert mask_text(leaked) == "env: OTEL_EXPORTER_OTLP_HEADERS=api-key=***,x-team=web"
