@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 import click
 
 from otel_launch._config import _AUTO, Config, ConfigError
-from otel_launch._settings import SETTINGS, mask_url, mask_urls_in
+from otel_launch._masking import mask_text, mask_url, secret_values
+from otel_launch._settings import SETTINGS
 from otel_launch._version import __version__
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -254,21 +255,29 @@ class Transport(NamedTuple):
             return self.endpoint
         return self.endpoint.rstrip("/") + f"/v1/{signal}"
 
-    def send(self, signal: str, url: str, service: str) -> Answer:
+    def headers_for(self, signal: str, config: Config) -> dict[str, str]:
+        """The headers an exporter of this signal sends: its own variable's
+        (``OTEL_EXPORTER_OTLP_TRACES_HEADERS``...) in place of the general ones, as the SDK does."""
+        return _signal_headers(config, signal) or self.headers
+
+    def send(self, signal: str, url: str, service: str, headers: dict[str, str] | None = None) -> Answer:
         request = _request(signal, service)
+        headers = self.headers if headers is None else headers
         try:
-            return self._grpc(signal, url, request) if self.protocol == "grpc" else self._http(signal, url, request)
+            if self.protocol == "grpc":
+                return self._grpc(signal, url, request, headers)
+            return self._http(signal, url, request, headers)
         except Exception as exc:  # noqa: BLE001 - any failure is an answer to report, not a crash
             return Answer(False, f"failed: {type(exc).__name__}: {exc}")
 
-    def _http(self, signal: str, url: str, request: Any) -> Answer:
+    def _http(self, signal: str, url: str, request: Any, headers: dict[str, str]) -> Answer:
         import requests
         from google.rpc import status_pb2
 
         from otel_launch._receiver import _SIGNALS
 
         body = request.SerializeToString()
-        headers = {**self.headers, "Content-Type": "application/x-protobuf"}
+        headers = {**headers, "Content-Type": "application/x-protobuf"}
         if self.compression == "gzip":
             body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
         elif self.compression == "deflate":
@@ -297,7 +306,7 @@ class Transport(NamedTuple):
         shown = what.get(response.status_code, f"refused: HTTP {response.status_code} {response.reason}")
         return Answer(False, shown + (f": {message}" if message else ""))
 
-    def _grpc(self, signal: str, url: str, request: Any) -> Answer:
+    def _grpc(self, signal: str, url: str, request: Any, headers: dict[str, str]) -> Answer:
         from urllib.parse import urlsplit
 
         import grpc
@@ -322,7 +331,7 @@ class Transport(NamedTuple):
             "logs": logs_service_pb2_grpc.LogsServiceStub,
         }[signal](channel)
         compression = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}.get(self.compression)
-        metadata_ = [(key.lower(), value) for key, value in self.headers.items()]
+        metadata_ = [(key.lower(), value) for key, value in headers.items()]
         try:
             response = stub.Export(request, metadata=metadata_, timeout=self.timeout, compression=compression)
         except grpc.RpcError as exc:
@@ -352,12 +361,24 @@ def _reason(exc: BaseException) -> str:
     return text.rpartition(": ")[2][:200] if ": " in text else text[:200]
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    text = mask_urls_in(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "****")
-    return text
+def _signal_headers(config: Config, signal: str) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS`` as the configuration parsed it (environment or
+    env file), or {} when unset."""
+    checked = config.checked.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS")
+    return dict(checked[0]) if checked and checked[0] else {}
+
+
+def _all_header_values(config: Config) -> list[str]:
+    """Every header value the doctor may send, general and per signal: hidden wherever a line
+    (a collector's or a library's message) would repeat one."""
+    values = list((config.headers or {}).values())
+    for signal in SIGNALS:
+        values += _signal_headers(config, signal).values()
+    return values
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    return mask_text(text, values=secrets)
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -375,7 +396,7 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
         out.flush()
 
     env = config.child_env()
-    secrets = [value for value in (config.headers or {}).values() if len(value) >= 3]
+    secrets = secret_values(_all_header_values(config))
     say(f"otel-launch doctor {__version__}: settings are flags > environment > env file > defaults")
     for flag, variable, value, source in config.rows():
         say(f"setting: {variable}={value}  ({flag or 'pass-through'}, from {source})")
@@ -401,10 +422,11 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
             say(f"delivery: {signal}: not sent (the {signal} exporter is {','.join(exporters[signal]) or 'none'})")
             continue
         url = transport.url(signal, env)
-        answer = transport.send(signal, url, service)
+        headers = transport.headers_for(signal, config)
+        answer = transport.send(signal, url, service, headers)
         status = status if answer.accepted else 1
         described = f"{transport.protocol} to {mask_url(url)}, {tls}, compression {transport.compression}"
-        header_names = ",".join(transport.headers) or "none"
+        header_names = ",".join(headers) or "none"
         say(f"delivery: {signal} ({described}, headers {header_names}): {answer.text}")
     say("result: " + ("every signal that is on was accepted" if status == 0 else "NOT every signal was accepted"))
     return status

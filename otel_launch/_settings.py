@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
-MASK = "***"
+# The masking lives in _masking; these names stay importable from here.
+from otel_launch._masking import MASK, REDACT_PATTERN, mask_url  # noqa: F401
+from otel_launch._masking import mask_text as mask_urls_in  # noqa: F401
 
 
 class SettingValueError(ValueError):
@@ -245,39 +247,6 @@ def _render_number(value: float) -> str:
 
 # --- masking secrets -----------------------------------------------------------------------------
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-
-
-def mask_url(url: str) -> str:
-    """Hide the password and query values of a URL; keep what helps to debug it."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        # "user:password@" keeps the user; a lone "token@" is all secret.
-        netloc = f"{user}:{MASK}@{hostport}" if has_password and user else f"{MASK}@{hostport}"
-    query = "&".join(
-        f"{item.partition('=')[0]}={MASK}" if "=" in item else item for item in parts.query.split("&") if item
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-# "user:password@host" with no scheme, as the gRPC exporter prints its target.
-_USERINFO_IN_TEXT = re.compile(r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[\w\[])")
-
-
-def mask_urls_in(text: str) -> str:
-    """Mask every URL found in free text (log lines, error messages), and user:password@."""
-    if "://" in text:
-        text = _URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), text)
-    if "@" in text:
-        text = _USERINFO_IN_TEXT.sub(lambda match: f"{match.group(1)}:{MASK}@", text)
-    return text
-
 
 def has_userinfo(url: str) -> bool:
     """Whether a URL carries a user or password before its host."""
@@ -358,14 +327,7 @@ class Setting(NamedTuple):
 
 # The value that stands for the built-in pattern of secret-looking names.
 REDACT_DEFAULT = "default"
-# Query parameter and header names whose values are secret (searched case-insensitively):
-# passwords, tokens, keys, signatures, sessions, credentials, OAuth codes. The idea of
-# ddtrace's default obfuscation, written for names: a value is never looked at.
-REDACT_PATTERN = (
-    r"pass(?:word|wd|phrase|code)?(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
-    r"|credential|signature|session|cookie|(?<![a-z])auth(?:orization|entication)?(?![a-z])"
-    r"|(?<![a-z])(?:key|sig|jwt|otp|sid)(?![a-z])|^code$"
-)
+# REDACT_PATTERN (the built-in pattern) is in _masking, with the maskers that apply it.
 
 
 def _redact(raw: str) -> str:
@@ -532,7 +494,8 @@ SETTINGS: tuple[Setting, ...] = (
         "redact",
         "OTEL_LAUNCH_REDACT",
         "Query parameters (in http.target, http.url, url.full, url.query) and captured HTTP headers "
-        "whose names match have their values replaced by *** in every span: default (passwords, tokens, "
+        "whose names match have their values replaced by *** in every span (and in exception events, status "
+        "descriptions and exported log records): default (passwords, tokens, "
         "keys, signatures, sessions, credentials, see Private data), none to keep every value, or your own "
         "regular expression, searched case-insensitively in each name.",
         _redact,

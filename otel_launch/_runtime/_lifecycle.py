@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _providers: list[Any] = []
+_adopted: list[Any] = []  # the app's providers that replaced ours: flushed as ours, never replaced
 _flusher: _Flusher | None = None
 _installed = False
 
@@ -289,7 +290,9 @@ def _let_the_apps_providers_win(module: Any) -> None:
     # (e.g. in the worker's main process, before the fork): the API refused them ("Overriding of
     # current TracerProvider is not allowed") and the app lost its resource. Ours was only ever a
     # default: the app's replaces it, quietly, and gets what ours gets (flush at exit, in pool
-    # children too). Pinned to the API's globals; the own-telemetry e2e test fails if they change.
+    # children too). Only ours gives way: once the app's replaced it, the API's set-once rule
+    # holds again for what follows (tests/process/test_providers.py). Pinned to the API's
+    # globals; the own-telemetry e2e test fails if they change.
     if module.__name__ == "opentelemetry.trace":
         internal, setter, current, once = module, "set_tracer_provider", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE"
     else:
@@ -300,7 +303,8 @@ def _let_the_apps_providers_win(module: Any) -> None:
 
     def set_provider_replacing_ours(provider: Any) -> None:
         built = getattr(internal, current, None)  # ours, or a no-op one for a signal that is off
-        if built is not None and (built in _providers or not hasattr(built, "shutdown")) and provider not in _providers:
+        ours = built in _providers and not any(built is app for app in _adopted)
+        if built is not None and (ours or not hasattr(built, "shutdown")) and provider not in _providers:
             setattr(internal, once, type(getattr(internal, once))())
         original(provider)
         adopted = getattr(internal, current, None) is provider
@@ -309,6 +313,7 @@ def _let_the_apps_providers_win(module: Any) -> None:
             if handler is not None:
                 atexit.unregister(handler)
                 provider._atexit_handler = None
+            _adopted.append(provider)
             register(provider)
 
     setattr(module, setter, set_provider_replacing_ours)

@@ -29,29 +29,17 @@ def _secret_values() -> tuple[str, ...]:
     pid = os.getpid()
     found = _secrets.get(pid)
     if found is None:
-        from urllib.parse import unquote
+        from otel_launch._masking import header_values, secret_values
 
-        values = set()
-        for name in _HEADER_VARS:
-            for item in os.environ.get(name, "").split(","):
-                _, sep, value = item.partition("=")
-                for text in (value.strip(), unquote(value.strip()).strip()):
-                    if sep and len(text) >= 4:  # shorter ones would blank out ordinary words
-                        values.add(text)
-        # Longest first, so that a value containing another is hidden whole.
-        found = _secrets[pid] = tuple(sorted(values, key=len, reverse=True))
+        found = _secrets[pid] = secret_values(header_values(os.environ.get(name, "") for name in _HEADER_VARS))
     return found
 
 
 def scrub(message: str) -> str:
     """A message as it may be printed: URLs masked, configured header values hidden."""
-    from otel_launch._settings import MASK, mask_urls_in
+    from otel_launch._masking import mask_text
 
-    message = mask_urls_in(message)
-    for value in _secret_values():
-        if value in message:
-            message = message.replace(value, MASK)
-    return message
+    return mask_text(message, values=_secret_values())
 
 
 def warn(message: str) -> None:

@@ -6,7 +6,11 @@ instrumentation alike; captured request and response headers land in
 ``http.request.header.*`` / ``http.response.header.*``. :class:`ScrubbingSpanProcessor`,
 first on the tracer provider, rewrites the values whose parameter or header *name* matches
 ``OTEL_LAUNCH_REDACT`` before any exporter sees the span. Names are kept: they help to debug,
-and they are not the secret.
+and they are not the secret. Free text is masked too: the attributes of events
+(``exception.message`` and ``exception.stacktrace``: urllib3's "Max retries exceeded with url:
+/p?token=...", a DSN in a driver's error) and the status description, on spans;
+the body and attributes of exported log records, by :class:`ScrubbingLogRecordProcessor`.
+The rules are those of :mod:`otel_launch._masking`, shared with the launcher's own output.
 
 The pure functions are apart from the processor so that they are tested without a span.
 """
@@ -14,9 +18,8 @@ The pure functions are apart from the processor so that they are tested without 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus
 
-from otel_launch._settings import MASK
+from otel_launch._masking import MASK, mask_query, mask_text, mask_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,43 +41,54 @@ def redact_query(query: str, secret: re.Pattern[str]) -> str:
 
     Returns ``query`` itself when nothing changes, so callers can tell with ``is``.
     """
-    items = query.split("&")
-    changed = False
-    for index, item in enumerate(items):
-        name, sep, value = item.partition("=")
-        if not sep or not value or value == MASK:
-            continue
-        decoded = unquote_plus(name) if "%" in name or "+" in name else name
-        if secret.search(decoded):
-            items[index] = f"{name}={MASK}"
-            changed = True
-    return "&".join(items) if changed else query
-
-
-def _redact_userinfo(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return url
-    userinfo, _, host = authority.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    masked = f"{user}:{MASK}@{host}" if has_password and user else f"{MASK}@{host}"
-    return f"{scheme}://{masked}{slash}{path}"
+    return mask_query(query, secret)
 
 
 def redact_url(url: str, secret: re.Pattern[str]) -> str:
     """A URL or a target (``/path?query#fragment``) with secret query values masked (and a
     password before the host, for client spans). Returns ``url`` itself when nothing changes."""
-    result = _redact_userinfo(url) if "@" in url else url
-    head, question, query = result.partition("?")
-    if question:
-        query, hash_, fragment = query.partition("#")
-        redacted = redact_query(query, secret)
-        if redacted is not query:
-            result = f"{head}?{redacted}{hash_}{fragment}"
-    return url if result == url else result
+    return mask_url(url, secret)
+
+
+def redact_text(text: str, secret: re.Pattern[str]) -> str:
+    """An exception message, a stack trace or a log line: URLs, ``user:password@``, secret-named
+    ``name=value`` pairs and this process's export header values masked. ``text`` itself when
+    nothing changes."""
+    from otel_launch._runtime._log import _secret_values
+
+    return mask_text(text, secret, _secret_values())
+
+
+def _redact_value(value: Any, secret: re.Pattern[str]) -> Any:
+    if value.__class__ is str:
+        return redact_text(value, secret)
+    if value.__class__ is tuple and any(item.__class__ is str for item in value):
+        redacted = tuple(redact_text(item, secret) if item.__class__ is str else item for item in value)
+        return value if redacted == value else redacted
+    return value
+
+
+def redact_mapping(attributes: Any, secret: re.Pattern[str]) -> dict[str, Any] | None:
+    """The changed string values of free-text attributes (an event's, a log record's); None when
+    none changes."""
+    changes = {}
+    for key, value in attributes.items():
+        redacted = _redact_value(value, secret)
+        if redacted is not value and redacted != value:
+            changes[key] = redacted
+    return changes or None
+
+
+def _frozen(attributes: Any, changes: dict[str, Any]) -> Any:
+    """A read-only BoundedAttributes of ``attributes`` with ``changes``, built without the
+    constructor's re-validation of every value."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    scrubbed = BoundedAttributes(immutable=False)
+    scrubbed._dict = {**getattr(attributes, "_dict", attributes), **changes}
+    scrubbed.dropped = getattr(attributes, "dropped", 0)
+    scrubbed._immutable = True
+    return scrubbed
 
 
 def redact_attributes(attributes: Any, secret: re.Pattern[str], headers: bool) -> dict[str, Any] | None:
@@ -132,6 +146,11 @@ class ScrubbingSpanProcessor:
         pass
 
     def on_end(self, span: Any) -> None:
+        # Exception events and error statuses carry free text (messages, stack traces); most
+        # spans have neither, and pay a few attribute reads for the check (the deque under the
+        # SDK's BoundedList answers in C; the list's own __len__ costs ~70 ns).
+        if getattr(span._events, "_dq", span._events) or span._status._description:
+            self._scrub_text(span)
         attributes = span._attributes
         if not attributes:
             return
@@ -143,16 +162,76 @@ class ScrubbingSpanProcessor:
         ):
             return  # most spans (SQL, cache, tasks): four dict lookups
         changes = redact_attributes(data, self._secret, self._headers)
-        if changes is None:
-            return
-        from opentelemetry.attributes import BoundedAttributes
+        if changes is not None:
+            span._attributes = _frozen(attributes, changes)
 
-        # Built empty and filled directly: the constructor would re-validate every value.
-        scrubbed = BoundedAttributes(immutable=False)
-        scrubbed._dict = {**data, **changes}
-        scrubbed.dropped = getattr(attributes, "dropped", 0)
-        scrubbed._immutable = True
-        span._attributes = scrubbed
+    def _scrub_text(self, span: Any) -> None:
+        """Events' attributes and the status description, on the read-only copy (the live span's
+        events list is shared with it, so a scrubbed copy replaces it)."""
+        events = span._events
+        if events:
+            scrubbed = []
+            changed = False
+            for event in events:
+                changes = redact_mapping(event.attributes, self._secret) if event.attributes else None
+                if changes is not None:
+                    from opentelemetry.sdk.trace import Event
+
+                    event = Event(event.name, _frozen(event.attributes, changes), event.timestamp)
+                    changed = True
+                scrubbed.append(event)
+            if changed:
+                from opentelemetry.sdk.util import BoundedList
+
+                copy = BoundedList.from_seq(getattr(getattr(events, "_dq", None), "maxlen", None), scrubbed)
+                copy.dropped = getattr(events, "dropped", 0)
+                span._events = copy
+        status = span._status
+        description = status._description
+        if description:
+            redacted = redact_text(description, self._secret)
+            if redacted is not description:
+                from opentelemetry.trace import Status
+
+                span._status = Status(status.status_code, redacted)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class ScrubbingLogRecordProcessor:
+    """First log record processor of the logger provider: the body and the attributes of an
+    exported log record (``exception.message``, ``exception.stacktrace`` of ``logger.exception``,
+    the app's own ``extra``) masked as free text before the batch processor queues the record.
+
+    The SDK hands each processor the same read-write record, in order: masking it in place here
+    is what every exporter after sees. Added only when redaction is on.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self._secret = re.compile(pattern, re.IGNORECASE)
+
+    def on_emit(self, log_record: Any) -> None:
+        record = log_record.log_record
+        body = record.body
+        if body is not None:
+            redacted = _redact_value(body, self._secret)
+            if redacted is not body:
+                record.body = redacted
+        attributes = record.attributes
+        if attributes:
+            changes = redact_mapping(attributes, self._secret)
+            if changes is not None:
+                try:  # the SDK's record holds a mutable BoundedAttributes: its limits still apply
+                    for key, value in changes.items():
+                        attributes[key] = value
+                except TypeError:  # an immutable mapping
+                    record.attributes = _frozen(attributes, changes)
+
+    emit = on_emit  # the name of SDKs before 1.36
 
     def shutdown(self) -> None:
         pass

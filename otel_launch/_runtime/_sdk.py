@@ -383,6 +383,11 @@ def logger_provider() -> Any:
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
         provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
+        redact = read_setting("redact", os.environ)
+        if redact:  # first, so that no exporter sees a record unmasked
+            from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
+
+            provider.add_log_record_processor(ScrubbingLogRecordProcessor(redact))
         rate_limit(*_EXPORT_LOGGERS)
         counting = _counting(BatchLogRecordProcessor, "on_emit", "log records")
         for kind in exporter_kinds("logs"):

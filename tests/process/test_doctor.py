@@ -123,3 +123,62 @@ def test_the_apps_interpreter_and_missing_instrumentations(workdir: Path):
     assert "'opentelemetry-instrumentation-click==" in result.stdout
     # requests' instrumentation comes with otel-launch: never listed as missing
     assert "'opentelemetry-instrumentation-requests==" not in result.stdout
+
+
+class _HeaderRecorder:
+    """An HTTP collector that records the headers of each export and accepts it (an empty body
+    is an empty Export*ServiceResponse): what the doctor sends, as it arrives."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received[self.path] = {k.lower(): v for k, v in self.headers.items()}
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _HeaderRecorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+SIGNAL_TOKEN = "traces-0nly-t0ken-value"
+
+
+def test_per_signal_headers_are_sent_in_place_of_the_general_ones(workdir: Path):
+    with _HeaderRecorder() as collector:
+        result = doctor(
+            workdir,
+            *("--protocol", "http/protobuf", "--endpoint", collector.endpoint, "--logs-exporter", "otlp"),
+            OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{TOKEN}",
+            OTEL_EXPORTER_OTLP_TRACES_HEADERS=f"x-traces-key={SIGNAL_TOKEN},x-team=web",
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert SIGNAL_TOKEN not in result.stdout + result.stderr
+    sent = collector.received
+    assert sent["/v1/traces"]["x-traces-key"] == SIGNAL_TOKEN and "authorization" not in sent["/v1/traces"]
+    for signal in ("metrics", "logs"):
+        assert (
+            sent[f"/v1/{signal}"]["authorization"] == f"Bearer {TOKEN}" and "x-traces-key" not in sent[f"/v1/{signal}"]
+        )
+    assert "headers x-traces-key,x-team" in delivery(result, "traces")
+    assert "headers authorization" in delivery(result, "metrics")
+    assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS=x-traces-key=***,x-team=***" in result.stdout

@@ -132,3 +132,58 @@ def test_non_secret_query_is_left_as_recorded():
     with provider.get_tracer("test").start_as_current_span("GET", attributes={"http.url": "http://h/?page=1"}):
         pass
     assert exporter.get_finished_spans()[0].attributes["http.url"] == "http://h/?page=1"
+
+
+def test_exception_events_and_status_descriptions_are_scrubbed_and_the_live_span_kept():
+    provider, exporter = _provider(REDACT_PATTERN, {})
+    tracer = provider.get_tracer("test")
+    message = "Max retries exceeded with url: /p?token=abc123&page=2 (via https://ann:pw99@proxy:3128)"
+    with pytest.raises(ConnectionError), tracer.start_as_current_span("fetch") as live:
+        live.add_event("retry", {"attempt": 2, "url": "http://h/p?sig=s1g", "tags": ("password=pw77", "x")})
+        raise ConnectionError(message)
+    (exported,) = exporter.get_finished_spans()
+    retry, exception = exported.events
+    assert dict(retry.attributes) == {"attempt": 2, "url": "http://h/p?sig=***", "tags": ("password=***", "x")}
+    assert exception.attributes["exception.type"] == "ConnectionError"
+    masked = "Max retries exceeded with url: /p?token=***&page=2 (via https://ann:***@proxy:3128)"
+    assert exception.attributes["exception.message"] == masked
+    assert masked in exception.attributes["exception.stacktrace"]
+    assert exported.status.description == f"ConnectionError: {masked}"
+    assert exported.status.status_code.name == "ERROR"
+    assert exported.dropped_events == 0
+    assert "abc123" in live.events[1].attributes["exception.message"]  # the app's own span as it was
+
+
+def test_an_event_with_nothing_secret_is_the_same_object():
+    provider, exporter = _provider(REDACT_PATTERN, {})
+    with provider.get_tracer("test").start_as_current_span("s") as live:
+        live.add_event("note", {"page": "2", "url": "http://h/?page=2"})
+    (exported,) = exporter.get_finished_spans()
+    assert exported.events[0] is live.events[0]
+
+
+def test_exported_log_records_are_scrubbed_body_and_exception_attributes():
+    import logging
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(ScrubbingLogRecordProcessor(REDACT_PATTERN))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logging.getLogger("test_scrub.records")
+    logger.propagate = False
+    logger.addHandler(LoggingHandler(logger_provider=provider))
+    try:
+        raise RuntimeError("connect failed: host=db password=pw88 dbname=shop")
+    except RuntimeError:
+        logger.exception("GET %s failed", "https://ann:pw99@api.example/x?api_key=k42&page=2", extra={"dsn": "x"})
+    (data,) = exporter.get_finished_logs()
+    record = getattr(data, "log_record", data)
+    assert record.body == "GET https://ann:***@api.example/x?api_key=***&page=2 failed"
+    assert record.attributes["exception.message"] == "connect failed: host=db password=*** dbname=shop"
+    assert "pw88" not in record.attributes["exception.stacktrace"]
+    assert record.attributes["dsn"] == "x"

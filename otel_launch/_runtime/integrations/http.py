@@ -70,6 +70,40 @@ def untraced_outside_spans(name: str) -> None:
     for module, method in _ENTRY_METHODS[name]:
         wrapper = _async if method.endswith("_async_request") else _sync
         wrap_function_wrapper(importlib.import_module(module), method, wrapper)
+    if name == "urllib":
+        _mask_urllib_metric_urls()
+
+
+def _mask_urllib_metric_urls() -> None:
+    """urllib's instrumentation records the request's URL on its old-convention metrics too
+    (``http.url`` of ``http.client.duration`` and the size histograms), after its own redaction:
+    credentials, and AWS and GCS signatures only, so ``?token=...`` stays. The span's copy is
+    scrubbed by the span processor; metric attributes pass no processor, so the URL is masked
+    by the ``OTEL_LAUNCH_REDACT`` rule where the instrumentation computes it (its module's
+    ``redact_url``: tests/process/test_redaction.py fails the day it is no longer used)."""
+    import os
+
+    from otel_launch._settings import read_setting
+
+    pattern = read_setting("redact", os.environ)
+    if not pattern:
+        return
+    import re
+
+    import opentelemetry.instrumentation.urllib as instrumentation
+
+    from otel_launch._masking import mask_url
+
+    contrib = instrumentation.redact_url
+    if getattr(contrib, "_otel_launch", False):
+        return
+    secret = re.compile(pattern, re.IGNORECASE)
+
+    def redact_url(url: str) -> str:
+        return mask_url(contrib(url), secret)
+
+    redact_url._otel_launch = True  # type: ignore[attr-defined]
+    instrumentation.redact_url = redact_url
 
 
 _lock = threading.RLock()  # one client's instrumentation may call another's stand-in

@@ -24,6 +24,8 @@ def _follow_http_conventions() -> None:
     - A 4xx response is not a server error: an ``Http404`` or ``PermissionDenied`` the view
       raises, and Django answers with 404 or 403, is not recorded as the span's exception
       (with status ERROR) as the contrib does; a 5xx keeps both.
+    - The duration metric's ``http.target`` of a request with no route is its path, without the
+      query the contrib keeps (secret values, a time series per query: see ``request.path_of``).
     """
     from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
 
@@ -33,10 +35,16 @@ def _follow_http_conventions() -> None:
     _name_span_from_djangos_match(_DjangoMiddleware)
     process_response = _DjangoMiddleware.process_response
 
+    from otel_launch._runtime.integrations.django.request import path_of
+
     @functools.wraps(process_response)
     def client_errors_are_not_errors(self: Any, request: Any, response: Any) -> Any:
         if getattr(response, "status_code", 500) < 500:
             request.META.pop(self._environ_exception_key, None)
+        metric_attributes = request.META.get(self._environ_duration_attr_key)
+        target = metric_attributes.get("http.target") if metric_attributes else None
+        if target:  # the duration metric's, read by process_response: the path alone (see path_of)
+            metric_attributes["http.target"] = path_of(target)
         return process_response(self, request, response)
 
     _DjangoMiddleware.process_response = client_errors_are_not_errors

@@ -225,6 +225,14 @@ def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
     return attributes
 
 
+def path_of(target: str) -> str:
+    """``http.target`` as a metric attribute: the path alone. Without a route (a 404, a
+    middleware's answer) the contrib records the raw target, query included: a token in it would
+    be stored in every metric backend, and each distinct query would make a time series of its
+    own. Dropping the query, rather than masking its secret values, answers both."""
+    return target.partition("?")[0] if "?" in target else target
+
+
 def _metric_attributes(environ: dict, c: _Config) -> dict:
     """What the duration histograms keep of the request attributes, read straight from the WSGI
     environ for an unsampled request (the same keys and values the contrib's collector gives)."""
@@ -383,7 +391,7 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
             old = {k: v for k, v in attributes.items() if k in _server_duration_attrs_old}
             target = attributes.get("http.target")
             if target:
-                old["http.target"] = target
+                old["http.target"] = path_of(target)
             c.duration_old.record(max(round(duration * 1000), 0), old)
         if c.duration_new is not None:
             new = {k: v for k, v in attributes.items() if k in _server_duration_attrs_new}
