@@ -556,6 +556,15 @@ SETTINGS: tuple[Setting, ...] = (
         default="false",
         render=lambda value: "true" if value else "false",
     ),
+    Setting(
+        "celery_flower_metric",
+        "OTEL_LAUNCH_CELERY_FLOWER_METRIC",
+        "Also record the contrib's flower.task.runtime.seconds {task, worker} (a duplicate of messaging.process.duration).",
+        _boolean,
+        "true or false",
+        default="false",
+        render=lambda value: "true" if value else "false",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

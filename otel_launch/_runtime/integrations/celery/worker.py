@@ -33,6 +33,7 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
 PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
@@ -54,29 +55,39 @@ _CONSUMER = trace.SpanKind.CONSUMER
 
 
 def _tracer() -> Any:
+    """The SDK tracer of the provider of the moment: the one place the worker path follows a
+    provider the app sets later (ours hands out tracers that would follow it too, see _sdk.py,
+    at one more call a span; the Django request path takes its tracer the same way)."""
     provider = trace.get_tracer_provider()
     if _telemetry[0] is not provider:  # first use, or the app set its own provider
         from opentelemetry.instrumentation.celery.version import __version__
 
-        _telemetry[:] = provider, provider.get_tracer(SCOPE, __version__, schema_url=_SCHEMA)
+        get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
+        _telemetry[:] = provider, get_tracer(SCOPE, __version__, _SCHEMA)
     return _telemetry[1]
 
 
 def instruments() -> tuple[Any, Any, Any, Any]:
-    """(flower runtime, process duration, queue time, executions) of the current meter provider."""
+    """(flower runtime or None, process duration, queue time, executions) of the current meter provider."""
     from opentelemetry import metrics
 
     provider = metrics.get_meter_provider()
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
 
+        from otel_launch._settings import read_setting
+
         meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
+        flower = None
+        if read_setting("celery_flower_metric", os.environ):  # for Flower-era dashboards only: a duplicate
+            flower = meter.create_histogram(
+                "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
+            )
+        _attributes.clear()  # their bound measurements belong to the old instruments
         _instruments[:] = (
             provider,
             (
-                meter.create_histogram(
-                    "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
-                ),
+                flower,
                 meter.create_histogram(
                     "messaging.process.duration",
                     unit="s",
@@ -104,7 +115,14 @@ def instruments() -> tuple[Any, Any, Any, Any]:
 # synchronous counter's add() costs as much as a histogram measurement (~20 us, most of it the
 # SDK hashing the attributes). Each process counts its own: a forked child starts from zero.
 _executions: dict[tuple, list[Any]] = {}  # (task, queue, state) -> [attributes, count]
-os.register_at_fork(after_in_child=_executions.clear)
+
+
+def _forked() -> None:
+    _executions.clear()
+    _attributes.clear()  # they hold the parent's counts
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _observe_executions(provider: Any) -> Any:
@@ -184,31 +202,31 @@ def span_attributes(request: Any, name: str, destination: str, system: str, wait
 
 
 def record_metrics(name: str, hostname: str, destination: str, system: str, state: Any, error: Any, **values: Any):
-    """The task's measurements; attribute dicts are built once per combination of their values."""
+    """The task's measurements, each bound once per combination of attribute values (``_metrics``)."""
+    runtime, duration, queued, _ = instruments()
     key = (name, hostname, destination, system, state, error)
     shared = _attributes.get(key)
     if shared is None:
         if len(_attributes) > 10_000:  # bounded, whatever the app names its tasks
             _attributes.clear()
-        flower = {"task": name, "worker": hostname}
         queue_attrs = {"celery.task_name": name, "messaging.destination.name": destination}
         process = {**queue_attrs, "messaging.system": system, "messaging.operation.name": "run"}
         if error:
             process["error.type"] = error
-        executions = {**queue_attrs, "celery.state": str(state)}
-        shared = _attributes[key] = (flower, process, queue_attrs, executions)
-    runtime, duration, queued, _ = instruments()
-    flower, process, queue_attrs, executions_attrs = shared
-    runtime.record(values["runtime"], attributes=flower)
-    duration.record(values["runtime"], attributes=process)
+        shared = _attributes[key] = (
+            BoundHistogram(runtime, {"task": name, "worker": hostname}) if runtime is not None else None,
+            BoundHistogram(duration, process),
+            BoundHistogram(queued, queue_attrs),
+            # [attributes, count], observed at export (_observe_executions); kept across a clear()
+            _executions.setdefault((name, destination, state), [{**queue_attrs, "celery.state": str(state)}, 0]),
+        )
+    flower, process_duration, queue_time_, counted = shared
+    if flower is not None:
+        flower.record(values["runtime"])
+    process_duration.record(values["runtime"])
     if values.get("queue_time") is not None:
-        queued.record(values["queue_time"], attributes=queue_attrs)
-    counting = (name, destination, state)
-    counted = _executions.get(counting)
-    if counted is None:
-        _executions[counting] = [executions_attrs, 1]
-    else:
-        counted[1] += 1
+        queue_time_.record(values["queue_time"])
+    counted[1] += 1
 
 
 # -- the signal handlers (connected in every worker process; a pool child inherits them) --------
