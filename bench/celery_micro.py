@@ -92,9 +92,8 @@ def main() -> None:
         receiver.stdout.readline()  # "ready"
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
         environment(variant)
-        from celery import Celery
-
         import celery.apps.worker  # noqa: F401  (what `celery worker` imports: our worker hooks)
+        from celery import Celery
 
         app = Celery("micro", broker="memory://")
         app.conf.task_ignore_result = True

@@ -559,7 +559,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "celery_flower_metric",
         "OTEL_LAUNCH_CELERY_FLOWER_METRIC",
-        "Also record the contrib's flower.task.runtime.seconds {task, worker} (a duplicate of messaging.process.duration).",
+        "Also record the contrib's flower.task.runtime.seconds (a duplicate of messaging.process.duration).",
         _boolean,
         "true or false",
         default="false",

@@ -287,7 +287,9 @@ def test_run_spans_record_what_the_contrib_records(shop):
                 service_name, [*prefix, *command, "--without-gossip", "-P", "prefork", "-c", "2"], **env
             )
         else:
-            worker = shop.worker("--pool", "prefork", "--concurrency", "2", service=service_name)
+            # The contrib's Flower metric, which otel-launch records only when asked, compared below.
+            flower = {"OTEL_LAUNCH_CELERY_FLOWER_METRIC": "true"}
+            worker = shop.worker("--pool", "prefork", "--concurrency", "2", service=service_name, **flower)
         shop.wait_for_executions(before + 5)
 
         def flower_count() -> int:

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 
-ATTRIBUTES = {"celery.task_name": "orders.tasks.tick", "messaging.destination.name": "shop", "messaging.system": "redis"}
+ATTRIBUTES = {"celery.task_name": "orders.tasks.tick", "messaging.destination.name": "shop", "messaging.system": "x"}
 VALUES = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.0, 7.5, 11.0, 3600.0, 0.02]
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 1, 10)
 

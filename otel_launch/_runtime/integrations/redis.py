@@ -41,7 +41,9 @@ def on_kombu_import(transport: ModuleType) -> None:
     # that the decision is taken before the contrib's.
     for method in ("Redis.execute_command", "Pipeline.execute", "Pipeline.immediate_execute_command"):
         class_name, _, name = method.partition(".")
-        wrap_function_wrapper(redis.client, method, _untraced_outside_spans(vars(getattr(redis.client, class_name))[name]))
+        wrap_function_wrapper(
+            redis.client, method, _untraced_outside_spans(vars(getattr(redis.client, class_name))[name])
+        )
 
 
 def _untraced_outside_spans(contrib: Any) -> Any:

@@ -80,9 +80,9 @@ class BoundHistogram:
 
     def _find_aggregations(self) -> Any:
         from opentelemetry.attributes import _clean_attribute_value
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
         from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
         from opentelemetry.sdk.metrics._internal.instrument import Histogram
-        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
 
         instrument = self._instrument
         if not isinstance(instrument, Histogram):

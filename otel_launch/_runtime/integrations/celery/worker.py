@@ -201,7 +201,16 @@ def span_attributes(request: Any, name: str, destination: str, system: str, wait
     return attributes
 
 
-def record_metrics(name: str, hostname: str, destination: str, system: str, state: Any, error: Any, **values: Any):
+def record_metrics(
+    name: str,
+    hostname: str,
+    destination: str,
+    system: str,
+    state: Any,
+    error: Any,
+    runtime: float,
+    queue_time: float | None,
+) -> None:
     """The task's measurements, each bound once per combination of attribute values (``_metrics``)."""
     runtime, duration, queued, _ = instruments()
     key = (name, hostname, destination, system, state, error)
@@ -222,10 +231,10 @@ def record_metrics(name: str, hostname: str, destination: str, system: str, stat
         )
     flower, process_duration, queue_time_, counted = shared
     if flower is not None:
-        flower.record(values["runtime"])
-    process_duration.record(values["runtime"])
-    if values.get("queue_time") is not None:
-        queue_time_.record(values["queue_time"])
+        flower.record(runtime)
+    process_duration.record(runtime)
+    if queue_time is not None:
+        queue_time_.record(queue_time)
     counted[1] += 1
 
 
@@ -241,36 +250,30 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
     destination = queue(request.delivery_info)
     waited = queue_time(request, now)
+    system = _system[0] if _system else messaging_system(task.app)
     if span.is_recording():  # an unsampled task costs no attribute work
-        span.set_attributes(span_attributes(request, task.name, destination, messaging_system(task.app), waited))
+        span.set_attributes(span_attributes(request, task.name, destination, system, waited))
     token = context.attach(trace.set_span_in_context(span, parent))
     watch = n_plus_one.begin(span)  # statements repeated on Django's connections mark the run span
-    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch]
+    # What postrun needs, read here once (each read of task.request goes through Celery's stack).
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
     run = _running.pop(task_id, None) if task_id is not None else None
     if run is None:
         return
-    span, token, started, error, waited, destination, watch = run
+    span, token, started, error, waited, destination, watch, hostname, system = run
     runtime = time.perf_counter() - started
-    n_plus_one.end(watch)
+    if watch is not None:
+        n_plus_one.end(watch)
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return
     if span.is_recording():
         span.set_attribute("celery.state", state)
     span.end()
-    record_metrics(
-        task.name,
-        task.request.hostname,
-        destination,
-        messaging_system(task.app),
-        state,
-        error,
-        runtime=runtime,
-        queue_time=waited[0] if waited else None,
-    )
+    record_metrics(task.name, hostname, destination, system, state, error, runtime, waited[0] if waited else None)
 
 
 def on_failure(task_id: str | None = None, exception: Any = None, einfo: Any = None, sender: Any = None, **_: Any):
