@@ -147,3 +147,41 @@ def test_an_api_only_instrument_is_recorded_through_its_own_record():
     bound.record(0.1)
     bound.record(0.2)
     assert bound._aggregations == ()
+
+
+@pytest.mark.parametrize("flower", [False, True])
+def test_the_worker_records_each_measurement_once_a_task(monkeypatch, flower):
+    """worker.record_metrics through the bound path: duration, queue time, executions (and the
+    contrib's Flower histogram only when asked for)."""
+    from opentelemetry import metrics
+
+    from otel_launch._runtime.integrations.celery import worker
+
+    if flower:
+        monkeypatch.setenv("OTEL_LAUNCH_CELERY_FLOWER_METRIC", "true")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: provider)
+    monkeypatch.setattr(worker, "_instruments", [None, None])
+    monkeypatch.setattr(worker, "_attributes", {})
+    monkeypatch.setattr(worker, "_executions", {})
+    for runtime in (0.002, 0.03, 0.4):
+        worker.record_metrics("orders.tasks.tick", "w@h", "shop", "redis", "SUCCESS", None, runtime, 1.5)
+    worker.record_metrics("orders.tasks.tick", "w@h", "shop", "redis", "FAILURE", "ValueError", 0.01, None)
+    found = {}
+    for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics:
+        for p in metric.data.data_points:
+            found[(metric.name, p.attributes.get("celery.state") or p.attributes.get("error.type"))] = (
+                p.count if hasattr(p, "count") else p.value,
+                getattr(p, "sum", None),
+            )
+    expected = {
+        ("messaging.process.duration", None): (3, pytest.approx(0.432)),
+        ("messaging.process.duration", "ValueError"): (1, pytest.approx(0.01)),
+        ("celery.task.queue_time", None): (3, pytest.approx(4.5)),
+        ("celery.task.executions", "SUCCESS"): (3, None),
+        ("celery.task.executions", "FAILURE"): (1, None),
+    }
+    if flower:
+        expected[("flower.task.runtime.seconds", None)] = (4, pytest.approx(0.442))
+    assert found == expected

@@ -212,7 +212,7 @@ def record_metrics(
     queue_time: float | None,
 ) -> None:
     """The task's measurements, each bound once per combination of attribute values (``_metrics``)."""
-    runtime, duration, queued, _ = instruments()
+    flower_histogram, duration_histogram, queue_histogram, _ = instruments()
     key = (name, hostname, destination, system, state, error)
     shared = _attributes.get(key)
     if shared is None:
@@ -223,18 +223,20 @@ def record_metrics(
         if error:
             process["error.type"] = error
         shared = _attributes[key] = (
-            BoundHistogram(runtime, {"task": name, "worker": hostname}) if runtime is not None else None,
-            BoundHistogram(duration, process),
-            BoundHistogram(queued, queue_attrs),
+            BoundHistogram(flower_histogram, {"task": name, "worker": hostname})
+            if flower_histogram is not None
+            else None,
+            BoundHistogram(duration_histogram, process),
+            BoundHistogram(queue_histogram, queue_attrs),
             # [attributes, count], observed at export (_observe_executions); kept across a clear()
             _executions.setdefault((name, destination, state), [{**queue_attrs, "celery.state": str(state)}, 0]),
         )
-    flower, process_duration, queue_time_, counted = shared
+    flower, process_duration, queued, counted = shared
     if flower is not None:
         flower.record(runtime)
     process_duration.record(runtime)
     if queue_time is not None:
-        queue_time_.record(queue_time)
+        queued.record(queue_time)
     counted[1] += 1
 
 
