@@ -40,7 +40,7 @@ def install(request_class: Any) -> None:
         return on_failure(self, exc_info, *args, **kwargs)
 
     def terminate_recording(self: Any, pool: Any, signal: Any = None) -> Any:
-        if self.time_start and not self._already_revoked:  # running: its child is signalled now
+        if self.time_start and not getattr(self, "_already_revoked", False):  # running: its child is signalled now
             _safely(_record_terminated, self, signal)
         return terminate(self, pool, signal)
 
