@@ -3,12 +3,15 @@
 The queue is filled first (by a plain process, so every variant consumes the same messages), then
 the worker starts. Each task appends its end time to a file; throughput is the tasks between the
 first and the last end time over that span, so worker start-up is not counted.
-Run alone: ``.venv/bin/python bench/tasks.py [tasks] [variant ...]``.
+Run alone: ``.venv/bin/python bench/tasks.py [tasks] [variant ...]`` (variants: plain,
+otel-launch, opentelemetry-instrument, "otel-launch 10%", "opentelemetry-instrument 10%", and with
+``BENCH_BEFORE_VENV=<venv>`` "before" and "before 10%": that venv's otel-launch and Celery).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -19,10 +22,12 @@ from pathlib import Path
 from _common import (
     BIN,
     OURS,
+    OURS_SAMPLED,
     PLAIN,
     PYTHON,
     SHOP,
     UPSTREAM,
+    UPSTREAM_SAMPLED,
     Variant,
     children,
     cpu_seconds,
@@ -34,6 +39,26 @@ from _common import (
 )
 
 LOCAL_REDIS = ("127.0.0.1", 6379)
+
+
+class OtherVenv(Variant):
+    """A variant run from another virtual environment (``BENCH_BEFORE_VENV``: an install of an older
+    otel-launch), so that one run compares before and after on the same machine load."""
+
+    def command(self, command: list[str]) -> list[str]:
+        return super().command([c.replace(str(BIN), self.env["BENCH_BIN"]) for c in command])
+
+
+def before_variants() -> list[Variant]:
+    venv = os.environ.get("BENCH_BEFORE_VENV")
+    if not venv:
+        return []
+    bin_dir = str(Path(venv) / "bin")
+    prefix = (str(Path(bin_dir) / "otel-launch"),)
+    return [
+        OtherVenv("before", prefix, {"BENCH_BIN": bin_dir}),
+        OtherVenv("before 10%", prefix, {"BENCH_BIN": bin_dir, **OURS_SAMPLED.env}),
+    ]
 
 
 def reachable(address: tuple[str, int]) -> bool:
@@ -90,9 +115,10 @@ def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: in
 
         # CPU is counted from the tenth of the tasks on: start-up and pool forks are behind by then.
         wait_for(count // 10)
-        first_done, first_cpu = done(), cpu()
+        first_done, first_cpu, first_main = done(), cpu(), cpu_seconds(worker.pid)
         wait_for(count)
         cpu_per_task_us = 1e6 * (cpu() - first_cpu) / (done() - first_done)
+        main_per_task_us = 1e6 * (cpu_seconds(worker.pid) - first_main) / (done() - first_done)
         peaks = [memory_kb(child) / 1024 for child in children(worker.pid)]
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
@@ -100,6 +126,7 @@ def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: in
     return {
         "tasks_per_s": (len(ends) - 1) / (ends[-1] - ends[0]),
         "worker_cpu_us": cpu_per_task_us,
+        "main_process_cpu_us": main_per_task_us,  # the consumer alone (the rest is the pool children's)
         "child_peak_rss_mb": max(peaks),
         "spans": receiver.counts["traces"] - before,
     }
@@ -111,7 +138,7 @@ def main() -> None:
     from otel_launch._receiver import OTLPReceiver
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS)}
+    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, *before_variants())}
     variants = [chosen[name] for name in sys.argv[2:]] or list(chosen.values())
     workdir = scratch("tasks")
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, redis(workdir) as (url, which):

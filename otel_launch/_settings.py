@@ -527,6 +527,15 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
         "the path of a configuration file",
     ),
+    Setting(
+        "celery_flower_metric",
+        "OTEL_LAUNCH_CELERY_FLOWER_METRIC",
+        "Also record the contrib's flower.task.runtime.seconds (a duplicate of messaging.process.duration).",
+        _boolean,
+        "true or false",
+        default="false",
+        render=lambda value: "true" if value else "false",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -133,6 +133,40 @@ def test_a_task_over_its_time_limit_or_whose_child_died_is_an_error_in_its_trace
     assert {p.attributes["error.type"] for p in failures} == {"TimeLimitExceeded", "WorkerLostError"}
 
 
+def test_a_running_task_revoked_with_terminate_is_an_error_in_its_trace(shop):
+    worker = shop.worker("--pool", "prefork", "--concurrency", "2")
+    publish(shop, "tasks.export_orders.apply_async((60,), time_limit=120)")  # runs until revoked
+    (running,) = shop.wait_for_executions(1)
+    (command,) = [s for s in shop.receiver.spans if s.name == "publish"]
+    revoke = f"from shop.celery import app\napp.control.revoke({running['id']!r}, terminate=True)"
+    status, output = shop.manage("shell", "-c", revoke, service=None)
+    assert status == 0, output
+    revoked = time.time_ns()
+    try:
+        wait_until(lambda: named(shop.receiver, "run/"), 30, "the revoked task's run span")
+    except pytest.fail.Exception:
+        pytest.fail(f"no run span; worker output:\n{shop.output(worker)[-3000:]}")
+    publish(shop, "tasks.notify_customer.delay(1)")  # the worker runs on, with a new child
+    shop.wait_for_executions(2)
+    assert shop.stop(worker) == 0
+    spans = named(shop.receiver, "run/orders.tasks.export_orders")
+    assert len(spans) == 1, "one run span"
+    (span,) = spans
+    assert span.status == "ERROR"
+    assert span.attributes["error.type"] == "TaskRevokedError"
+    assert span.attributes["celery.state"] == "REVOKED"
+    assert span.attributes[TASK_ID] == running["id"]
+    (event,) = [e for e in span.events if e["name"] == "exception"]
+    assert event["exception.type"] == "celery.exceptions.TaskRevokedError"
+    assert span.trace_id == command.trace_id and span.parent_span_id, "in the trace of its publish"
+    assert span.resource["process.pid"] == worker.pid, "recorded by the main process"
+    assert span.start_ns < revoked and abs(span.end_ns - revoked) < 10e9
+    revocations = [p for p in points(shop, "celery.task.executions") if p.attributes["celery.state"] == "REVOKED"]
+    assert {p.resource["process.pid"] for p in revocations} == {worker.pid}
+    assert max(p.value for p in revocations) == 1
+    assert telemetry_noise(shop.output(worker)) == []
+
+
 def test_canvas_runs_in_the_trace_of_its_caller(shop):
     shop.base_env["SHOP_RESULT_BACKEND"] = f"file://{shop.workdir}/results"
     (shop.workdir / "results").mkdir()
@@ -253,7 +287,9 @@ def test_run_spans_record_what_the_contrib_records(shop):
                 service_name, [*prefix, *command, "--without-gossip", "-P", "prefork", "-c", "2"], **env
             )
         else:
-            worker = shop.worker("--pool", "prefork", "--concurrency", "2", service=service_name)
+            # The contrib's Flower metric, which otel-launch records only when asked, compared below.
+            flower = {"OTEL_LAUNCH_CELERY_FLOWER_METRIC": "true"}
+            worker = shop.worker("--pool", "prefork", "--concurrency", "2", service=service_name, **flower)
         shop.wait_for_executions(before + 5)
 
         def flower_count() -> int:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from otel_launch._runtime.integrations._instrumentor import inside_a_span, instrument_once
+from otel_launch._runtime.integrations._instrumentor import instrument_once
 
 _BROKER_POOL_MARK = "_otel_launch_broker_pool"
+_CONTRIB = "opentelemetry.instrumentation.redis"
 
 
 def on_import(redis: ModuleType) -> None:
@@ -37,15 +38,33 @@ def on_kombu_import(transport: ModuleType) -> None:
 
     transport.Channel._create_client = _create_client
     # Wrapped outside the contrib's wrappers (redis was imported, and instrumented, first), so
-    # that the suppression is in place before the contrib decides whether to trace.
+    # that the decision is taken before the contrib's.
     for method in ("Redis.execute_command", "Pipeline.execute", "Pipeline.immediate_execute_command"):
-        wrap_function_wrapper(redis.client, method, _untraced_outside_spans)
+        class_name, _, name = method.partition(".")
+        wrap_function_wrapper(
+            redis.client, method, _untraced_outside_spans(vars(getattr(redis.client, class_name))[name])
+        )
 
 
-def _untraced_outside_spans(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if getattr(getattr(instance, "connection_pool", None), _BROKER_POOL_MARK, False) and not inside_a_span():
-        from opentelemetry.instrumentation.utils import suppress_instrumentation
+def _untraced_outside_spans(contrib: Any) -> Any:
+    """The wrapper of one method. A broker command outside a span skips the contrib's wrapper
+    (``contrib``, when it is the contrib's: then straight to the function it wraps; a wrapper of
+    someone else's still runs, under ``suppress_instrumentation``). The consumer of a worker
+    sends a few such commands a task (acks, prefetch bookkeeping), so this path is kept short."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+    from opentelemetry.trace import get_current_span
 
-        with suppress_instrumentation():
-            return wrapped(*args, **kwargs)
-    return wrapped(*args, **kwargs)
+    wrapper = getattr(contrib, "_self_wrapper", None)  # wrapt's FunctionWrapper
+    original = contrib.__wrapped__ if getattr(wrapper, "__module__", "") == _CONTRIB else None
+
+    def untraced_outside_spans(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if getattr(instance.connection_pool, _BROKER_POOL_MARK, False) and not (
+            get_current_span().get_span_context().is_valid
+        ):
+            if original is not None:
+                return original(instance, *args, **kwargs)
+            with suppress_instrumentation():
+                return wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
+
+    return untraced_outside_spans

@@ -6,8 +6,11 @@ limit gets SIGTERM, which raises SystemExit through the task (its own span is dr
 to the main process, which still holds the task's request (headers with the trace context,
 the time its child accepted it): ``Request.on_timeout(soft=False)`` for a hard time limit,
 ``Request.on_failure`` with ``WorkerLostError`` (or the child's SystemExit) for a lost child.
-There the run span is recorded, ERROR, with ``error.type`` and the exception event, in the
-task's trace, and counted in the worker metrics.
+A running task revoked with ``terminate=True`` is the same loss, asked for: the main process
+signals its child from ``Request.terminate``, so the span is recorded there, with ``celery.state``
+``REVOKED`` and ``error.type`` ``TaskRevokedError``. There the run span is recorded, ERROR,
+with ``error.type`` and the exception event, in the task's trace, and counted in the worker
+metrics; once per task, whichever of these hooks comes first.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from otel_launch._runtime.integrations.celery import worker
 
 
 def install(request_class: Any) -> None:
-    """Wrap the two hooks of Celery's worker Request through which billiard reports the loss."""
-    on_timeout, on_failure = request_class.on_timeout, request_class.on_failure
+    """Wrap the hooks of Celery's worker Request through which billiard reports the loss, and the
+    one through which a revoke terminates a running task."""
+    on_timeout, on_failure, terminate = request_class.on_timeout, request_class.on_failure, request_class.terminate
 
     def on_timeout_recording(self: Any, soft: bool, timeout: Any) -> Any:
         if not soft:
@@ -35,8 +39,22 @@ def install(request_class: Any) -> None:
         _safely(_record_failure, self, exc_info)
         return on_failure(self, exc_info, *args, **kwargs)
 
+    def terminate_recording(self: Any, pool: Any, signal: Any = None) -> Any:
+        if self.time_start and not getattr(self, "_already_revoked", False):  # running: its child is signalled now
+            _safely(_record_terminated, self, signal)
+        return terminate(self, pool, signal)
+
     request_class.on_timeout = on_timeout_recording
     request_class.on_failure = on_failure_recording
+    request_class.terminate = terminate_recording
+
+
+def _record_terminated(request: Any, signal: Any) -> None:
+    from celery.exceptions import TaskRevokedError
+    from celery.platforms import signals
+
+    name = signals.signum(signal or "TERM")
+    _record(request, TaskRevokedError(f"terminated by signal {name}"), state="REVOKED")
 
 
 def _record_failure(request: Any, exc_info: Any) -> None:
@@ -63,7 +81,7 @@ def _safely(record: Any, *args: Any) -> None:
         warn(f"could not record a lost task's span ({type(exc).__name__}: {exc})")
 
 
-def _record(request: Any, exc: BaseException) -> None:
+def _record(request: Any, exc: BaseException, state: str = "FAILURE") -> None:
     if getattr(request, "_otel_launch_recorded", False):  # a timeout is then also a failure
         return
     request._otel_launch_recorded = True
@@ -78,7 +96,7 @@ def _record(request: Any, exc: BaseException) -> None:
     waited = worker.queue_time(headers, started)
     attributes = worker.span_attributes(request._context, request.name, worker.queue(delivery_info), system, waited)
     error = type(exc).__qualname__
-    attributes.update({"celery.state": "FAILURE", "error.type": error})
+    attributes.update({"celery.state": state, "error.type": error})
     span = worker._tracer().start_span(
         f"run/{request.name}",
         context=propagate.extract(headers),
@@ -94,7 +112,7 @@ def _record(request: Any, exc: BaseException) -> None:
         request.hostname,
         attributes["messaging.destination.name"],
         system,
-        "FAILURE",
+        state,
         error,
         runtime=max(0.0, now - started),
         queue_time=waited[0] if waited else None,

@@ -33,6 +33,7 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
 PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
@@ -54,29 +55,39 @@ _CONSUMER = trace.SpanKind.CONSUMER
 
 
 def _tracer() -> Any:
+    """The SDK tracer of the provider of the moment: the one place the worker path follows a
+    provider the app sets later (ours hands out tracers that would follow it too, see _sdk.py,
+    at one more call a span; the Django request path takes its tracer the same way)."""
     provider = trace.get_tracer_provider()
     if _telemetry[0] is not provider:  # first use, or the app set its own provider
         from opentelemetry.instrumentation.celery.version import __version__
 
-        _telemetry[:] = provider, provider.get_tracer(SCOPE, __version__, schema_url=_SCHEMA)
+        get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
+        _telemetry[:] = provider, get_tracer(SCOPE, __version__, _SCHEMA)
     return _telemetry[1]
 
 
 def instruments() -> tuple[Any, Any, Any, Any]:
-    """(flower runtime, process duration, queue time, executions) of the current meter provider."""
+    """(flower runtime or None, process duration, queue time, executions) of the current meter provider."""
     from opentelemetry import metrics
 
     provider = metrics.get_meter_provider()
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
 
+        from otel_launch._settings import read_setting
+
         meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
+        flower = None
+        if read_setting("celery_flower_metric", os.environ):  # for Flower-era dashboards only: a duplicate
+            flower = meter.create_histogram(
+                "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
+            )
+        _attributes.clear()  # their bound measurements belong to the old instruments
         _instruments[:] = (
             provider,
             (
-                meter.create_histogram(
-                    "flower.task.runtime.seconds", unit="seconds", description="The time it took to run the task."
-                ),
+                flower,
                 meter.create_histogram(
                     "messaging.process.duration",
                     unit="s",
@@ -104,7 +115,14 @@ def instruments() -> tuple[Any, Any, Any, Any]:
 # synchronous counter's add() costs as much as a histogram measurement (~20 us, most of it the
 # SDK hashing the attributes). Each process counts its own: a forked child starts from zero.
 _executions: dict[tuple, list[Any]] = {}  # (task, queue, state) -> [attributes, count]
-os.register_at_fork(after_in_child=_executions.clear)
+
+
+def _forked() -> None:
+    _executions.clear()
+    _attributes.clear()  # they hold the parent's counts
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _observe_executions(provider: Any) -> Any:
@@ -183,32 +201,43 @@ def span_attributes(request: Any, name: str, destination: str, system: str, wait
     return attributes
 
 
-def record_metrics(name: str, hostname: str, destination: str, system: str, state: Any, error: Any, **values: Any):
-    """The task's measurements; attribute dicts are built once per combination of their values."""
+def record_metrics(
+    name: str,
+    hostname: str,
+    destination: str,
+    system: str,
+    state: Any,
+    error: Any,
+    runtime: float,
+    queue_time: float | None,
+) -> None:
+    """The task's measurements, each bound once per combination of attribute values (``_metrics``)."""
+    flower_histogram, duration_histogram, queue_histogram, _ = instruments()
     key = (name, hostname, destination, system, state, error)
     shared = _attributes.get(key)
     if shared is None:
         if len(_attributes) > 10_000:  # bounded, whatever the app names its tasks
             _attributes.clear()
-        flower = {"task": name, "worker": hostname}
         queue_attrs = {"celery.task_name": name, "messaging.destination.name": destination}
         process = {**queue_attrs, "messaging.system": system, "messaging.operation.name": "run"}
         if error:
             process["error.type"] = error
-        executions = {**queue_attrs, "celery.state": str(state)}
-        shared = _attributes[key] = (flower, process, queue_attrs, executions)
-    runtime, duration, queued, _ = instruments()
-    flower, process, queue_attrs, executions_attrs = shared
-    runtime.record(values["runtime"], attributes=flower)
-    duration.record(values["runtime"], attributes=process)
-    if values.get("queue_time") is not None:
-        queued.record(values["queue_time"], attributes=queue_attrs)
-    counting = (name, destination, state)
-    counted = _executions.get(counting)
-    if counted is None:
-        _executions[counting] = [executions_attrs, 1]
-    else:
-        counted[1] += 1
+        shared = _attributes[key] = (
+            BoundHistogram(flower_histogram, {"task": name, "worker": hostname})
+            if flower_histogram is not None
+            else None,
+            BoundHistogram(duration_histogram, process),
+            BoundHistogram(queue_histogram, queue_attrs),
+            # [attributes, count], observed at export (_observe_executions); kept across a clear()
+            _executions.setdefault((name, destination, state), [{**queue_attrs, "celery.state": str(state)}, 0]),
+        )
+    flower, process_duration, queued, counted = shared
+    if flower is not None:
+        flower.record(runtime)
+    process_duration.record(runtime)
+    if queue_time is not None:
+        queued.record(queue_time)
+    counted[1] += 1
 
 
 # -- the signal handlers (connected in every worker process; a pool child inherits them) --------
@@ -223,36 +252,30 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
     destination = queue(request.delivery_info)
     waited = queue_time(request, now)
+    system = _system[0] if _system else messaging_system(task.app)
     if span.is_recording():  # an unsampled task costs no attribute work
-        span.set_attributes(span_attributes(request, task.name, destination, messaging_system(task.app), waited))
+        span.set_attributes(span_attributes(request, task.name, destination, system, waited))
     token = context.attach(trace.set_span_in_context(span, parent))
     watch = n_plus_one.begin(span)  # statements repeated on Django's connections mark the run span
-    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch]
+    # What postrun needs, read here once (each read of task.request goes through Celery's stack).
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
     run = _running.pop(task_id, None) if task_id is not None else None
     if run is None:
         return
-    span, token, started, error, waited, destination, watch = run
+    span, token, started, error, waited, destination, watch, hostname, system = run
     runtime = time.perf_counter() - started
-    n_plus_one.end(watch)
+    if watch is not None:
+        n_plus_one.end(watch)
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return
     if span.is_recording():
         span.set_attribute("celery.state", state)
     span.end()
-    record_metrics(
-        task.name,
-        task.request.hostname,
-        destination,
-        messaging_system(task.app),
-        state,
-        error,
-        runtime=runtime,
-        queue_time=waited[0] if waited else None,
-    )
+    record_metrics(task.name, hostname, destination, system, state, error, runtime, waited[0] if waited else None)
 
 
 def on_failure(task_id: str | None = None, exception: Any = None, einfo: Any = None, sender: Any = None, **_: Any):
