@@ -226,7 +226,9 @@ def resource() -> Any:
             import opentelemetry.sdk._logs  # noqa: F401
             from opentelemetry.sdk.resources import Resource
 
-            _built["resource"], _built["resource_pid"] = Resource.create(), os.getpid()
+            from otel_launch._runtime._compat import process_resource
+
+            _built["resource"], _built["resource_pid"] = process_resource(Resource.create()), os.getpid()
         return _built["resource"]
 
 
