@@ -133,7 +133,9 @@ def build(cell: Cell) -> None:
     try:
         if not (stamp_file.exists() and stamp_file.read_text() == stamp and python.exists()):
             shutil.rmtree(cell.venv, ignore_errors=True)
-            subprocess.run([cell.interpreter, "-m", "venv", str(cell.venv)], check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [cell.interpreter, "-m", "venv", str(cell.venv)], check=True, capture_output=True, timeout=120
+            )
             (cell.venv / "constraints.txt").write_text(wanted)
             _pip(cell, "install", "--quiet", "-c", str(cell.venv / "constraints.txt"), EXTRAS)
             stamp_file.write_text(stamp)
@@ -157,7 +159,9 @@ def run_tests(cell: Cell) -> None:
     python = str(cell.venv / "bin" / "python")
     if cell.lint:
         for check in (["check"], ["format", "--check"]):
-            code = subprocess.call([python, "-m", "ruff", *check, "otel_launch", "tests", "examples", "bench"], cwd=ROOT)
+            code = subprocess.call(
+                [python, "-m", "ruff", *check, "otel_launch", "tests", "examples", "bench"], cwd=ROOT
+            )
             cell.results.append({"what": f"ruff {check[0]}", "passed": int(code == 0), "failed": int(code != 0)})
     for label, selection in cell.runs:
         junit = cell.venv / f"junit-{label.replace('/', '-')}.xml"
@@ -193,13 +197,17 @@ def otel_label(cell: Cell) -> str:
 
 
 def table(cells: list[Cell]) -> tuple[str, bool]:
-    rows = [("cell", "python", "opentelemetry (sdk/contrib)", "django", "celery", "ran", "pass", "fail", "skip", "time")]
+    rows = [
+        ("cell", "python", "opentelemetry (sdk/contrib)", "django", "celery", "ran", "pass", "fail", "skip", "time")
+    ]
     ok = True
     for cell in cells:
         python = cell.versions.get("__python__", cell.python)
         base = (cell.name, python, otel_label(cell), cell.versions.get("django", "?"), cell.versions.get("celery", "?"))
         if cell.interpreter is None:
-            rows.append((cell.name, cell.python, cell.otel, "-", "-", "SKIPPED: no python" + cell.python, "-", "-", "-", "-"))
+            rows.append(
+                (cell.name, cell.python, cell.otel, "-", "-", "SKIPPED: no python" + cell.python, "-", "-", "-", "-")
+            )
             ok = ok and not os.environ.get("MATRIX_REQUIRE_ALL")
             continue
         if cell.venv_error:
@@ -227,7 +235,9 @@ def main() -> int:
     if args.list:
         for cell in known.values():
             runs = "+".join(label for label, _ in cell.runs)
-            print(f"{cell.name:14} python {cell.python}  otel {cell.otel}  django{cell.django}  celery{cell.celery}  {runs}")
+            print(
+                f"{cell.name:14} python {cell.python}  otel {cell.otel}  django{cell.django}  celery{cell.celery}  {runs}"
+            )
         return 0
     unknown = [name for name in args.cells if name not in known]
     if unknown:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import os
 import sys
 from importlib import metadata
@@ -84,14 +83,13 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
             "opentelemetry.exporter.otlp.proto.common._internal.trace_encoder:encode_spans",
         ),
     ),
-    "app-providers": (
-        "the API's rule: the first provider set stays (an app setting its own after ours is refused)",
-        (
-            "opentelemetry.trace:_TRACER_PROVIDER",
-            "opentelemetry.trace:_TRACER_PROVIDER_SET_ONCE",
-            "opentelemetry.metrics._internal:_METER_PROVIDER",
-            "opentelemetry.metrics._internal:_METER_PROVIDER_SET_ONCE",
-        ),
+    "app-tracer-provider": (
+        "the API's rule: the first tracer provider set stays (an app's own, set after ours, is refused)",
+        ("opentelemetry.trace:_TRACER_PROVIDER", "opentelemetry.trace:_TRACER_PROVIDER_SET_ONCE"),
+    ),
+    "app-meter-provider": (
+        "the API's rule: the first meter provider set stays (an app's own, set after ours, is refused)",
+        ("opentelemetry.metrics._internal:_METER_PROVIDER", "opentelemetry.metrics._internal:_METER_PROVIDER_SET_ONCE"),
     ),
     "metric-preferences": (
         "the SDK's default metric temporality and aggregation",
@@ -104,6 +102,29 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the SDK's batch processors, without the count of what a full queue dropped",
         ("opentelemetry.sdk._shared_internal:BatchProcessor",),
     ),
+}
+# The contrib middleware's fixes name its spans with our request path's method names.
+INTERNALS["django-contrib-fixes"] = (
+    INTERNALS["django-contrib-fixes"][0],
+    INTERNALS["django-contrib-fixes"][1] + INTERNALS["django-request"][1],
+)
+# Instance attributes (no class has them): tests/unit/test_compat.py checks them on real objects;
+# the code using them catches their absence at run time (see each feature).
+INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "django-sql": (  # of a DatabaseApiIntegration, in django/sql.py
+        "_sem_conv_opt_in_mode_db",
+        "_tracer",
+        "database",
+        "name",
+        "database_system",
+        "span_attributes",
+        "connection_props",
+        "_duration_histogram",
+        "_returned_rows_histogram",
+        "_server_address",
+        "_server_port",
+    ),
+    "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
 }
 
 
@@ -163,7 +184,8 @@ def process_resource(resource: Any) -> Any:
     from opentelemetry.sdk.resources import ProcessResourceDetector, Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    if "include_command_args" not in inspect.signature(ProcessResourceDetector.__init__).parameters:
+    init = getattr(ProcessResourceDetector.__init__, "__code__", None)
+    if init is None or "include_command_args" not in init.co_varnames:
         kept = {key: value for key, value in resource.attributes.items() if key not in _ARGV_KEYS}
         resource = Resource(kept, resource.schema_url)
     if not hasattr(TracerProvider, "_handle_fork"):

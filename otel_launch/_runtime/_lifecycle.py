@@ -290,6 +290,10 @@ def _let_the_apps_providers_win(module: Any) -> None:
     # current TracerProvider is not allowed") and the app lost its resource. Ours was only ever a
     # default: the app's replaces it, quietly, and gets what ours gets (flush at exit, in pool
     # children too). Pinned to the API's globals; the own-telemetry e2e test fails if they change.
+    from otel_launch._runtime import _compat
+
+    if not _compat.usable("app-tracer-provider" if module.__name__ == "opentelemetry.trace" else "app-meter-provider"):
+        return
     if module.__name__ == "opentelemetry.trace":
         internal, setter, current, once = module, "set_tracer_provider", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE"
     else:

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from otel_launch._runtime import _lifecycle
+from otel_launch._runtime import _compat, _lifecycle
 from otel_launch._runtime._log import DropReport, rate_limit, warn
 from otel_launch._settings import read_setting
 
@@ -86,7 +86,7 @@ class PerProcessExporter:
         # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
             rate_limit(*_EXPORT_LOGGERS)
-            if self._path in _OTLP_SPAN_EXPORTERS:
+            if self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding"):
                 from otel_launch._runtime import _otlp_encoding
 
                 _otlp_encoding.install(self._path.partition(":")[0])
@@ -176,8 +176,12 @@ def _counting(processor_class: type, hook: str, what: str) -> type:
     enqueue = getattr(processor_class, hook)
 
     def counted(self: Any, item: Any) -> None:
-        batch = self._batch_processor
-        if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
+        try:
+            batch = self._batch_processor
+            full = len(batch._queue) >= batch._max_queue_size and not batch._shutdown
+        except AttributeError:  # an SDK without them (_compat "drop-counts"): drops go uncounted
+            full = False
+        if full:
             self._drops.dropped()
         enqueue(self, item)
 
@@ -226,9 +230,7 @@ def resource() -> Any:
             import opentelemetry.sdk._logs  # noqa: F401
             from opentelemetry.sdk.resources import Resource
 
-            from otel_launch._runtime._compat import process_resource
-
-            _built["resource"], _built["resource_pid"] = process_resource(Resource.create()), os.getpid()
+            _built["resource"], _built["resource_pid"] = _compat.process_resource(Resource.create()), os.getpid()
         return _built["resource"]
 
 
@@ -330,7 +332,7 @@ class _PerProcessMetricExporter(PerProcessExporter):
 
     def __init__(self, kind: str) -> None:
         super().__init__("metrics", kind)
-        if kind == "console":
+        if kind == "console" or not _compat.usable("metric-preferences"):
             self._preferred_temporality, self._preferred_aggregation = {}, {}
             return
         from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (

@@ -44,6 +44,10 @@ _CLIENT = trace.SpanKind.CLIENT
 
 def on_backend_import(base_module: Any) -> None:
     """Every Django connection (one a thread and alias) gets the wrapper at construction."""
+    from otel_launch._runtime import _compat
+
+    if not _compat.usable("django-sql"):
+        return
     wrapper_class = base_module.BaseDatabaseWrapper
     init = wrapper_class.__init__
 
@@ -72,14 +76,17 @@ def _take_over_connections(backend_class: type) -> None:
             # contrib's wrapper: its proxy would trace each query a second time.
             return _unproxied(connection) or connection
         connection = get_new_connection(self, *args, **kwargs)
-        raw = _unproxied(connection)
-        if raw is not None:  # the contrib's proxy
-            self._otel_launch_queries = _Queries(connection._self_db_api_integration)
-            connection = raw
-        else:  # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
+        try:
+            raw = _unproxied(connection)
+            if raw is not None:  # the contrib's proxy
+                self._otel_launch_queries = _Queries(connection._self_db_api_integration)
+                return raw
+            # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
             integration = _integration_from_settings(self, connection)
             if integration is not None:
                 self._otel_launch_queries = _Queries(integration)
+        except Exception as exc:  # the contrib's integration changed: its proxy (if any) traces on
+            _report(exc)
         return connection
 
     backend_class.get_new_connection = unproxied
