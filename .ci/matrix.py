@@ -127,7 +127,7 @@ def constraints(cell: Cell) -> str:
 def build(cell: Cell) -> None:
     """Make (or reuse) the cell's environment; on failure note why, so the table says so."""
     wanted = constraints(cell)
-    stamp = hashlib.sha256(((ROOT / "pyproject.toml").read_bytes() + wanted.encode())).hexdigest()
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + wanted.encode()).hexdigest()
     stamp_file = cell.venv / ".matrix-stamp"
     python = cell.venv / "bin" / "python"
     try:
@@ -221,7 +221,7 @@ def table(cells: list[Cell]) -> tuple[str, bool]:
         ok = ok and totals[1] == 0
         rows.append((*base, ran, *(str(n) for n in totals), f"{cell.seconds:.0f}s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines), ok
 
@@ -235,9 +235,8 @@ def main() -> int:
     if args.list:
         for cell in known.values():
             runs = "+".join(label for label, _ in cell.runs)
-            print(
-                f"{cell.name:14} python {cell.python}  otel {cell.otel}  django{cell.django}  celery{cell.celery}  {runs}"
-            )
+            pins = f"django{cell.django}  celery{cell.celery}"
+            print(f"{cell.name:14} python {cell.python}  otel {cell.otel}  {pins}  {runs}")
         return 0
     unknown = [name for name in args.cells if name not in known]
     if unknown:

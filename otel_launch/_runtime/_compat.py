@@ -153,10 +153,9 @@ def usable(feature: str) -> bool:
     from otel_launch._runtime._log import warn
 
     more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
-    warn(
-        f"{feature}: {gone[0]}{more} not found in opentelemetry-instrumentation {_version('opentelemetry-instrumentation')}"
-        f" / opentelemetry-sdk {_version('opentelemetry-sdk')}; {INTERNALS[feature][0]} serves instead"
-    )
+    releases = f"opentelemetry-instrumentation {_version('opentelemetry-instrumentation')}"
+    releases += f" / opentelemetry-sdk {_version('opentelemetry-sdk')}"
+    warn(f"{feature}: {gone[0]}{more} not found in {releases}; {INTERNALS[feature][0]} serves instead")
     return False
 
 

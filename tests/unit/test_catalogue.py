@@ -26,9 +26,9 @@ def _packages_distributions() -> dict[str, list[str]]:
             continue
         for file in dist.files or ():
             top = file.parts[0] if len(file.parts) > 1 else file.name.partition(".")[0]
-            if file.suffix == ".py" or len(file.parts) > 1 and not top.endswith((".dist-info", ".data")):
-                if top != "__pycache__" and dist.metadata["Name"] not in found.setdefault(top, []):
-                    found[top].append(dist.metadata["Name"])
+            ours = file.suffix == ".py" or len(file.parts) > 1 and not top.endswith((".dist-info", ".data"))
+            if ours and top != "__pycache__" and dist.metadata["Name"] not in found.setdefault(top, []):
+                found[top].append(dist.metadata["Name"])
     return found
 
 
