@@ -154,6 +154,19 @@ def _failed_exports_free_their_batch(exporter: Any) -> None:
             return result
 
         transport.request = request_freeing_its_error
+    elif callable(getattr(exporter, "_export", None)) and hasattr(exporter, "_session"):
+        # SDK before 1.45: the HTTP exporters post through requests in ``_export``, which raises.
+        post = exporter._export
+
+        @functools.wraps(post)
+        def post_freeing_its_error(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return post(*args, **kwargs)
+            except Exception as error:
+                _clear_tracebacks(error)
+                raise error from None
+
+        exporter._export = post_freeing_its_error
 
 
 def _clear_tracebacks(error: BaseException | None) -> None:

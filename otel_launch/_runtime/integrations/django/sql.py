@@ -35,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
+from otel_launch._runtime import _compat
 from otel_launch._runtime.integrations import dbapi
 from otel_launch._runtime.integrations.django import n_plus_one
 
@@ -44,10 +45,6 @@ _CLIENT = trace.SpanKind.CLIENT
 
 def on_backend_import(base_module: Any) -> None:
     """Every Django connection (one a thread and alias) gets the wrapper at construction."""
-    from otel_launch._runtime import _compat
-
-    if not _compat.usable("django-sql"):
-        return
     wrapper_class = base_module.BaseDatabaseWrapper
     init = wrapper_class.__init__
 
@@ -76,6 +73,8 @@ def _take_over_connections(backend_class: type) -> None:
             # contrib's wrapper: its proxy would trace each query a second time.
             return _unproxied(connection) or connection
         connection = get_new_connection(self, *args, **kwargs)
+        if not _compat.usable("django-sql"):  # checked at the first connect: it imports the contrib
+            return connection
         try:
             raw = _unproxied(connection)
             if raw is not None:  # the contrib's proxy
