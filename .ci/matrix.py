@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,7 +80,8 @@ class Cell:
     venv_error: str = ""
     results: list[dict] = dataclasses.field(default_factory=list)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
-    seconds: float = 0.0
+    build_seconds: float = 0.0
+    test_seconds: float = 0.0
 
     @property
     def venv(self) -> Path:
@@ -116,7 +118,8 @@ def otel_names() -> list[str]:
 
 
 def constraints(cell: Cell) -> str:
-    lines = [f"django{cell.django}", f"celery{cell.celery}"]
+    # kombu follows Celery's minor (a newer kombu beside Celery 5.3 wants a newer redis-py than 5.3's).
+    lines = [f"django{cell.django}", f"celery{cell.celery}", f"kombu{cell.celery}"]
     pins = OTEL_SETS[cell.otel]
     if pins is not None:
         sdk, contrib = pins
@@ -198,28 +201,31 @@ def otel_label(cell: Cell) -> str:
 
 def table(cells: list[Cell]) -> tuple[str, bool]:
     rows = [
-        ("cell", "python", "opentelemetry (sdk/contrib)", "django", "celery", "ran", "pass", "fail", "skip", "time")
+        ("cell", "python", "opentelemetry sdk/contrib", "django", "celery", "ran (passed)", "pass", "fail", "skip")
+        + ("build", "tests")
     ]
     ok = True
     for cell in cells:
         python = cell.versions.get("__python__", cell.python)
         base = (cell.name, python, otel_label(cell), cell.versions.get("django", "?"), cell.versions.get("celery", "?"))
         if cell.interpreter is None:
-            rows.append(
-                (cell.name, cell.python, cell.otel, "-", "-", "SKIPPED: no python" + cell.python, "-", "-", "-", "-")
-            )
+            rows.append((cell.name, cell.python, cell.otel, "-", "-", f"SKIPPED: no python{cell.python}", *"-----"))
             ok = ok and not os.environ.get("MATRIX_REQUIRE_ALL")
             continue
         if cell.venv_error:
-            rows.append((*base, "venv build FAILED", "-", "-", "-", f"{cell.seconds:.0f}s"))
+            rows.append((*base, "venv build FAILED", "-", "-", "-", f"{cell.build_seconds:.0f}s", "-"))
             ok = False
             continue
-        ran = "+".join(r["what"] for r in cell.results if not r["what"].startswith("ruff"))
+        tests = [r for r in cell.results if not r["what"].startswith("ruff")]
+        ran = " ".join(f"{r['what']}({r['passed']})" for r in tests)
         if cell.lint:
-            ran = "lint+" + ran
-        totals = [sum(r.get(key, 0) for r in cell.results) for key in ("passed", "failed", "skipped")]
+            lint_ok = all(r["failed"] == 0 for r in cell.results if r["what"].startswith("ruff"))
+            ran = ("lint " if lint_ok else "lint(FAILED) ") + ran
+            ok = ok and lint_ok
+        totals = [sum(r.get(key, 0) for r in tests) for key in ("passed", "failed", "skipped")]
         ok = ok and totals[1] == 0
-        rows.append((*base, ran, *(str(n) for n in totals), f"{cell.seconds:.0f}s"))
+        times = (f"{cell.build_seconds:.0f}s", f"{cell.test_seconds:.0f}s")
+        rows.append((*base, ran, *(str(n) for n in totals), *times))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -231,6 +237,10 @@ def main() -> int:
     parser.add_argument("cells", nargs="*", help="cell names (default: every default cell)")
     parser.add_argument("--list", action="store_true", help="print the cells and exit")
     args = parser.parse_args()
+    # Started from a shell's background job, this process ignores SIGINT, and so would every
+    # process a test starts (exec keeps an ignored signal ignored): the tests that stop a server
+    # with Ctrl-C would time out. A handler here is reset to the default in each child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     known = {cell.name: cell for cell in CELLS + EXTRA_CELLS}
     if args.list:
         for cell in known.values():
@@ -250,7 +260,7 @@ def main() -> int:
     runnable = [cell for cell in cells if cell.interpreter]
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as builder:
-        builds = {cell.name: builder.submit(_timed, build, cell) for cell in runnable}
+        builds = {cell.name: builder.submit(_timed, build, cell, "build_seconds") for cell in runnable}
         for cell in runnable:
             builds[cell.name].result()  # the next cell's build goes on while this one's tests run
             if cell.venv_error:
@@ -261,7 +271,7 @@ def main() -> int:
                 capture_output=True,
                 text=True,
             ).stdout.strip()
-            _timed(run_tests, cell)
+            _timed(run_tests, cell, "test_seconds")
     text, ok = table(cells)
     print(f"\n=== otel-launch test matrix ({time.monotonic() - started:.0f}s in all) ===\n{text}")
     if os.environ.get("MATRIX_TABLE"):
@@ -269,12 +279,12 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _timed(step, cell: Cell) -> None:
+def _timed(step, cell: Cell, field: str) -> None:
     started = time.monotonic()
     try:
         step(cell)
     finally:
-        cell.seconds += time.monotonic() - started
+        setattr(cell, field, getattr(cell, field) + time.monotonic() - started)
 
 
 if __name__ == "__main__":
