@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type f) pyproject.toml
 
-.PHONY: install test test-unit test-process test-e2e demo bench docs lint clean
+.PHONY: install test test-quick test-matrix-list test-unit test-process test-e2e demo bench docs lint clean
 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
@@ -20,11 +20,20 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 install: $(VENV)/.installed
 
 lint: install
-	$(PY) -m ruff check otel_launch tests examples bench
-	$(PY) -m ruff format --check otel_launch tests examples bench
+	$(PY) -m ruff check otel_launch tests examples bench .ci
+	$(PY) -m ruff format --check otel_launch tests examples bench .ci
 
-# The whole suite: unit tests, then process tests against the real launcher and receiver.
-test: install lint
+# CI: the supported-versions matrix (.ci/matrix.py; each cell in its own .venv-<cell>, lint in the
+# first), then a table of every interpreter, OpenTelemetry set, Django and Celery with pass counts.
+# CELLS=py310-oldest runs some cells only; `make test-matrix-list` shows them.
+test:
+	$(PYTHON) .ci/matrix.py $(CELLS)
+
+test-matrix-list:
+	$(PYTHON) .ci/matrix.py --list
+
+# A developer's quick run: lint and the whole suite once, in .venv (the newest OpenTelemetry set).
+test-quick: install lint
 	$(PY) -m pytest -q
 
 test-unit: install
@@ -51,4 +60,4 @@ docs: install
 	$(PY) -m otel_launch._docs README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-*/ build *.egg-info

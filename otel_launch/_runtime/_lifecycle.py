@@ -293,6 +293,10 @@ def _let_the_apps_providers_win(module: Any) -> None:
     # children too). Only ours gives way: once the app's replaced it, the API's set-once rule
     # holds again for what follows (tests/process/test_providers.py). Pinned to the API's
     # globals; the own-telemetry e2e test fails if they change.
+    from otel_launch._runtime import _compat
+
+    if not _compat.usable("app-tracer-provider" if module.__name__ == "opentelemetry.trace" else "app-meter-provider"):
+        return
     if module.__name__ == "opentelemetry.trace":
         internal, setter, current, once = module, "set_tracer_provider", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE"
     else:

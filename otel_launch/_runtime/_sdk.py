@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from otel_launch._runtime import _declarative, _lifecycle
+from otel_launch._runtime import _compat, _declarative, _lifecycle
 from otel_launch._runtime._log import DropReport, rate_limit, warn
 from otel_launch._settings import read_setting
 
@@ -92,7 +92,7 @@ class PerProcessExporter:
         # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
             rate_limit(*_EXPORT_LOGGERS)
-            if self._path in _OTLP_SPAN_EXPORTERS:
+            if self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding"):
                 from otel_launch._runtime import _otlp_encoding
 
                 _otlp_encoding.install(self._path.partition(":")[0])
@@ -160,6 +160,19 @@ def _failed_exports_free_their_batch(exporter: Any) -> None:
             return result
 
         transport.request = request_freeing_its_error
+    elif callable(getattr(exporter, "_export", None)) and hasattr(exporter, "_session"):
+        # SDK before 1.45: the HTTP exporters post through requests in ``_export``, which raises.
+        post = exporter._export
+
+        @functools.wraps(post)
+        def post_freeing_its_error(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return post(*args, **kwargs)
+            except Exception as error:
+                _clear_tracebacks(error)
+                raise error from None
+
+        exporter._export = post_freeing_its_error
 
 
 def _clear_tracebacks(error: BaseException | None) -> None:
@@ -182,8 +195,12 @@ def _counting(processor_class: type, hook: str, what: str) -> type:
     enqueue = getattr(processor_class, hook)
 
     def counted(self: Any, item: Any) -> None:
-        batch = self._batch_processor
-        if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
+        try:
+            batch = self._batch_processor
+            full = len(batch._queue) >= batch._max_queue_size and not batch._shutdown
+        except AttributeError:  # an SDK without them (_compat "drop-counts"): drops go uncounted
+            full = False
+        if full:
             self._drops.dropped()
         enqueue(self, item)
 
@@ -232,7 +249,7 @@ def resource() -> Any:
             import opentelemetry.sdk._logs  # noqa: F401
             from opentelemetry.sdk.resources import Resource
 
-            _built["resource"], _built["resource_pid"] = Resource.create(), os.getpid()
+            _built["resource"], _built["resource_pid"] = _compat.process_resource(Resource.create()), os.getpid()
         return _built["resource"]
 
 
@@ -336,7 +353,7 @@ class _PerProcessMetricExporter(PerProcessExporter):
 
     def __init__(self, kind: str) -> None:
         super().__init__("metrics", kind)
-        if kind == "console":
+        if kind == "console" or not _compat.usable("metric-preferences"):
             self._preferred_temporality, self._preferred_aggregation = {}, {}
             return
         from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (

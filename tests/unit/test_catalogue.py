@@ -15,12 +15,29 @@ from otel_launch._runtime.integrations._catalogue import OURS, Entry, activate
 from otel_launch._runtime.integrations._dist_info import cached_scan, scan
 
 
+def _packages_distributions() -> dict[str, list[str]]:
+    """importlib.metadata's, with 3.11's fallback on 3.10: a distribution without top_level.txt
+    (urllib3 2, any hatchling wheel) owns the top-level names of the files in its RECORD."""
+    found = importlib.metadata.packages_distributions()
+    if sys.version_info >= (3, 11):
+        return found
+    for dist in importlib.metadata.distributions():
+        if dist.read_text("top_level.txt") is not None:
+            continue
+        for file in dist.files or ():
+            top = file.parts[0] if len(file.parts) > 1 else file.name.partition(".")[0]
+            ours = file.suffix == ".py" or len(file.parts) > 1 and not top.endswith((".dist-info", ".data"))
+            if ours and top != "__pycache__" and dist.metadata["Name"] not in found.setdefault(top, []):
+                found[top].append(dist.metadata["Name"])
+    return found
+
+
 def test_the_scan_finds_what_importlib_metadata_finds_in_this_environment():
     """Side by side with the standard library on the real environment: same entry points, same
     requirements (as upstream's dependency check extracts them), triggers that are the
     library's own top-level modules."""
     by_name = {entry.name: entry for entry in scan()}
-    top_levels = importlib.metadata.packages_distributions()
+    top_levels = _packages_distributions()
     expected = {}
     for point in importlib.metadata.entry_points(group="opentelemetry_instrumentor"):
         if point.name in OURS:

@@ -31,7 +31,7 @@ def _let_the_app_instrument_again() -> None:
     instrument = BaseInstrumentor.instrument
 
     def instrument_replacing_ours(self: Any, **kwargs: Any) -> Any:
-        if self._is_instrumented_by_opentelemetry and type(self) in _ours:
+        if self.is_instrumented_by_opentelemetry and type(self) in _ours:
             return None
         return instrument(self, **kwargs)
 

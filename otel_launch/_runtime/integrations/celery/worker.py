@@ -338,6 +338,8 @@ def main_process_gauges() -> None:
         unit="{task}",
         description="Tasks this worker received that wait for a free pool slot.",
     )
+    if not hasattr(state, "scheduled_requests"):  # Celery before 5.4 keeps no such set
+        return
     meter.create_observable_up_down_counter(
         "celery.worker.tasks.scheduled",
         observe(lambda: len(state.scheduled_requests)),

@@ -16,6 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
+from otel_launch._runtime import _compat
 from otel_launch._runtime._log import warn
 
 # Commands that serve or wait for a person: a span would stay open for the process's life.
@@ -26,29 +27,39 @@ def instrument() -> None:
     """Our request middleware in ``settings.MIDDLEWARE``, unless the app instrumented Django itself."""
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    from otel_launch._runtime.integrations.django import request
+    from otel_launch._runtime.integrations.django import contrib_middleware
 
     if os.environ.get("OTEL_PYTHON_DJANGO_INSTRUMENT") == "False":  # the contrib's off switch
         return
     if DjangoInstrumentor().is_instrumented_by_opentelemetry:
         # The app ran the contrib's instrumentor: its middleware serves, never a second span.
-        _set_middleware(remove=request.MIDDLEWARE)
-        from otel_launch._runtime.integrations.django import contrib_middleware
-
+        _set_middleware(remove=OUR_MIDDLEWARE)
         contrib_middleware.apply()
         return
+    if not _compat.usable("django-request"):  # a contrib release whose internals ours cannot use
+        from otel_launch._runtime.integrations._instrumentor import instrument_once
+
+        instrument_once(DjangoInstrumentor())  # its middleware, as it is (its fixes need the same names)
+        return
+    from otel_launch._runtime.integrations.django import request
+
     request.config()
-    _set_middleware(add=request.MIDDLEWARE)
+    _set_middleware(add=OUR_MIDDLEWARE)
+
+
+# request.MIDDLEWARE, named without importing request.py (which needs the contrib's internals).
+OUR_MIDDLEWARE = "otel_launch._runtime.integrations.django.request.OpenTelemetryMiddleware"
 
 
 def _set_middleware(add: str | None = None, remove: str | None = None) -> None:
     from django.conf import settings
-    from opentelemetry.instrumentation.django import _get_django_otel_middleware_position
 
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if remove in middleware:
         middleware.remove(remove)
     elif add and add not in middleware:
+        from opentelemetry.instrumentation.django import _get_django_otel_middleware_position
+
         middleware.insert(_get_django_otel_middleware_position(len(middleware), 0), add)
     else:
         return

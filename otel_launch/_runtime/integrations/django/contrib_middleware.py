@@ -10,6 +10,10 @@ from typing import Any
 
 def apply() -> None:
     # Also when the app ran the instrumentor itself: the spans are the contrib's either way.
+    from otel_launch._runtime import _compat
+
+    if not _compat.usable("django-contrib-fixes"):
+        return
     _skip_work_nothing_uses()
     _follow_http_conventions()
 

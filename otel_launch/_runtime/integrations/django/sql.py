@@ -35,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
+from otel_launch._runtime import _compat
 from otel_launch._runtime.integrations import dbapi
 from otel_launch._runtime.integrations.django import n_plus_one
 
@@ -72,14 +73,19 @@ def _take_over_connections(backend_class: type) -> None:
             # contrib's wrapper: its proxy would trace each query a second time.
             return _unproxied(connection) or connection
         connection = get_new_connection(self, *args, **kwargs)
-        raw = _unproxied(connection)
-        if raw is not None:  # the contrib's proxy
-            self._otel_launch_queries = _Queries(connection._self_db_api_integration)
-            connection = raw
-        else:  # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
+        if not _compat.usable("django-sql"):  # checked at the first connect: it imports the contrib
+            return connection
+        try:
+            raw = _unproxied(connection)
+            if raw is not None:  # the contrib's proxy
+                self._otel_launch_queries = _Queries(connection._self_db_api_integration)
+                return raw
+            # a driver no installed instrumentation wraps: mysqlclient, oracledb, ...
             integration = _integration_from_settings(self, connection)
             if integration is not None:
                 self._otel_launch_queries = _Queries(integration)
+        except Exception as exc:  # the contrib's integration changed: its proxy (if any) traces on
+            _report(exc)
         return connection
 
     backend_class.get_new_connection = unproxied
