@@ -1,11 +1,12 @@
 """What reaches the collector from a Celery prefork worker, otel-launch against opentelemetry-instrument.
 
-The scenario of issue 3: the example shop's worker (prefork, 2 children, Redis broker on
-127.0.0.1:6379), a management command that places N orders (2 tasks each), SIGTERM to the worker
-right after the last task. Counted at a real OTLP receiver: task run spans (against the
-executions the tasks logged themselves), worker metric points, and root spans the worker sent
-that are not task runs (broker bookkeeping). Run: ``.venv/bin/python bench/celery_loss.py [N]``.
-Not part of ``make test``; prints a Markdown table.
+The scenario of issue 3: the example shop's worker (prefork, 2 children; the Redis broker is a
+private redis-server on a free port, or the one OTEL_LAUNCH_TEST_REDIS_URL names), a management
+command that places N orders (2 tasks each), SIGTERM to the worker right after the last task.
+Counted at a real OTLP receiver: task run spans (against the executions the tasks logged
+themselves), worker metric points, and root spans the worker sent that are not task runs (broker
+bookkeeping). Run: ``.venv/bin/python bench/celery_loss.py [N]``. Not part of ``make test``;
+prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pathlib import Path
 from otel_launch._receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from redis_server import redis_for_run  # noqa: E402
+
 SHOP = ROOT / "examples" / "shop"
 BIN = Path(sys.executable).parent
 
@@ -36,7 +40,7 @@ def wait_until(check, timeout: float) -> bool:
     return False
 
 
-def scenario(tool: str, orders: int, max_tasks: int | None, export_settings: bool, template: Path) -> dict:
+def scenario(tool: str, orders: int, max_tasks: int | None, export_settings: bool, template: Path, broker: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="celery-loss-"))
     shutil.copy(template, workdir / "shop.sqlite3")
     task_log = workdir / "tasks.jsonl"
@@ -46,7 +50,7 @@ def scenario(tool: str, orders: int, max_tasks: int | None, export_settings: boo
             SHOP_DB=str(workdir / "shop.sqlite3"),
             SHOP_TASK_LOG=str(task_log),
             SHOP_QUEUE=f"loss-{os.getpid()}-{time.monotonic_ns()}",
-            SHOP_BROKER_URL="redis://127.0.0.1:6379/0",
+            SHOP_BROKER_URL=broker,
             OTEL_SERVICE_NAME="shop-worker",
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
             OTEL_LOGS_EXPORTER="none",
@@ -88,11 +92,15 @@ def main() -> None:
     env = {**os.environ, "SHOP_DB": str(template), "SHOP_BROKER_URL": "filesystem://"}
     subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=SHOP, env=env, check=True, timeout=120)
     rows = []
-    for max_tasks in (None, 5):
-        for tool in ("opentelemetry-instrument", "otel-launch"):
-            rows.append(scenario(tool, orders, max_tasks, True, template))
-    rows.append(scenario("opentelemetry-instrument", orders, None, False, template))
-    rows.append(scenario("otel-launch", orders, None, False, template))
+    with redis_for_run() as redis:
+        if redis.url is None:
+            raise SystemExit(f"bench: no Redis for the broker: {redis.description}")
+        print(f"redis: {redis.description}", file=sys.stderr)
+        for max_tasks in (None, 5):
+            for tool in ("opentelemetry-instrument", "otel-launch"):
+                rows.append(scenario(tool, orders, max_tasks, True, template, redis.url))
+        rows.append(scenario("opentelemetry-instrument", orders, None, False, template, redis.url))
+        rows.append(scenario("otel-launch", orders, None, False, template, redis.url))
     print("| " + " | ".join(rows[0]) + " |")
     print("|" + "---|" * len(rows[0]))
     for row in rows:

@@ -14,11 +14,11 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from _common import (
     BIN,
     OURS,
@@ -31,14 +31,12 @@ from _common import (
     Variant,
     children,
     cpu_seconds,
-    free_port,
     memory_kb,
     process,
     run,
     wait_until,
 )
-
-LOCAL_REDIS = ("127.0.0.1", 6379)
+from redis_server import redis_for_run  # noqa: E402
 
 
 class OtherVenv(Variant):
@@ -61,30 +59,13 @@ def before_variants() -> list[Variant]:
     ]
 
 
-def reachable(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def redis(workdir: Path) -> Iterator[tuple[str | None, str]]:
-    """(URL, which server): a redis-server of our own on a free port, else the one at 6379, else none."""
-    server = shutil.which("redis-server")
-    if server is None:
-        if reachable(LOCAL_REDIS):
-            yield "redis://127.0.0.1:6379/0", "the server at 127.0.0.1:6379"
-        else:
-            yield None, "none (no redis-server, nothing at 127.0.0.1:6379): Celery figures skipped"
-        return
-    port = free_port()
-    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with process(command, workdir, {}, 3600, workdir / "redis.log"):
-        if not wait_until(lambda: reachable(("127.0.0.1", port)), 10):
-            raise SystemExit("bench: redis-server did not start listening")
-        yield f"redis://127.0.0.1:{port}/0", f"a redis-server started on 127.0.0.1:{port}"
+    """(URL, which server): the one Redis choice of ``make test`` and ``make demo`` (a private
+    redis-server on a free port; a shared one only when OTEL_LAUNCH_TEST_REDIS_URL names it)."""
+    with redis_for_run(workdir) as chosen:
+        which = chosen.description if chosen.url else f"{chosen.description}: Celery figures skipped"
+        yield chosen.url, which
 
 
 def ticks(path: Path) -> list[float]:
