@@ -26,10 +26,12 @@ def test_task_known_only_by_name_gets_a_publish_span_that_does_not_stay_current(
 
 
 BROKER_COMMANDS = """
+import os
+
 from kombu import Connection
 from opentelemetry import trace
 
-with Connection("redis://127.0.0.1:6379/0") as connection:
+with Connection(os.environ["BROKER_URL"]) as connection:
     client = connection.default_channel.client  # made by kombu's transport: a broker client
     client.execute_command("PING")  # its own bookkeeping, outside any span: untraced
     with client.pipeline() as pipe:
@@ -46,15 +48,18 @@ with Connection("redis://127.0.0.1:6379/0") as connection:
 def test_broker_commands_are_traced_only_inside_a_span(receiver, workdir):
     """The consumer's Redis commands skip the contrib's wrapper outside a span (integrations/redis.py);
     inside one they are the contrib's client spans, as any other Redis command."""
-    from tests.conftest import LOCAL_REDIS, reachable
+    from examples.redis_server import redis_for_run
 
     pytest.importorskip("redis")
-    if not reachable(LOCAL_REDIS):
-        pytest.skip("no Redis at 127.0.0.1:6379 (read-only PINGs are all this test sends)")
     script = workdir / "broker_commands.py"
     script.write_text(BROKER_COMMANDS)
-    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
-    result = run([*launcher(), PYTHON, str(script)], env, workdir)
+    with redis_for_run(workdir) as redis:  # a private redis-server (read-only PINGs are all this test sends)
+        if redis.url is None:
+            pytest.skip(f"no Redis: {redis.description}")
+        env = clean_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none", BROKER_URL=redis.url
+        )
+        result = run([*launcher(), PYTHON, str(script)], env, workdir)
     assert result.returncode == 0, result.stderr
     assert receiver.wait_for(lambda r: len(r.spans) >= 3, timeout=10)
     (inside,) = [s for s in receiver.spans if s.name == "inside"]
