@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import clean_env, launcher, run
 
-pytestmark = pytest.mark.process
+pytestmark = [pytest.mark.process, pytest.mark.once]
 BASH = shutil.which("bash")
 
 

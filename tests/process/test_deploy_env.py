@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import clean_env, launcher, run
 from tests.unit.test_deploy import SHOP_SERVICES, by_kind, compose, containers
 
-pytestmark = pytest.mark.process
+pytestmark = [pytest.mark.process, pytest.mark.once]
 pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it: pip install '.[test]')")
 STAND_IN = '#!/bin/sh\nprintf "%s\\n" "$0 $*" "service=$OTEL_SERVICE_NAME" "resource=$OTEL_RESOURCE_ATTRIBUTES"\n'
 

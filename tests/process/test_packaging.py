@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import PYTHON, clean_env, run
 
-pytestmark = pytest.mark.process
+pytestmark = [pytest.mark.process, pytest.mark.once]
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "otel_launch" / "local" / "ui" / "static"
 BUILD_TIMEOUT = 300

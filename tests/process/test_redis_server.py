@@ -10,7 +10,7 @@ import pytest
 
 from examples.redis_server import SHARED_VARIABLE, RedisUnavailable, planned, redis_for_run, shared_url
 
-pytestmark = pytest.mark.process
+pytestmark = [pytest.mark.process, pytest.mark.once]
 redis = pytest.importorskip("redis")
 needs_server = pytest.mark.skipif(not shutil.which("redis-server"), reason="no redis-server installed here")
 

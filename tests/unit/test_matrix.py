@@ -52,6 +52,10 @@ def test_the_matrix_runs_both_ends_and_the_full_suite_on_the_newest():
     by_set = {cell.otel: cell for cell in matrix.CELLS}
     assert {"oldest", "newest"} <= set(by_set)
     for otel in ("oldest", "newest"):
-        assert any(matrix.UNIT in c.runs and matrix.PROCESS in c.runs for c in matrix.CELLS if c.otel == otel)
+        processes = (matrix.PROCESS, matrix.PROCESS_VERSIONED)
+        assert any(
+            matrix.UNIT in c.runs and any(p in c.runs for p in processes) for c in matrix.CELLS if c.otel == otel
+        )
     full = [cell for cell in matrix.CELLS if matrix.E2E in cell.runs]
     assert len(full) == 1 and full[0].otel == "newest" and full[0].lint
+    assert matrix.PROCESS in full[0].runs  # the tests marked `once` run there
