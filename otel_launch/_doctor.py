@@ -377,8 +377,8 @@ def _all_header_values(config: Config) -> list[str]:
     return values
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    return mask_text(text, values=secrets)
+def _scrub(text: str, secrets: tuple[str, ...], settings_row: bool = False) -> str:
+    return mask_text(text, values=secrets, settings_row=settings_row)
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -391,15 +391,15 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
     # is reported here, once. Read when grpc is first imported, which happens below.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-    def say(line: str) -> None:
-        out.write(_scrub(line, secrets) + "\n")
+    def say(line: str, settings_row: bool = False) -> None:
+        out.write(_scrub(line, secrets, settings_row) + "\n")
         out.flush()
 
     env = config.child_env()
     secrets = secret_values(_all_header_values(config))
     say(f"otel-launch doctor {__version__}: settings are flags > environment > env file > defaults")
     for flag, variable, value, source in config.rows():
-        say(f"setting: {variable}={value}  ({flag or 'pass-through'}, from {source})")
+        say(f"setting: {variable}={value}  ({flag or 'pass-through'}, from {source})", settings_row=True)
     for warning in config.warnings:
         say(f"warning: {warning}")
     say(version_line())

@@ -9,12 +9,14 @@ masking of their own, with different rules. They all go through here now:
   those whose parameter name matches the ``OTEL_LAUNCH_REDACT`` pattern (exported data, where
   the other values help to debug);
 - in free text, URLs are found and masked, so are ``user:password@host`` without a scheme,
-  ``name=value`` pairs whose name looks secret (``/p?token=...`` in urllib3's messages,
-  ``password=...`` in a DSN), and the values the caller knows to be secret (export headers).
+  Authorization values (the scheme's word and the credential), ``name=value`` pairs whose name
+  looks secret (``/p?token=...`` in urllib3's messages, ``password=...`` in a DSN), and the
+  values the caller knows to be secret (export headers).
 
 When in doubt the rules mask too much rather than too little (an ``@`` before the first ``/``
-of a URL is taken for the end of its user part). Standard library only: the bootstrap in the
-target reads it at interpreter start.
+of a URL is taken for the end of its user part; so is one after it when a ``:`` comes before:
+``http://host:8080/@scope/pkg`` loses its host and path, a password with a ``/`` never shows).
+Standard library only: the bootstrap in the target reads it at interpreter start.
 """
 
 from __future__ import annotations
@@ -66,17 +68,31 @@ def mask_query(query: str, secret: re.Pattern[str] | None = None) -> str:
 def mask_userinfo(url: str) -> str:
     """``scheme://user:password@host`` -> ``scheme://user:***@host``; a lone ``token@`` is all
     secret. The user part ends at the last ``@`` before the first ``/`` (masking a query's
-    ``@`` rather than letting a password with ``?`` or ``#`` in it through)."""
+    ``@`` rather than letting a password with ``?`` or ``#`` in it through). A password may
+    hold a ``/`` too (base64, a DSN SQLAlchemy accepts unencoded): when no ``@`` comes before
+    the first ``/`` but a ``:`` does, the user part ends at the last ``@`` after it (before
+    the query when ``host:digits`` could be a port, anywhere when it cannot)."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
+    if not sep or "@" not in rest:
         return url
     authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return url
-    userinfo, _, host = authority.rpartition("@")
+    if "@" in authority:
+        userinfo, _, after = authority.rpartition("@")
+        after += slash + path
+    else:
+        colon = authority.find(":")
+        if colon == -1 or authority.startswith("["):  # no password, or an IPv6 literal host
+            return url
+        end = len(rest)
+        if authority[colon + 1 :].isdigit():  # host:port/...: an "@" in the query is an e-mail's
+            end = min((index for index in (rest.find("?"), rest.find("#")) if index != -1), default=end)
+        at = rest.rfind("@", 0, end)
+        if at == -1:
+            return url
+        userinfo, after = rest[:at], rest[at + 1 :]
     user, has_password, _ = userinfo.partition(":")
-    masked = f"{user}:{MASK}@{host}" if has_password and user else f"{MASK}@{host}"
-    return f"{scheme}://{masked}{slash}{path}"
+    masked = f"{user}:{MASK}@" if has_password and user else f"{MASK}@"
+    return f"{scheme}://{masked}{after}"
 
 
 def mask_url(url: str, secret: re.Pattern[str] | None = None) -> str:
@@ -97,26 +113,42 @@ def mask_url(url: str, secret: re.Pattern[str] | None = None) -> str:
 
 _URL_IN_TEXT = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+"
 # "user:password@host" with no scheme, as the gRPC exporter prints its target.
-_USERINFO_IN_TEXT = r"(?<![\w.+-])([^\s:/@'\"<>]+):[^\s/@'\"<>]+@(?=[^\s/@'\"<>])"
+# The password may hold a "/" but not start with "//" (a URL's "scheme://", masked already); the
+# user does not start inside a URL's path or host (after "/", ":" or "[").
+_USERINFO_IN_TEXT = r"(?<![\w.+/:\[-])([^\s:/@'\"<>]+):(?!//)[^\s@'\"<>]+@(?=[^\s/@'\"<>])"
 # name=value in free text (a query without its URL, a key=value DSN); the value is quoted, or
 # runs to a space, a separator or a quote.
 _PAIR_IN_TEXT = r"([\w.%+-]+)=('[^']*'|\"[^\"]*\"|[^\s&;'\"]+)"
+# An Authorization or Proxy-Authorization value (``name=``, ``name: ``, ``'name': '``): the scheme's
+# word and the credential after it (token68: up to a space, quote, ``,`` ``;`` ``&``), masked whole; a
+# word after a lone token is masked too.
+_AUTH_IN_TEXT = (
+    r"(?i)((?<![a-z])(?:proxy[-_])?authorization['\"]?[ \t]*[:=][ \t]*['\"]?)"
+    r"(?:[a-z][\w.+-]*[ \t]+)?[^\s'\",;&]+"
+)
 # The same, in a comma-separated list (a headers setting's value).
 _PAIR_IN_LIST = r"([\w.%+-]+)=([^\s&;,'\"]+)"
 # Patterns are source text, compiled (and cached by re) at their first use: this module is
 # imported at every interpreter start, where compiling them would cost ~2.5 ms.
 
 
-def mask_text(text: str, secret: re.Pattern[str] | None = None, values: Iterable[str] = ()) -> str:
+def mask_text(
+    text: str, secret: re.Pattern[str] | None = None, values: Iterable[str] = (), settings_row: bool = False
+) -> str:
     """Free text (a log line, an exception message, a stack trace) as it may be shown: URLs
-    masked (``mask_url`` with ``secret``), ``user:password@``, ``name=value`` pairs named like
-    ``secret`` (the built-in pattern when None) and every one of ``values`` hidden. Returns
-    ``text`` itself when nothing changes."""
+    masked (``mask_url`` with ``secret``), ``user:password@``, Authorization values,
+    ``name=value`` pairs named like ``secret`` (the built-in pattern when None) and every one of
+    ``values`` hidden. ``settings_row``: the text is one of the doctor's rows, whose
+    ``OTEL_*=value`` was masked by the setting's own rule (a key file's path is no secret);
+    anywhere else such a pair is free text like any other. Returns ``text`` itself when
+    nothing changes."""
     result = text
     if "://" in result:
         result = re.sub(_URL_IN_TEXT, lambda match: mask_url(match.group(0), secret), result)
     if "@" in result:
         result = re.sub(_USERINFO_IN_TEXT, lambda match: f"{match.group(1)}:{MASK}@", result)
+    if "uthorization" in result or "UTHORIZATION" in result:
+        result = re.sub(_AUTH_IN_TEXT, lambda match: f"{match.group(1)}{MASK}", result)
     if "=" in result:
         names = secret or re.compile(REDACT_PATTERN, re.IGNORECASE)  # re's cache: compiled once
 
@@ -125,7 +157,9 @@ def mask_text(text: str, secret: re.Pattern[str] | None = None, values: Iterable
             if value == MASK:
                 return match.group(0)
             # A setting's row (the doctor's) was masked by the setting's own rule already.
-            if name.startswith("OTEL_") or not names.search(unquote_plus(name) if "%" in name or "+" in name else name):
+            if (settings_row and name.startswith("OTEL_")) or not names.search(
+                unquote_plus(name) if "%" in name or "+" in name else name
+            ):
                 if "=" in value:  # OTEL_EXPORTER_OTLP_HEADERS=authorization=...,x=...: the pairs inside
                     return f"{name}={re.sub(_PAIR_IN_LIST, pair, value)}"
                 return match.group(0)

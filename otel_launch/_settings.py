@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 # The masking lives in _masking; these names stay importable from here.
-from otel_launch._masking import MASK, REDACT_PATTERN, mask_url  # noqa: F401
+from otel_launch._masking import MASK, REDACT_PATTERN, mask_url, mask_userinfo  # noqa: F401
 from otel_launch._masking import mask_text as mask_urls_in  # noqa: F401
 
 
@@ -249,11 +249,15 @@ def _render_number(value: float) -> str:
 
 
 def has_userinfo(url: str) -> bool:
-    """Whether a URL carries a user or password before its host."""
+    """Whether a URL carries a user or password before its host: as urlsplit reads it, or as
+    the masker does (a password holding a ``/``, which urlsplit takes for the path's start)."""
+    url = url.strip()
     try:
-        return "@" in urlsplit(url.strip()).netloc
+        if "@" in urlsplit(url).netloc:
+            return True
     except ValueError:
         return False
+    return mask_userinfo(url) != url
 
 
 ECHO_LIMIT = 80

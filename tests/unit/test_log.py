@@ -60,6 +60,19 @@ def test_configured_header_values_and_schemeless_passwords_are_hidden(monkeypatc
     assert "user:***@collector:4317" in text
 
 
+def test_authorization_values_otel_pairs_and_slash_passwords_are_hidden(monkeypatch):
+    """Not this process's header value: masked by shape (the credential after the scheme too)."""
+    from otel_launch._runtime import _log
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS", raising=False)
+    monkeypatch.setattr(_log, "_secrets", {})
+    masked = record(
+        "headers %s; target %s, %s", "Authorization=Bearer TOK12345", "u:Pw/Sec2@collector:4317", "OTEL_X_TOKEN=Tk9"
+    )
+    assert RateLimitFilter().filter(masked)
+    assert masked.getMessage() == "headers Authorization=***; target u:***@collector:4317, OTEL_X_TOKEN=***"
+
+
 def test_the_sdks_queue_full_line_is_replaced_by_ours():
     assert not RateLimitFilter().filter(record("Queue full, dropping %s.", "Span"))
 

@@ -7,7 +7,8 @@ password before the host of a span's URL). In every shape, the secret never come
 Secrets are drawn from what may stand unencoded in a URL's user part or query (RFC 3986's
 unreserved and sub-delims, ``%``, ``:``, ``@``), minus what ends a URL in free text (spaces,
 quotes, ``<>``: a message's quotes delimit its URLs) and the separators ``&`` ``;`` ``#``
-``/`` ``?`` ``=``, which a secret cannot hold unencoded without changing the URL's meaning.
+``/`` ``?`` ``=``, which a secret cannot hold unencoded without changing the URL's meaning;
+except a password's ``/`` (and ``?`` after it): base64 holds one, SQLAlchemy takes it unencoded.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from hypothesis import strategies as st
 from otel_launch import _doctor, _settings
 from otel_launch._masking import MASK, REDACT_PATTERN, mask_query, mask_text, mask_url, secret_values
 from otel_launch._runtime import _log, _scrub
+from otel_launch._settings import has_userinfo
 
 SECRET_NAMES = re.compile(REDACT_PATTERN, re.IGNORECASE)
 _SAFE = string.ascii_letters + string.digits + "-._~!$()*+,%"
 secrets = st.text(alphabet=_SAFE + ":@", min_size=4, max_size=24).map(lambda s: "S3c" + s)
+# A password with a "/" in it (and maybe "?", "@" after it): "user:pa/ss@host" is no host:port.
+slash_secrets = st.tuples(
+    st.text(alphabet=_SAFE + ":@", max_size=12), st.text(alphabet=_SAFE + ":@/?", max_size=12)
+).map(lambda parts: f"S3c{parts[0]}/{parts[1]}")
 query_secrets = st.text(alphabet=_SAFE + ":@/?", min_size=4, max_size=24).map(lambda s: "S3c" + s)
 words = st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=10)
 hosts = st.builds(lambda a, b: f"{a}.{b}", words, st.sampled_from(["com", "internal", "local"]))
@@ -142,14 +148,112 @@ def test_every_masker_is_the_one():
 
 
 def test_settings_rows_keep_what_their_own_mask_kept():
-    """The doctor's "setting:" rows are masked by each setting's rule: a key file's path is no secret."""
+    """The doctor's "setting:" rows are masked by each setting's rule: a key file's path is no secret.
+    Only those rows: the same pair in any other text is masked like any secret-named pair."""
     row = "setting: OTEL_EXPORTER_OTLP_CLIENT_KEY=/etc/otel/client.key  (pass-through, from env)"
-    assert mask_text(row) == row
-    assert _doctor._scrub(row, ()) == row
+    assert mask_text(row, settings_row=True) == row
+    assert _doctor._scrub(row, (), settings_row=True) == row
+    assert "/etc/otel" not in mask_text(row) and "/etc/otel" not in _doctor._scrub(row, ())
 
 
 def test_a_headers_row_keeps_its_names():
     row = "setting: OTEL_EXPORTER_OTLP_TRACES_HEADERS=x-traces-key=***,x-team=***  (pass-through, from env)"
-    assert mask_text(row) == row
+    assert mask_text(row) == row == mask_text(row, settings_row=True)
     leaked = "env: OTEL_EXPORTER_OTLP_HEADERS=api-key=k-123,x-team=web"
     assert mask_text(leaked) == "env: OTEL_EXPORTER_OTLP_HEADERS=api-key=***,x-team=web"
+
+
+@examples
+@given(text_around, schemes, words, slash_secrets, hosts, ports, paths, text_around)
+def test_a_password_with_a_slash_never_comes_through(before, scheme, user, password, host, port, path, after):
+    _no_secret_elsewhere(password, before, after, user, host, path)
+    url = f"{scheme}://{user}:{password}@{host}{port}{path}"
+    for masked in (
+        mask_url(url),
+        mask_url(url, SECRET_NAMES),
+        _settings.mask_url(url),
+        _scrub.redact_url(url, SECRET_NAMES),
+    ):
+        assert password not in masked
+        assert masked.startswith(f"{scheme}://{user}:{MASK}@")
+    assert password not in mask_text(f"{before} {url} {after}")
+    assert has_userinfo(url)  # the otlp_grpc refusal of a user part
+
+
+@examples
+@given(text_around, words, slash_secrets.map(lambda s: s.replace("@", "")), hosts, ports, text_around)
+def test_a_schemeless_password_with_a_slash_never_comes_through(before, user, password, host, port, after):
+    _no_secret_elsewhere(password, before, after, user, host)
+    text = f"{before} {user}:{password}@{host}{port} {after}"
+    assert password not in mask_text(text) and password not in _log.scrub(text)
+
+
+def test_a_slash_password_in_the_reviewers_shapes():
+    assert mask_text("https://user:p/ss@host/x") == "https://user:***@host/x"
+    assert mask_text("ann:Pw/Sec@db:5432") == "ann:***@db:5432"
+    assert mask_text("postgresql://ann:12/34@db/shop") == "postgresql://ann:***@db/shop"  # digits: no port either
+    assert has_userinfo("http://u:p/ss@host:4317") and not has_userinfo("http://host:4317/v1")
+    # What stays: an e-mail in the query after a port, a path's "@" with no ":" before it.
+    assert mask_url("http://h.com:8080/p?to=a@b.com", SECRET_NAMES) == "http://h.com:8080/p?to=a@b.com"
+    assert mask_text("see https://h.com/@ann, http://[::1]:4317/@x") == "see https://h.com/@ann, http://[::1]:4317/@x"
+
+
+auth_names = st.sampled_from(
+    ["Authorization", "authorization", "Proxy-Authorization", "proxy_authorization", "HTTP_AUTHORIZATION"]
+)
+auth_shapes = st.sampled_from(["{n}={v}", "{n}: {v}", "{n}:{v}", "'{n}': '{v}'", '"{n}": "{v}"'])
+auth_schemes = st.sampled_from(["Bearer ", "Basic ", "Token ", "Negotiate ", "bearer  ", ""])
+tokens = st.text(alphabet=string.ascii_letters + string.digits + "-._~+/", min_size=4, max_size=24).map(
+    lambda s: "T0k" + s + "=="
+)
+
+
+@examples
+@given(text_around, auth_names, auth_shapes, auth_schemes, tokens, text_around)
+def test_an_authorization_value_is_masked_whole(before, name, shape, scheme, token, after):
+    """``Authorization=Bearer TOK`` in a log line, ``{'Authorization': 'Bearer TOK'}`` in a repr: the
+    credential after the scheme is what matters, whatever header value this process has."""
+    _no_secret_elsewhere(token, before, after)
+    text = f"{before} {shape.format(n=name, v=scheme + token)} {after}"
+    for masked in (
+        mask_text(text),
+        mask_text(text, SECRET_NAMES),
+        _log.scrub(text),
+        _scrub.redact_text(text, SECRET_NAMES),
+    ):
+        assert token not in masked
+        assert shape.format(n=name, v=MASK) in masked  # the scheme's word went with it, the name stays
+
+
+@examples
+@given(
+    text_around,
+    st.sampled_from(["OTEL_FOO_PASSWORD", "OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_APP_TOKEN", "OTEL_X_API_KEY"]),
+    secrets.filter(lambda s: "=" not in s),
+    text_around,
+)
+def test_otel_named_pairs_in_exported_text_are_masked(before, name, value, after):
+    """An app's exception message or log line: ``OTEL_*=`` is no setting row of the doctor's there."""
+    _no_secret_elsewhere(value, before, after)
+    text = f"{before} {name}={value} {after}"
+    for masked in (
+        mask_text(text),
+        mask_text(text, SECRET_NAMES),
+        _log.scrub(text),
+        _scrub.redact_text(text, SECRET_NAMES),
+    ):
+        assert value not in masked
+
+
+def test_the_doctor_keeps_its_setting_rows(tmp_path):
+    """run_doctor marks its "setting:" rows, and only them, as masked by their own rule."""
+    import io
+
+    from otel_launch._config import Config
+
+    key = tmp_path / "client.key"
+    key.write_text("x")
+    off = {f"OTEL_{signal}_EXPORTER": "none" for signal in ("TRACES", "METRICS", "LOGS")}
+    out = io.StringIO()
+    assert _doctor.run_doctor(Config(environ={**off, "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(key)}), (), 2.0, out) == 0
+    assert f"setting: OTEL_EXPORTER_OTLP_CLIENT_KEY={key}  (pass-through" in out.getvalue()

@@ -187,3 +187,34 @@ def test_exported_log_records_are_scrubbed_body_and_exception_attributes():
     assert record.attributes["exception.message"] == "connect failed: host=db password=*** dbname=shop"
     assert "pw88" not in record.attributes["exception.stacktrace"]
     assert record.attributes["dsn"] == "x"
+
+
+def test_otel_named_pairs_authorization_values_and_slash_passwords_are_scrubbed_from_spans_and_logs():
+    """An ``OTEL_*=`` pair is masked in exported data (only the doctor's rows keep theirs), so is
+    an Authorization value's credential after its scheme, and a password holding a ``/``."""
+    import logging
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
+
+    message = "OTEL_FOO_PASSWORD=PwSecret1 sent Authorization=Bearer TOK12345 to https://u:Pw/Sec2@h/x"
+    masked = "OTEL_FOO_PASSWORD=*** sent Authorization=*** to https://u:***@h/x"
+    provider, exporter = _provider(REDACT_PATTERN, {})
+    with pytest.raises(RuntimeError), provider.get_tracer("test").start_as_current_span("fetch"):
+        raise RuntimeError(message)
+    (exported,) = exporter.get_finished_spans()
+    assert exported.events[0].attributes["exception.message"] == masked
+    assert exported.status.description == f"RuntimeError: {masked}"
+
+    logs = InMemoryLogRecordExporter()
+    log_provider = LoggerProvider()
+    log_provider.add_log_record_processor(ScrubbingLogRecordProcessor(REDACT_PATTERN))
+    log_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    logger = logging.getLogger("test_scrub.otel_pairs")
+    logger.propagate = False
+    logger.addHandler(LoggingHandler(logger_provider=log_provider))
+    logger.warning(message)
+    (data,) = logs.get_finished_logs()
+    assert getattr(data, "log_record", data).body == masked
