@@ -16,10 +16,10 @@ filter wants (``always_on``, or a sampled span current), a disabled meter, a val
 refuses (negative, not finite), a reader added since the binding, an aggregation other than
 explicit buckets (a view's choice), or any provider that is not this SDK.
 
-SDK internals relied on (opentelemetry-sdk 1.45, read at binding time only):
+SDK internals relied on (opentelemetry-sdk 1.43-1.45, read at binding time only):
 ``instrument._measurement_consumer`` (``._reader_storages``, ``._sdk_config.exemplar_filter``),
 ``storage._instrument_view_instrument_matches``, ``match._view._attribute_keys``,
-``match._attributes_aggregation`` keyed by ``_hash_attributes``, and
+``match._attributes_aggregation`` keyed by ``_hash_attributes`` (by the attributes' frozenset in 1.43), and
 ``_ExplicitBucketHistogramAggregation.aggregate(measurement, should_sample_exemplar)``, which
 reads ``measurement.value`` only when no exemplar is to be sampled. When one of these is missing
 the binding fails and ``record()`` is used for good.
@@ -79,8 +79,20 @@ class BoundHistogram:
             self._aggregations = _NEVER
 
     def _find_aggregations(self) -> Any:
-        from opentelemetry.attributes import _clean_attribute_value
-        from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+        try:
+            from opentelemetry.attributes import _clean_attribute_value
+        except ImportError:  # SDK 1.43 measures the attributes as given
+
+            def _clean_attribute_value(attributes: dict, _limit: Any) -> dict:
+                return dict(attributes)
+
+        try:
+            from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+        except ImportError:  # SDK 1.43 keys the aggregations by the attributes' frozenset
+
+            def _hash_attributes(attributes: dict) -> Any:
+                return frozenset(attributes.items())
+
         from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
         from opentelemetry.sdk.metrics._internal.instrument import Histogram
 
