@@ -38,6 +38,7 @@ _state: dict[str, Any] = {}
 
 # The package's exporter names, as the kinds of _sdk.EXPORTER_CLASSES (None: no class of ours).
 _KINDS = {"otlp_grpc": "grpc", "otlp_http": "http/protobuf", "console": "console"}
+_PACKAGE_LOGGERS = ("", "._common", "._tracer_provider", "._meter_provider", "._logger_provider", "._resource")
 _BUILT_IN = ("otlp_grpc", "otlp_http", "console", "otlp_file_development")
 
 
@@ -58,8 +59,10 @@ def configuration() -> Any:
             finally:
                 logger.setLevel(level)
             secrets = header_values(_state["model"])
-            if secrets:
-                logging.getLogger("opentelemetry.configuration").addFilter(_MaskValues(secrets))
+            if secrets:  # a logger's filter sees only its own records: each module's logger
+                masking = _MaskValues(secrets)
+                for module in _PACKAGE_LOGGERS:
+                    logging.getLogger(f"opentelemetry.configuration{module}").addFilter(masking)
             _wrap_metric_exporter_factory()
         return _state["model"]
 
