@@ -404,3 +404,17 @@ def test_the_package_warnings_never_show_a_header_value(tmp_path, monkeypatch, c
         _common._logger.warning("got %s", "a=KeySecret66")
     assert "HdrSecret55" not in caplog.text and "KeySecret66" not in caplog.text, caplog.text
     assert "missing '='" in caplog.text and "got a=***" in caplog.text
+
+
+@needs_package
+def test_ignored_variables_do_not_refuse_the_launch(tmp_path):
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    environ = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer HdrSecret77", "OTEL_BSP_MAX_QUEUE_SIZE": "many"}
+    with pytest.raises(ConfigError):  # without a file they are the SDK's settings: refused
+        Config(environ=environ)
+    config = Config(environ=environ, config_file="otel.yaml")
+    (warning,) = [w for w in config.warnings if "configures the SDK" in w]
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in warning and "OTEL_BSP_MAX_QUEUE_SIZE" in warning
+    assert "HdrSecret77" not in " ".join(config.warnings)
+    env = config.child_env(environ)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in env and "OTEL_BSP_MAX_QUEUE_SIZE" not in env
