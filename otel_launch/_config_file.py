@@ -450,3 +450,52 @@ def _flatten(value: Any, key: str) -> Iterator[tuple[str, str]]:
             yield path, "{}" if item == {} else "[]"
         else:
             yield path, _shown(path, item)
+
+
+# --- what the doctor checks -------------------------------------------------------------------------
+
+_EXPORTERS = {
+    "traces": ("tracer_provider", "processors", ("batch", "simple")),
+    "metrics": ("meter_provider", "readers", ("periodic",)),
+    "logs": ("logger_provider", "processors", ("batch", "simple")),
+}
+
+
+class OtlpExporter(NamedTuple):
+    """A signal's first OTLP exporter in the file, as its exporter will send."""
+
+    key: str  # its key path, for the report
+    protocol: str  # "grpc" or "http/protobuf"
+    url: str
+    headers: dict[str, str]
+    compression: str
+
+
+def otlp_exporter(data: dict[str, Any], signal: str) -> OtlpExporter | None:
+    """The first otlp_grpc/otlp_http exporter of a signal's provider, with the package's defaults;
+    None when the file sends none of this signal over OTLP."""
+    section, listed, kinds = _EXPORTERS[signal]
+    for index, item in enumerate((data.get(section) or {}).get(listed) or []):
+        for kind in kinds:
+            exporter = ((item or {}).get(kind) or {}).get("exporter") or {}
+            for name, protocol in (("otlp_grpc", "grpc"), ("otlp_http", "http/protobuf")):
+                if name not in exporter:
+                    continue
+                options = exporter[name] or {}
+                default = "http://localhost:4317" if protocol == "grpc" else f"http://localhost:4318/v1/{signal}"
+                headers = {}
+                for pair in str(options.get("headers_list") or "").split(","):
+                    key, _, value = pair.partition("=")
+                    if key.strip():
+                        headers[key.strip()] = value.strip()
+                for header in options.get("headers") or []:
+                    headers[str(header.get("name"))] = str(header.get("value") or "")
+                # The package passes no tls settings to the exporters (0.66b1): not read here either.
+                return OtlpExporter(
+                    key=f"{section}.{listed}[{index}].{kind}.exporter.{name}",
+                    protocol=protocol,
+                    url=str(options.get("endpoint") or default),
+                    headers=headers,
+                    compression=str(options.get("compression") or "none").lower(),
+                )
+    return None

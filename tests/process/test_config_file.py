@@ -147,7 +147,6 @@ def test_broken_config_file_is_refused_before_the_target_starts(workdir):
     target = [PYTHON, "-c", f"open({str(marker)!r}, 'w').close()"]
     broken = workdir / "otel.yaml"
     broken.write_text('file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter: {}\n')
-    started = time.monotonic()
     result = run([*launcher(), *target], clean_env(OTEL_CONFIG_FILE=str(broken)), workdir, timeout=60)
     assert result.returncode == 2, result.stderr
     assert not marker.exists()
@@ -158,4 +157,3 @@ def test_broken_config_file_is_refused_before_the_target_starts(workdir):
         assert str(broken) in lines[0] and "tracer_provider.processors[0].batch.exporter" in lines[0]
     else:  # contrib 0.64: the package does not exist there
         assert "pip install 'otel-launch[config]'" in lines[0]
-    assert time.monotonic() - started < 60
