@@ -449,7 +449,8 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
             status = status if answer.accepted else 1
             tls = "TLS" if url.startswith("https") else "no TLS"
             described = f"{transport.protocol} to {mask_url(url)}, {tls}, compression {transport.compression}"
-            say(f"delivery: {signal} (from the file: {described}, headers {','.join(headers) or 'none'}): {answer.text}")
+            names = ",".join(headers) or "none"
+            say(f"delivery: {signal} (from the file: {described}, headers {names}): {answer.text}")
             continue
         if "otlp" not in (exporters[signal] or ()):
             say(f"delivery: {signal}: not sent (the {signal} exporter is {','.join(exporters[signal]) or 'none'})")
