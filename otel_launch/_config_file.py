@@ -136,10 +136,9 @@ def load(path: str, where: str) -> ConfigFile:
     logger.propagate = False
     try:
         try:
-            model = load_config_file(path)
+            model, data = _parsed(path, text, load_config_file, ConfigurationError)
         except ConfigurationError as exc:
             raise ConfigFileError(f"{where}: {path}: {_describe(exc)}") from None
-        data = _substituted(text, path)
         problem = _headers_list_pairs(data) or _grpc_userinfo(data) or _trial_build(model)
         if problem:
             raise ConfigFileError(f"{where}: {path}: {problem}")
@@ -245,8 +244,33 @@ def _capped(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+def _parsed(path: str, text: str, load_config_file: Any, error: type) -> tuple[Any, dict[str, Any]]:
+    """(model, plain data after ``${VAR}`` substitution), the file parsed once, by the steps of the
+    package's ``load_config_file`` (0.66b0 and newer); an older package: its ``load_config_file``,
+    and the data by :func:`_substituted`."""
+    from opentelemetry.configuration.file import _loader
+
+    names = ("_parse_config_content", "_validate_schema", "_validate_file_format", "_dict_to_model")
+    steps = [getattr(_loader, name, None) for name in names]
+    if None in steps:
+        return load_config_file(path), _substituted(text, path)
+    parse, validate_schema, validate_file_format, to_model = steps
+    data = parse(text, os.path.splitext(path)[1].lower(), path)
+    if data is None:
+        raise error("Configuration file is empty")
+    if not isinstance(data, dict):
+        raise error(f"Configuration must be a mapping/object, got {type(data).__name__}")
+    validate_schema(data)
+    validate_file_format(data)
+    try:
+        return to_model(data), data
+    except Exception as exc:
+        raise error(f"Failed to validate configuration: {exc}") from exc
+
+
 def _substituted(text: str, path: str) -> dict[str, Any]:
-    """The file as plain data, ``${VAR}`` substituted by the package's own function (display only)."""
+    """The file as plain data, ``${VAR}`` substituted by the package's own function (display only;
+    a package without ``_parse_config_content``)."""
     import json
 
     from opentelemetry.configuration.file import substitute_env_vars

@@ -417,3 +417,21 @@ def test_ignored_variables_do_not_refuse_the_launch(tmp_path):
     assert "HdrSecret77" not in " ".join(config.warnings)
     env = config.child_env(environ)
     assert "OTEL_EXPORTER_OTLP_HEADERS" not in env and "OTEL_BSP_MAX_QUEUE_SIZE" not in env
+
+
+@needs_package
+def test_the_launcher_parses_the_file_once(tmp_path, monkeypatch):
+    from opentelemetry.configuration.file import _loader
+
+    from otel_launch import _config_file
+
+    if not hasattr(_loader, "_parse_config_content"):
+        pytest.skip("this package reads the file only through load_config_file")
+    parsed = []
+    parse = _loader._parse_config_content
+    monkeypatch.setattr(_loader, "_parse_config_content", lambda *args: parsed.append(1) or parse(*args))
+    monkeypatch.setattr(_config_file, "_yaml_load", lambda text: pytest.fail("parsed a second time"))
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    config = Config(environ={}, config_file="otel.yaml")
+    assert parsed == [1]
+    assert dict(config.config_file.rows())["resource.attributes[0].value"] == "from-file"
