@@ -435,3 +435,20 @@ def test_the_launcher_parses_the_file_once(tmp_path, monkeypatch):
     config = Config(environ={}, config_file="otel.yaml")
     assert parsed == [1]
     assert dict(config.config_file.rows())["resource.attributes[0].value"] == "from-file"
+
+
+def test_the_flush_warning_names_the_configuration_file(monkeypatch, capsys):
+    import threading
+
+    from otel_launch._runtime import _lifecycle
+
+    class Stuck:
+        pid = os.getpid()
+        requested, done = threading.Event(), threading.Event()  # never done
+
+    monkeypatch.setattr(_lifecycle, "_flusher", Stuck())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://removed:4317")  # the launcher removes it; if not
+    monkeypatch.setenv("OTEL_CONFIG_FILE", "/etc/otel.yaml")
+    assert _lifecycle.shutdown(0.01) is False
+    err = capsys.readouterr().err
+    assert "is the collector at the endpoint configured in /etc/otel.yaml reachable?" in err, err
