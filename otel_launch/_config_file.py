@@ -13,6 +13,7 @@ target's environment, with one warning line naming those that were set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -139,7 +140,10 @@ def load(path: str, where: str) -> ConfigFile:
             model, data = _parsed(path, text, load_config_file, ConfigurationError)
         except ConfigurationError as exc:
             raise ConfigFileError(f"{where}: {path}: {_describe(exc)}") from None
-        problem = _headers_list_pairs(data) or _grpc_userinfo(data) or _trial_build(model)
+        problem = _headers_list_pairs(data) or _grpc_userinfo(data)
+        if problem is None:
+            with _as_in_the_target(frozenset(_REFERENCE.findall(text))):
+                problem = _trial_build(model)
         if problem:
             raise ConfigFileError(f"{where}: {path}: {problem}")
     finally:
@@ -197,6 +201,20 @@ def _values(value: Any, key: str) -> Iterator[tuple[str, Any]]:
             yield from _values(item, f"{key}[{index}]")
     else:
         yield key, value
+
+
+@contextlib.contextmanager
+def _as_in_the_target(referenced: frozenset[str]) -> Iterator[None]:
+    """The launcher's environment without the variables the target will not have: an exporter
+    built here reads them as the target's would (an ignored OTEL_EXPORTER_OTLP_HEADERS would be
+    parsed, and its value printed in the SDK's warning)."""
+    removed = {
+        name: os.environ.pop(name) for name in list(os.environ) if replaced_by_file(name) and name not in referenced
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(removed)
 
 
 def _trial_build(model: Any) -> str | None:

@@ -406,12 +406,16 @@ def test_the_package_warnings_never_show_a_header_value(tmp_path, monkeypatch, c
 
 
 @needs_package
-def test_ignored_variables_do_not_refuse_the_launch(tmp_path):
+def test_ignored_variables_do_not_refuse_the_launch(tmp_path, monkeypatch, capsys, caplog):
     (tmp_path / "otel.yaml").write_text(GOOD)
     environ = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer HdrSecret77", "OTEL_BSP_MAX_QUEUE_SIZE": "many"}
     with pytest.raises(ConfigError):  # without a file they are the SDK's settings: refused
         Config(environ=environ)
+    for name, value in environ.items():  # the trial build's exporters read os.environ
+        monkeypatch.setenv(name, value)
     config = Config(environ=environ, config_file="otel.yaml")
+    assert "HdrSecret77" not in capsys.readouterr().err + caplog.text  # not parsed by an exporter either
+    assert os.environ["OTEL_EXPORTER_OTLP_HEADERS"] == environ["OTEL_EXPORTER_OTLP_HEADERS"]  # put back
     (warning,) = [w for w in config.warnings if "configures the SDK" in w]
     assert "OTEL_EXPORTER_OTLP_HEADERS" in warning and "OTEL_BSP_MAX_QUEUE_SIZE" in warning
     assert "HdrSecret77" not in " ".join(config.warnings)
