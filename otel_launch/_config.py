@@ -149,6 +149,10 @@ class Config:
         self.passthrough = {
             key: value for key, value in file_values.items() if key not in self.environ and key not in BY_ENV
         }
+        # With a configuration file the SDK variables it replaces are ignored (one warning names
+        # them): a value the SDK would refuse does not refuse the launch either.
+        file_setting = BY_NAME["config_file"]
+        self._with_file = self._resolve(file_setting, flags.get(file_setting.name), file_values).raw is not None
         self.values: dict[str, Resolved] = {}
         for setting in SETTINGS:
             self.values[setting.name] = self._resolve(setting, flags.get(setting.name), file_values)
@@ -184,9 +188,20 @@ class Config:
         try:
             value = _parse(setting.parse, raw)
         except SettingValueError as exc:
+            if source != "flag" and self._replaced(setting.env):
+                default = None if setting.default is None else _parse(setting.parse, setting.default)
+                return Resolved(setting, default, raw, source)
             where = _origin_label(setting, source, self.env_file)
             raise _refusal(where, setting.shown(raw), str(exc)) from None
         return Resolved(setting, value, raw, source)
+
+    def _replaced(self, name: str) -> bool:
+        """A variable a configuration file (set) makes meaningless."""
+        if not getattr(self, "_with_file", False):
+            return False
+        from otel_launch._config_file import replaced_by_file
+
+        return replaced_by_file(name)
 
     def _passthrough_raw(self, name: str) -> tuple[str | None, str]:
         if self.environ.get(name, "").strip():
@@ -200,7 +215,7 @@ class Config:
         checked = {}
         for check in PASSTHROUGH:
             raw, where = self._passthrough_raw(check.env)
-            if raw is None:
+            if raw is None or self._replaced(check.env):
                 continue
             try:
                 value = _parse(check.parse, raw)

@@ -13,12 +13,14 @@ target's environment, with one warning line naming those that were set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from otel_launch._runtime._declarative import header_values
 from otel_launch._settings import (
     MASK,
     REDACT_PATTERN,
@@ -135,23 +137,46 @@ def load(path: str, where: str) -> ConfigFile:
     logger.propagate = False
     try:
         try:
-            model = load_config_file(path)
+            model, data = _parsed(path, text, load_config_file, ConfigurationError)
         except ConfigurationError as exc:
             raise ConfigFileError(f"{where}: {path}: {_describe(exc)}") from None
-        data = _substituted(text, path)
-        problem = _grpc_userinfo(data) or _trial_build(model)
+        problem = _headers_list_pairs(data) or _grpc_userinfo(data)
+        if problem is None:
+            with _as_in_the_target(frozenset(_REFERENCE.findall(text))):
+                problem = _trial_build(model)
         if problem:
             raise ConfigFileError(f"{where}: {path}: {problem}")
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
-    warnings = [f"{path}: {mask_urls_in(message)}" for message in collected.messages]
+    secrets = header_values(data)
+    warnings = [f"{path}: {_masked(mask_urls_in(message), secrets)}" for message in collected.messages]
     try:
         child_env = _for_child(model, data, path, warnings)
     except ConfigFileError as exc:
         raise ConfigFileError(f"{where}: {exc}") from None
     referenced = frozenset(_REFERENCE.findall(text))
     return ConfigFile(os.path.abspath(path), data, referenced, child_env, warnings)
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _headers_list_pairs(data: dict[str, Any]) -> str | None:
+    """An item without ``=`` is dropped by the exporter with a warning that prints it whole:
+    often a header written ``Name: value``, whose value is a secret."""
+    for key, value in _values(data, ""):
+        if key.endswith("headers_list") and isinstance(value, str):
+            for number, item in enumerate(value.split(","), 1):
+                if item.strip() and "=" not in item:
+                    return (
+                        f"{key}: item {number} ({MASK}) is not accepted, it has no '='; "
+                        "expected name=value pairs separated by commas, e.g. api-key=..."
+                    )
+    return None
 
 
 def _grpc_userinfo(data: dict[str, Any]) -> str | None:
@@ -167,14 +192,29 @@ def _grpc_userinfo(data: dict[str, Any]) -> str | None:
 
 
 def _values(value: Any, key: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
+    """(key path, value) of each leaf; an empty mapping or list, and a ``headers`` list, are leaves."""
+    if isinstance(value, dict) and value:
         for name, item in value.items():
             yield from _values(item, f"{key}.{name}" if key else str(name))
-    elif isinstance(value, list):
+    elif isinstance(value, list) and value and not key.endswith(".headers"):
         for index, item in enumerate(value):
             yield from _values(item, f"{key}[{index}]")
     else:
         yield key, value
+
+
+@contextlib.contextmanager
+def _as_in_the_target(referenced: frozenset[str]) -> Iterator[None]:
+    """The launcher's environment without the variables the target will not have: an exporter
+    built here reads them as the target's would (an ignored OTEL_EXPORTER_OTLP_HEADERS would be
+    parsed, and its value printed in the SDK's warning)."""
+    removed = {
+        name: os.environ.pop(name) for name in list(os.environ) if replaced_by_file(name) and name not in referenced
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(removed)
 
 
 def _trial_build(model: Any) -> str | None:
@@ -188,28 +228,27 @@ def _trial_build(model: Any) -> str | None:
     from opentelemetry.configuration import _logger_provider, _meter_provider, _tracer_provider
 
     steps: list[tuple[str, Any]] = []
-    traces = model.tracer_provider
-    if traces is not None:
-        if traces.sampler is not None:
-            steps.append(("tracer_provider.sampler", lambda: _tracer_provider._create_sampler(traces.sampler)))
-        for index, processor in enumerate(traces.processors or []):
+    traces, metrics, logs = model.tracer_provider, model.meter_provider, model.logger_provider
+    if traces is not None and traces.sampler is not None:
+        steps.append(("tracer_provider.sampler", lambda: _tracer_provider._create_sampler(traces.sampler)))
+    processors = [
+        ("tracer_provider", traces, _tracer_provider._create_span_exporter),
+        ("logger_provider", logs, _logger_provider._create_log_record_exporter),
+    ]
+    for section, provider, create in processors:
+        for index, processor in enumerate((provider.processors or []) if provider is not None else []):
             for kind in ("batch", "simple"):
                 part = getattr(processor, kind, None)
                 if part is not None:
-                    key = f"tracer_provider.processors[{index}].{kind}.exporter"
-                    steps.append((key, lambda part=part: _tracer_provider._create_span_exporter(part.exporter)))
-    metrics = model.meter_provider
+                    key = f"{section}.processors[{index}].{kind}.exporter"
+                    steps.append((key, lambda create=create, part=part: create(part.exporter)))
+    # The package's own factory, not the per-process one a target process may have installed.
+    create_push = getattr(_meter_provider._create_push_metric_exporter, "original", None)
+    create_push = create_push or _meter_provider._create_push_metric_exporter
     for index, reader in enumerate((metrics.readers or []) if metrics is not None else []):
         if reader.periodic is not None:
             key = f"meter_provider.readers[{index}].periodic.exporter"
-            steps.append((key, lambda r=reader: _meter_provider._create_push_metric_exporter(r.periodic.exporter)))
-    logs = model.logger_provider
-    for index, processor in enumerate((logs.processors or []) if logs is not None else []):
-        for kind in ("batch", "simple"):
-            part = getattr(processor, kind, None)
-            if part is not None:
-                key = f"logger_provider.processors[{index}].{kind}.exporter"
-                steps.append((key, lambda part=part: _logger_provider._create_log_record_exporter(part.exporter)))
+            steps.append((key, lambda r=reader: create_push(r.periodic.exporter)))
     for key, build in steps:
         try:
             build()
@@ -223,8 +262,33 @@ def _capped(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+def _parsed(path: str, text: str, load_config_file: Any, error: type) -> tuple[Any, dict[str, Any]]:
+    """(model, plain data after ``${VAR}`` substitution), the file parsed once, by the steps of the
+    package's ``load_config_file`` (0.66b0 and newer); an older package: its ``load_config_file``,
+    and the data by :func:`_substituted`."""
+    from opentelemetry.configuration.file import _loader
+
+    names = ("_parse_config_content", "_validate_schema", "_validate_file_format", "_dict_to_model")
+    steps = [getattr(_loader, name, None) for name in names]
+    if None in steps:
+        return load_config_file(path), _substituted(text, path)
+    parse, validate_schema, validate_file_format, to_model = steps
+    data = parse(text, os.path.splitext(path)[1].lower(), path)
+    if data is None:
+        raise error("Configuration file is empty")
+    if not isinstance(data, dict):
+        raise error(f"Configuration must be a mapping/object, got {type(data).__name__}")
+    validate_schema(data)
+    validate_file_format(data)
+    try:
+        return to_model(data), data
+    except Exception as exc:
+        raise error(f"Failed to validate configuration: {exc}") from exc
+
+
 def _substituted(text: str, path: str) -> dict[str, Any]:
-    """The file as plain data, ``${VAR}`` substituted by the package's own function (display only)."""
+    """The file as plain data, ``${VAR}`` substituted by the package's own function (display only;
+    a package without ``_parse_config_content``)."""
     import json
 
     from opentelemetry.configuration.file import substitute_env_vars
@@ -420,15 +484,60 @@ def _describe_schema_error(error: Any) -> str:
 
 
 def _flatten(value: Any, key: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, dict) and value:
-        for name, item in value.items():
-            yield from _flatten(item, f"{key}.{name}" if key else str(name))
-    elif isinstance(value, list) and value:
-        if key.endswith("headers"):  # [{name, value}, ...]: names help, values are secret
-            names = [str(item.get("name")) for item in value if isinstance(item, dict)]
-            yield key, ",".join(f"{name}={MASK}" for name in names) or MASK
-            return
-        for index, item in enumerate(value):
-            yield from _flatten(item, f"{key}[{index}]")
-    else:
-        yield key, _shown(key, value) if not isinstance(value, (dict, list)) else ("{}" if value == {} else "[]")
+    for path, item in _values(value, key):
+        if isinstance(item, list) and item:  # headers: [{name, value}, ...]: names help, values are secret
+            names = [str(header.get("name")) for header in item if isinstance(header, dict)]
+            yield path, ",".join(f"{name}={MASK}" for name in names) or MASK
+        elif isinstance(item, (dict, list)):
+            yield path, "{}" if item == {} else "[]"
+        else:
+            yield path, _shown(path, item)
+
+
+# --- what the doctor checks -------------------------------------------------------------------------
+
+_EXPORTERS = {
+    "traces": ("tracer_provider", "processors", ("batch", "simple")),
+    "metrics": ("meter_provider", "readers", ("periodic",)),
+    "logs": ("logger_provider", "processors", ("batch", "simple")),
+}
+
+
+class OtlpExporter(NamedTuple):
+    """A signal's first OTLP exporter in the file, as its exporter will send."""
+
+    key: str  # its key path, for the report
+    protocol: str  # "grpc" or "http/protobuf"
+    url: str
+    headers: dict[str, str]
+    compression: str
+
+
+def otlp_exporter(data: dict[str, Any], signal: str) -> OtlpExporter | None:
+    """The first otlp_grpc/otlp_http exporter of a signal's provider, with the package's defaults;
+    None when the file sends none of this signal over OTLP."""
+    section, listed, kinds = _EXPORTERS[signal]
+    for index, item in enumerate((data.get(section) or {}).get(listed) or []):
+        for kind in kinds:
+            exporter = ((item or {}).get(kind) or {}).get("exporter") or {}
+            for name, protocol in (("otlp_grpc", "grpc"), ("otlp_http", "http/protobuf")):
+                if name not in exporter:
+                    continue
+                options = exporter[name] or {}
+                default = "http://localhost:4317" if protocol == "grpc" else f"http://localhost:4318/v1/{signal}"
+                headers = {}
+                for pair in str(options.get("headers_list") or "").split(","):
+                    key, _, value = pair.partition("=")
+                    if key.strip():
+                        headers[key.strip()] = value.strip()
+                for header in options.get("headers") or []:
+                    headers[str(header.get("name"))] = str(header.get("value") or "")
+                # The package passes no tls settings to the exporters (0.66b1): not read here either.
+                return OtlpExporter(
+                    key=f"{section}.{listed}[{index}].{kind}.exporter.{name}",
+                    protocol=protocol,
+                    url=str(options.get("endpoint") or default),
+                    headers=headers,
+                    compression=str(options.get("compression") or "none").lower(),
+                )
+    return None

@@ -258,7 +258,8 @@ class Transport(NamedTuple):
     def headers_for(self, signal: str, config: Config) -> dict[str, str]:
         """The headers an exporter of this signal sends: its own variable's
         (``OTEL_EXPORTER_OTLP_TRACES_HEADERS``...) in place of the general ones, as the SDK does."""
-        return _signal_headers(config, signal) or self.headers
+        specific = _signal_headers(config, signal)
+        return self.headers if specific is None else specific
 
     def send(self, signal: str, url: str, service: str, headers: dict[str, str] | None = None) -> Answer:
         request = _request(signal, service)
@@ -361,20 +362,40 @@ def _reason(exc: BaseException) -> str:
     return text.rpartition(": ")[2][:200] if ": " in text else text[:200]
 
 
-def _signal_headers(config: Config, signal: str) -> dict[str, str]:
+def _signal_headers(config: Config, signal: str) -> dict[str, str] | None:
     """``OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS`` as the configuration parsed it (environment or
-    env file), or {} when unset."""
-    checked = config.checked.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS")
-    return dict(checked[0]) if checked and checked[0] else {}
+    env file); None when unset. Set but empty, it sends no headers (the SDK reads
+    ``environ.get(signal's, environ.get(general))``)."""
+    name = f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS"
+    checked = config.checked.get(name)
+    if checked:
+        return dict(checked[0] or {})
+    return {} if name in config.environ or name in config.passthrough else None
 
 
 def _all_header_values(config: Config) -> list[str]:
-    """Every header value the doctor may send, general and per signal: hidden wherever a line
-    (a collector's or a library's message) would repeat one."""
+    """Every header value the doctor may send, general and per signal, and the configuration
+    file's: hidden wherever a line (a collector's or a library's message) would repeat one."""
     values = list((config.headers or {}).values())
     for signal in SIGNALS:
-        values += _signal_headers(config, signal).values()
+        values += (_signal_headers(config, signal) or {}).values()
+    if config.config_file is not None:
+        from otel_launch._runtime._declarative import header_values
+
+        values += header_values(config.config_file.data)
     return values
+
+
+def _file_delivery(config: Config, signal: str, timeout: float) -> tuple[Transport, str, dict[str, str]] | str:
+    """The transport, URL and headers of a signal's first OTLP exporter in the configuration
+    file, or the reason nothing of this signal is sent."""
+    from otel_launch._config_file import otlp_exporter
+
+    found = otlp_exporter(config.config_file.data, signal)
+    if found is None:
+        return f"delivery: {signal}: not sent (the configuration file has no otlp_grpc/otlp_http exporter for it)"
+    transport = Transport(found.protocol, found.url, found.headers, None, None, None, found.compression, False, timeout)
+    return transport, found.url, found.headers
 
 
 def _scrub(text: str, secrets: tuple[str, ...], settings_row: bool = False) -> str:
@@ -418,6 +439,19 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
     status = 0
     tls = "TLS" if transport.endpoint.startswith("https") else "no TLS"
     for signal in SIGNALS:
+        if config.config_file is not None:  # the file's exporters, not the variables it replaces
+            chosen = _file_delivery(config, signal, timeout)
+            if isinstance(chosen, str):
+                say(chosen)
+                continue
+            transport, url, headers = chosen
+            answer = transport.send(signal, url, service, headers)
+            status = status if answer.accepted else 1
+            tls = "TLS" if url.startswith("https") else "no TLS"
+            described = f"{transport.protocol} to {mask_url(url)}, {tls}, compression {transport.compression}"
+            names = ",".join(headers) or "none"
+            say(f"delivery: {signal} (from the file: {described}, headers {names}): {answer.text}")
+            continue
         if "otlp" not in (exporters[signal] or ()):
             say(f"delivery: {signal}: not sent (the {signal} exporter is {','.join(exporters[signal]) or 'none'})")
             continue

@@ -134,8 +134,11 @@ def shutdown(timeout: float | None = None) -> bool:
     flusher.requested.set()
     if flusher.done.wait(timeout):
         return True
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the default endpoint")
-    warn(f"gave up flushing telemetry after {timeout:g}s; is the collector at {endpoint} reachable?")
+    if os.environ.get("OTEL_CONFIG_FILE", "").strip():  # the file names the endpoints, not the variable
+        where = f"the endpoint configured in {os.environ['OTEL_CONFIG_FILE']}"
+    else:
+        where = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the default endpoint")
+    warn(f"gave up flushing telemetry after {timeout:g}s; is the collector at {where} reachable?")
     return False
 
 

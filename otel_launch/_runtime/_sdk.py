@@ -351,8 +351,14 @@ def _sdk_internal_meter_provider() -> Any:
 class _PerProcessMetricExporter(PerProcessExporter):
     """The metric reader needs the exporter's preferences up front; read them without gRPC."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__("metrics", kind)
+    def __init__(
+        self, kind: str | None, make: Callable[[], Any] | None = None, preferences: tuple[dict, dict] | None = None
+    ) -> None:
+        # ``make`` and ``preferences``: a configuration file's exporter, and the preferences it gives.
+        super().__init__("metrics", kind, make)
+        if preferences is not None:
+            self._preferred_temporality, self._preferred_aggregation = preferences
+            return
         if kind == "console" or not _compat.usable("metric-preferences"):
             self._preferred_temporality, self._preferred_aggregation = {}, {}
             return

@@ -147,7 +147,6 @@ def test_broken_config_file_is_refused_before_the_target_starts(workdir):
     target = [PYTHON, "-c", f"open({str(marker)!r}, 'w').close()"]
     broken = workdir / "otel.yaml"
     broken.write_text('file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter: {}\n')
-    started = time.monotonic()
     result = run([*launcher(), *target], clean_env(OTEL_CONFIG_FILE=str(broken)), workdir, timeout=60)
     assert result.returncode == 2, result.stderr
     assert not marker.exists()
@@ -158,4 +157,103 @@ def test_broken_config_file_is_refused_before_the_target_starts(workdir):
         assert str(broken) in lines[0] and "tracer_provider.processors[0].batch.exporter" in lines[0]
     else:  # contrib 0.64: the package does not exist there
         assert "pip install 'otel-launch[config]'" in lines[0]
-    assert time.monotonic() - started < 60
+
+
+FORKING = """
+import os, sys
+from opentelemetry import metrics, trace
+
+tracer, meter = trace.get_tracer("forking"), metrics.get_meter("forking")
+with tracer.start_as_current_span("before-fork"):
+    pass
+print("grpc before fork:", "grpc" in sys.modules, flush=True)
+pid = os.fork()
+if pid == 0:
+    with tracer.start_as_current_span("in-child"):
+        pass
+    meter.create_counter("child.count").add(1)
+    sys.exit(0)  # the child's exit flush, with its own exporters
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+FORKING_CONFIG = """
+file_format: "1.0"
+tracer_provider:
+  processors:
+    - batch:
+        schedule_delay: 600000
+        exporter:
+          otlp_grpc:
+            endpoint: {endpoint}
+meter_provider:
+  readers:
+    - periodic:
+        interval: 600000
+        exporter:
+          otlp_grpc:
+            endpoint: {endpoint}
+"""
+
+
+@pytest.mark.skipif(not HAS_PACKAGE, reason="opentelemetry-configuration is not installed")
+def test_the_files_exporters_are_built_in_each_process_and_no_grpc_before_fork(receiver, workdir):
+    (workdir / "forking.py").write_text(FORKING)
+    config = workdir / "otel.yaml"
+    config.write_text(FORKING_CONFIG.format(endpoint=receiver.grpc_endpoint))
+    command = [*launcher(), "--config-file", str(config), PYTHON, "forking.py"]
+    result = run(command, clean_env(PYTHONUNBUFFERED="1"), workdir, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The providers and their exporters exist before the fork; no gRPC channel does.
+    assert "grpc before fork: False" in result.stdout, result.stdout
+    assert receiver.wait_for(lambda r: {"before-fork", "in-child"} <= {s.name for s in r.spans}, timeout=10)
+    assert receiver.wait_for(lambda r: "child.count" in {p.metric for p in r.points}, timeout=10)
+
+
+LEAKY = """
+import logging
+log = logging.getLogger("leaky")
+try:
+    raise RuntimeError("cannot connect postgresql://ann:PwSecret22@db/shop?token=TokSecret")
+except RuntimeError:
+    log.exception("failed password=PwSecret33 url=https://u:PwSecret44@h/")
+"""
+
+CONSOLE_CONFIG = """
+file_format: "1.0"
+tracer_provider:
+  processors:
+    - simple:
+        exporter:
+          console: {}
+logger_provider:
+  processors:
+    - simple:
+        exporter:
+          console: {}
+"""
+
+
+@pytest.mark.skipif(not HAS_PACKAGE, reason="opentelemetry-configuration is not installed")
+def test_log_records_exported_by_the_files_exporters_are_scrubbed(workdir):
+    (workdir / "leaky.py").write_text(LEAKY)
+    config = workdir / "otel.yaml"
+    config.write_text(CONSOLE_CONFIG)
+    result = run([*launcher(), "--config-file", str(config), PYTHON, "leaky.py"], clean_env(), workdir, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"exception.stacktrace"' in result.stdout  # the record was exported
+    for secret in ("PwSecret22", "TokSecret", "PwSecret33", "PwSecret44"):
+        assert secret not in result.stdout, secret
+
+
+@pytest.mark.skipif(not HAS_PACKAGE, reason="opentelemetry-configuration is not installed")
+def test_a_header_without_equals_is_refused_and_never_printed(workdir):
+    config = workdir / "otel.yaml"
+    config.write_text(
+        'file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+        '          otlp_http:\n            headers_list: "Authorization: Bearer HdrSecret55,x-api-key=KeySecret66"\n'
+    )
+    result = run([*launcher(), "--config-file", str(config), "--print-config"], clean_env(), workdir, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "headers_list: item 1 (***)" in result.stderr
+    assert "HdrSecret55" not in result.stdout + result.stderr and "KeySecret66" not in result.stdout + result.stderr

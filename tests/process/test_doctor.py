@@ -182,3 +182,38 @@ def test_per_signal_headers_are_sent_in_place_of_the_general_ones(workdir: Path)
     assert "headers x-traces-key,x-team" in delivery(result, "traces")
     assert "headers authorization" in delivery(result, "metrics")
     assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS=x-traces-key=***,x-team=***" in result.stdout
+
+
+def test_with_a_configuration_file_the_files_exporters_are_checked(workdir: Path):
+    with _HeaderRecorder() as collector:
+        config = workdir / "otel.yaml"
+        config.write_text(
+            'file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+            f"          otlp_http:\n            endpoint: {collector.endpoint}/v1/traces\n"
+            f'            headers_list: "x-file-key={TOKEN}"\n'
+        )
+        result = doctor(
+            workdir,
+            *("--config-file", str(config)),
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",  # ignored: the file configures it
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert collector.received["/v1/traces"]["x-file-key"] == TOKEN
+    assert "delivery: traces (from the file: http/protobuf to " in delivery(result, "traces")
+    assert "headers x-file-key" in delivery(result, "traces")
+    for signal in ("metrics", "logs"):
+        assert "not sent (the configuration file has no otlp_grpc/otlp_http exporter" in delivery(result, signal)
+
+
+def test_an_empty_per_signal_headers_variable_sends_no_headers(workdir: Path):
+    with _HeaderRecorder() as collector:
+        result = doctor(
+            workdir,
+            *("--protocol", "http/protobuf", "--endpoint", collector.endpoint),
+            OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{TOKEN}",
+            OTEL_EXPORTER_OTLP_TRACES_HEADERS="",
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "authorization" not in collector.received["/v1/traces"]  # as the SDK: the signal's own, empty
+    assert collector.received["/v1/metrics"]["authorization"] == f"Bearer {TOKEN}"
+    assert "headers none" in delivery(result, "traces")

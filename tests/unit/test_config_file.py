@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import sys
@@ -217,17 +216,10 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
     )
     monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
     monkeypatch.setattr(_declarative, "_state", {})
-    from opentelemetry.configuration import _logger_provider, _meter_provider, _tracer_provider
+    from opentelemetry.configuration import _meter_provider
 
-    # The wrapping of the package's exporter factories stays in this test.
-    for module, name in (
-        (_tracer_provider, "_SPAN_EXPORTER_REGISTRY"),
-        (_meter_provider, "_METRIC_EXPORTER_REGISTRY"),
-        (_logger_provider, "_LOG_EXPORTER_REGISTRY"),
-    ):
-        monkeypatch.setattr(module, name, dict(getattr(module, name)))
-    registered = []
-    monkeypatch.setattr(atexit, "register", lambda *args, **kwargs: registered.append(args))
+    # The wrapping of the package's metric exporter factory stays in this test.
+    monkeypatch.setattr(_meter_provider, "_create_push_metric_exporter", _meter_provider._create_push_metric_exporter)
     provider = _declarative.tracer_provider()
     try:
         assert provider.resource.attributes["service.name"] == "from-file"
@@ -235,7 +227,10 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
         processors = provider._active_span_processor._span_processors
         assert isinstance(processors[0], ScrubbingSpanProcessor)
         assert isinstance(processors[1], BatchSpanProcessor)
-        assert isinstance(processors[1]._batch_processor._exporter, _sdk.PerProcessExporter)
+        exporter = processors[1]._batch_processor._exporter
+        assert isinstance(exporter, _sdk.PerProcessExporter) and exporter._real is None  # built on first export
+        assert hasattr(processors[1], "_drops")  # a full queue's drops are reported
+        assert type(provider._meter_provider).__name__ == "NoOpMeterProvider"  # the SDK's own metrics stay off
         assert provider._atexit_handler is None
         assert hasattr(provider, "get_sdk_tracer")  # ours: its tracers follow an app's provider
     finally:
@@ -243,7 +238,7 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
     meter = _declarative.meter_provider()
     try:
         reader = meter._metric_readers[0]
-        assert isinstance(reader._exporter, _sdk.PerProcessExporter)
+        assert isinstance(reader._exporter, _sdk.PerProcessExporter) and reader._exporter._real is None
         assert meter._atexit_handler is None
     finally:
         meter.shutdown()
@@ -303,3 +298,161 @@ def test_variables_the_file_replaces_are_not_judged_against_each_other(tmp_path)
     config = Config(environ={"OTEL_TRACES_SAMPLER_ARG": "0.5"}, config_file="otel.yaml")
     assert not [w for w in config.warnings if "has no effect" in w]
     assert [w for w in config.warnings if "OTEL_TRACES_SAMPLER_ARG" in w and "configures the SDK" in w]
+
+
+LOGS = """
+file_format: "1.0"
+logger_provider:
+  processors:
+    - simple:
+        exporter:
+          console: {}
+"""
+
+
+@needs_package
+def test_log_records_from_the_file_are_scrubbed_before_its_processors(tmp_path, monkeypatch):
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from otel_launch._runtime import _declarative, _sdk
+
+    (tmp_path / "otel.yaml").write_text(LOGS)
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
+    monkeypatch.setattr(_declarative, "_state", {})
+    provider = _declarative.logger_provider()
+    try:
+        processors = provider._multi_log_record_processor._log_record_processors
+        exporter = processors[-1]._exporter
+        assert isinstance(exporter, _sdk.PerProcessExporter)
+        memory = InMemoryLogRecordExporter()
+        exporter._make = lambda: memory
+        import logging
+
+        from opentelemetry.sdk._logs import LoggingHandler
+
+        logger = logging.getLogger("cfg-scrub-test")
+        handler = LoggingHandler(logger_provider=provider)
+        logger.addHandler(handler)
+        try:
+            logger.warning("failed password=PwSecret33 url=https://u:PwSecret44@h/")
+        finally:
+            logger.removeHandler(handler)
+        (record,) = memory.get_finished_logs()
+        body = str(record.log_record.body)
+        assert "PwSecret33" not in body and "PwSecret44" not in body, body
+    finally:
+        provider.shutdown()
+
+
+@needs_package
+def test_a_file_plugin_exporter_is_built_in_each_process_not_at_start_up(tmp_path, monkeypatch):
+    from opentelemetry.configuration import _tracer_provider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from otel_launch._runtime import _declarative
+
+    built = []
+
+    def plugin(**options):
+        built.append(options)
+        return ConsoleSpanExporter()
+
+    monkeypatch.setattr(_tracer_provider, "load_entry_point", lambda group, name: plugin)
+    text = 'file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+    (tmp_path / "otel.yaml").write_text(text + "          my_plugin:\n            option: 1\n")
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
+    monkeypatch.setattr(_declarative, "_state", {})
+    provider = _declarative.tracer_provider()
+    try:
+        assert built == []  # a process forked now builds its own
+        exporter = provider._active_span_processor._span_processors[-1]._batch_processor._exporter
+        exporter._exporter()
+        assert built == [{"option": 1}]
+    finally:
+        provider.shutdown()
+
+
+@needs_package
+def test_a_headers_list_item_without_equals_is_refused_with_its_value_masked(tmp_path):
+    text = GOOD.replace(
+        "headers:\n              - name: api-key\n                value: ${API_KEY}",
+        'headers_list: "Authorization: Bearer HdrSecret55,x-api-key=KeySecret66"',
+    )
+    message = refusal(tmp_path, text)
+    assert "tracer_provider.processors[0].batch.exporter.otlp_http.headers_list: item 1 (***)" in message
+    assert "HdrSecret55" not in message and "KeySecret66" not in message
+
+
+@needs_package
+def test_the_package_warnings_never_show_a_header_value(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from otel_launch._runtime import _declarative
+
+    text = 'file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+    text += '          otlp_http:\n            headers_list: "a=KeySecret66,Authorization: Bearer HdrSecret55"\n'
+    (tmp_path / "otel.yaml").write_text(text)
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
+    monkeypatch.setattr(_declarative, "_state", {})
+    from opentelemetry.configuration import _common
+
+    monkeypatch.setattr(_common._logger, "filters", [])
+    _declarative.configuration()
+    with caplog.at_level(logging.WARNING):
+        _common._parse_headers(None, "Authorization: Bearer HdrSecret55")  # the package's own warning
+        _common._logger.warning("got %s", "a=KeySecret66")
+    assert "HdrSecret55" not in caplog.text and "KeySecret66" not in caplog.text, caplog.text
+    assert "missing '='" in caplog.text and "got a=***" in caplog.text
+
+
+@needs_package
+def test_ignored_variables_do_not_refuse_the_launch(tmp_path, monkeypatch, capsys, caplog):
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    environ = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer HdrSecret77", "OTEL_BSP_MAX_QUEUE_SIZE": "many"}
+    with pytest.raises(ConfigError):  # without a file they are the SDK's settings: refused
+        Config(environ=environ)
+    for name, value in environ.items():  # the trial build's exporters read os.environ
+        monkeypatch.setenv(name, value)
+    config = Config(environ=environ, config_file="otel.yaml")
+    assert "HdrSecret77" not in capsys.readouterr().err + caplog.text  # not parsed by an exporter either
+    assert os.environ["OTEL_EXPORTER_OTLP_HEADERS"] == environ["OTEL_EXPORTER_OTLP_HEADERS"]  # put back
+    (warning,) = [w for w in config.warnings if "configures the SDK" in w]
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in warning and "OTEL_BSP_MAX_QUEUE_SIZE" in warning
+    assert "HdrSecret77" not in " ".join(config.warnings)
+    env = config.child_env(environ)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in env and "OTEL_BSP_MAX_QUEUE_SIZE" not in env
+
+
+@needs_package
+def test_the_launcher_parses_the_file_once(tmp_path, monkeypatch):
+    from opentelemetry.configuration.file import _loader
+
+    from otel_launch import _config_file
+
+    if not hasattr(_loader, "_parse_config_content"):
+        pytest.skip("this package reads the file only through load_config_file")
+    parsed = []
+    parse = _loader._parse_config_content
+    monkeypatch.setattr(_loader, "_parse_config_content", lambda *args: parsed.append(1) or parse(*args))
+    monkeypatch.setattr(_config_file, "_yaml_load", lambda text: pytest.fail("parsed a second time"))
+    (tmp_path / "otel.yaml").write_text(GOOD)
+    config = Config(environ={}, config_file="otel.yaml")
+    assert parsed == [1]
+    assert dict(config.config_file.rows())["resource.attributes[0].value"] == "from-file"
+
+
+def test_the_flush_warning_names_the_configuration_file(monkeypatch, capsys):
+    import threading
+
+    from otel_launch._runtime import _lifecycle
+
+    class Stuck:
+        pid = os.getpid()
+        requested, done = threading.Event(), threading.Event()  # never done
+
+    monkeypatch.setattr(_lifecycle, "_flusher", Stuck())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://removed:4317")  # the launcher removes it; if not
+    monkeypatch.setenv("OTEL_CONFIG_FILE", "/etc/otel.yaml")
+    assert _lifecycle.shutdown(0.01) is False
+    err = capsys.readouterr().err
+    assert "is the collector at the endpoint configured in /etc/otel.yaml reachable?" in err, err
