@@ -441,6 +441,9 @@ def install_log_export() -> None:
                 from opentelemetry.sdk._logs import LoggingHandler
 
                 self._handler = LoggingHandler(logger_provider=get_logger_provider())
+                # logging.shutdown flushes every handler ever made; SDK 1.43's flush starts a thread,
+                # which Python 3.12+ refuses at exit (a traceback). _lifecycle flushes the provider.
+                self._handler.flush = lambda: None
             self._handler.emit(record)
 
     logging.getLogger().addHandler(DeferredLogHandler())
