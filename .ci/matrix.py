@@ -190,8 +190,10 @@ def run_tests(cell: Cell) -> None:
             [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *selection], cwd=ROOT
         )
         result = {"what": label, "seconds": time.monotonic() - started, **_counts(junit)}
-        if code not in (0, 5) and not result["failed"]:
-            result["failed"] = 1  # pytest itself failed (collection, a crash): never a pass
+        if code != 0 and not result["failed"]:
+            result["failed"] = 1  # pytest itself failed (collection, a crash) or ran nothing: never a pass
+        if not result["passed"]:
+            result["failed"] = max(result["failed"], 1)  # every test skipped or deselected: nothing was shown
         cell.results.append(result)
 
 

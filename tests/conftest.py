@@ -63,10 +63,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """Kill the process and all it started; what it wrote (stdout, stderr)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    return proc.communicate()
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:

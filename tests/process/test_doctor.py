@@ -185,6 +185,7 @@ def test_per_signal_headers_are_sent_in_place_of_the_general_ones(workdir: Path)
 
 
 def test_with_a_configuration_file_the_files_exporters_are_checked(workdir: Path):
+    pytest.importorskip("opentelemetry.configuration", reason="the config extra (contrib 0.65b0 and newer)")
     with _HeaderRecorder() as collector:
         config = workdir / "otel.yaml"
         config.write_text(

@@ -185,3 +185,17 @@ def test_the_worker_records_each_measurement_once_a_task(monkeypatch, flower):
     if flower:
         expected[("flower.task.runtime.seconds", None)] = (4, pytest.approx(0.442))
     assert found == expected
+
+
+def test_a_value_that_takes_the_sdks_path_keeps_the_binding(monkeypatch):
+    """A refused value goes through record() without binding again (each binding copies and hashes)."""
+    sdk, ours = pair()
+    bound = record_both(sdk, ours, VALUES[:2])
+    assert bound._aggregations
+    binds = []
+    find = BoundHistogram._find_aggregations
+    monkeypatch.setattr(BoundHistogram, "_find_aggregations", lambda self: binds.append(1) or find(self))
+    for value in (-1.0, 0.2):
+        sdk[2].record(value, attributes=dict(ATTRIBUTES))
+        bound.record(value)
+    assert binds == [] and repr(points(ours[1])) == repr(points(sdk[1]))

@@ -65,7 +65,12 @@ class BoundHistogram:
             or self._filter.should_sample(amount, 0, self._attributes, None)
         ):
             self._instrument.record(amount, attributes=self._attributes)
-            if aggregations is not _NEVER:
+            # Bind (again) only when not bound yet or a reader came since: a value that merely
+            # took the SDK's path (an exemplar, a refused value) keeps the binding as it is.
+            if aggregations is _UNBOUND or (
+                aggregations is not _NEVER
+                and self._instrument._measurement_consumer._reader_storages is not self._storages
+            ):
                 self._bind()
             return
         value = _Value(amount)
@@ -104,7 +109,10 @@ class BoundHistogram:
         cleaned = _clean_attribute_value(self._attributes, None)  # as Measurement does
         found = []
         for storage in storages.values():
-            for match in storage._instrument_view_instrument_matches.get(instrument, ()):
+            matches = storage._instrument_view_instrument_matches.get(instrument)
+            if not matches:  # a reader added since record() ran: it has not seen this instrument yet
+                return _UNBOUND
+            for match in matches:
                 keys = match._view._attribute_keys
                 attributes = dict(cleaned) if keys is None else {k: v for k, v in cleaned.items() if k in keys}
                 aggregation = match._attributes_aggregation.get(_hash_attributes(attributes))

@@ -40,19 +40,31 @@ def install(request_class: Any) -> None:
         return on_failure(self, exc_info, *args, **kwargs)
 
     def terminate_recording(self: Any, pool: Any, signal: Any = None) -> Any:
-        if self.time_start and not getattr(self, "_already_revoked", False):  # running: its child is signalled now
+        running = self.time_start and not getattr(self, "_already_revoked", False)
+        result = terminate(self, pool, signal)  # a pool that cannot terminate (threads, solo) raises: no record
+        if running:  # its child is killed now
             _safely(_record_terminated, self, signal)
-        return terminate(self, pool, signal)
+        return result
 
     request_class.on_timeout = on_timeout_recording
     request_class.on_failure = on_failure_recording
     request_class.terminate = terminate_recording
 
 
+def _kills(signal: Any) -> bool:
+    """Whether a revoke's signal ends the child without the task's own code running on (SIGUSR1,
+    Celery's soft time limit signal, raises in the task instead, which records its own run span)."""
+    from celery.platforms import signals
+
+    return signals.signum(signal or "TERM") in (signals.signum("TERM"), signals.signum("KILL"), signals.signum("QUIT"))
+
+
 def _record_terminated(request: Any, signal: Any) -> None:
     from celery.exceptions import TaskRevokedError
     from celery.platforms import signals
 
+    if not _kills(signal):  # a signal the task handles: it records its own run span
+        return
     name = signals.signum(signal or "TERM")
     _record(request, TaskRevokedError(f"terminated by signal {name}"), state="REVOKED")
 
