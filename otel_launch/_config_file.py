@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from otel_launch._masking import mask_text
 from otel_launch._runtime._declarative import header_values
 from otel_launch._settings import (
     MASK,
@@ -150,19 +151,13 @@ def load(path: str, where: str) -> ConfigFile:
         logger.removeHandler(collected)
         logger.propagate = propagate
     secrets = header_values(data)
-    warnings = [f"{path}: {_masked(mask_urls_in(message), secrets)}" for message in collected.messages]
+    warnings = [f"{path}: {mask_text(message, values=secrets)}" for message in collected.messages]
     try:
         child_env = _for_child(model, data, path, warnings)
     except ConfigFileError as exc:
         raise ConfigFileError(f"{where}: {exc}") from None
     referenced = frozenset(_REFERENCE.findall(text))
     return ConfigFile(os.path.abspath(path), data, referenced, child_env, warnings)
-
-
-def _masked(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
 
 
 def _headers_list_pairs(data: dict[str, Any]) -> str | None:

@@ -113,10 +113,9 @@ class _MaskValues(logging.Filter):
         self._values = values
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for value in self._values:
-            message = message.replace(value, "***")
-        record.msg, record.args = message, ()
+        from otel_launch._masking import mask_text
+
+        record.msg, record.args = mask_text(record.getMessage(), values=self._values), ()
         return True
 
 
