@@ -15,8 +15,9 @@ traceback, and the receiver keeps serving.
 OTLP/HTTP takes ``application/x-protobuf`` only, plain, gzip or deflate (415 otherwise, as the
 OpenTelemetry Collector answers), on a bounded server (``_receiver_http``); ``allowed_host``
 refuses requests whose ``Host`` it does not accept (403). gRPC takes at most
-``max_connections`` calls at once (RESOURCE_EXHAUSTED beyond). Every listening socket is
-restartable at once and never shared (``_listen``).
+``max_connections`` calls at once (RESOURCE_EXHAUSTED beyond) and reads ``grpc_workers`` of them
+at a time. One export is decoded at a time, so that memory holds one decoded export, not many.
+Every listening socket is restartable at once and never shared (``_listen``).
 
 Options used by ``otel-launch doctor``'s tests: ``answer_status`` makes every export fail as a
 collector refusing it would (HTTP status, and the matching gRPC code), ``partial_success``
@@ -474,6 +475,7 @@ class OTLPReceiver:
         max_connections: int = 128,
         header_timeout: float = 60.0,
         body_timeout: float = 30.0,
+        grpc_workers: int = 4,
     ) -> None:
         self.host = host
         self.answer_status = answer_status
@@ -485,6 +487,7 @@ class OTLPReceiver:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.grpc_workers = grpc_workers
         self.refused: dict[str, int] = {}  # reason -> requests refused (bad, too large, answer_status)
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -626,7 +629,7 @@ class OTLPReceiver:
             ("grpc.max_receive_message_length", self.max_request_bytes),
         ]
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-grpc"),
+            futures.ThreadPoolExecutor(max_workers=self.grpc_workers, thread_name_prefix="otlp-grpc"),
             options=options,
             maximum_concurrent_rpcs=self.max_connections,
         )

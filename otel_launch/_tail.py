@@ -482,6 +482,7 @@ def tail_command(
         limits=VIEWER_LIMITS,
         signals=signals,
         max_request_bytes=REQUEST_BYTES,
+        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
         allowed_host=is_loopback_host if is_loopback_address(host) else None,
     )
     listen(receiver, host)

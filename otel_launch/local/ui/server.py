@@ -195,6 +195,7 @@ def serve(
         limits=VIEWER_LIMITS,
         signals=("traces",),
         max_request_bytes=REQUEST_BYTES,
+        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
         allowed_host=is_loopback_host if local_only else None,
     )
     try:
