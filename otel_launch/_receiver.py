@@ -355,11 +355,14 @@ def _is_id(hex_id: str, size: int) -> bool:
 
 def check_spans(spans: list[ReceivedSpan], now_ns: int | None = None) -> tuple[list[ReceivedSpan], Rejected]:
     """The spans a viewer can keep, and the rest counted by reason: ids of the wrong size or zero
-    (the spec makes them invalid), times that cannot be (unset, end before start, beyond 2262,
-    more than a day ahead), a span that is its own parent, a span id twice in one export."""
+    (the spec makes them invalid; a zero parent id is read as none), times that cannot be (unset,
+    end before start, beyond 2262, more than a day ahead), a span that is its own parent, a span
+    id twice in one export."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     kept, rejected, seen = [], Rejected(), set()
     for span in spans:
+        if len(span.parent_span_id) == 16 and not span.parent_span_id.strip("0"):
+            span.parent_span_id = ""  # an all-zero parent id means no parent, as the Collector reads it
         if not _is_id(span.trace_id, 16) or not _is_id(span.span_id, 8):
             rejected.add("with an invalid trace or span id")
         elif span.parent_span_id and not _is_id(span.parent_span_id, 8):

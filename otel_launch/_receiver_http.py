@@ -139,6 +139,7 @@ class BoundedHTTPServer:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # let the closed transports finish closing before the loop does
 
         try:
             asyncio.run_coroutine_threadsafe(end(), self._loop).result(timeout=10)

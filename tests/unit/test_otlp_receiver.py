@@ -309,6 +309,11 @@ def test_spans_that_cannot_be_are_refused_one_by_one(bad: ReceivedSpan, reason: 
     assert kept == [good] and rejected.count == 1 and reason in rejected.message, rejected.message
 
 
+def test_a_zero_parent_id_means_a_root():
+    kept, rejected = check_spans([received(parent="0" * 16)], now_ns=NOW)
+    assert rejected.count == 0 and kept[0].parent_span_id == ""
+
+
 def test_a_span_twice_in_one_export_is_kept_once():
     kept, rejected = check_spans([received(), received()], now_ns=NOW)
     assert len(kept) == 1 and rejected.reasons == {"sent twice in one export": 1}
