@@ -60,6 +60,8 @@ def started_tail(workdir: Path, *args: str):
         (["--settle", "nan"], "--settle"),
         (["--settle", "inf"], "--settle"),
         (["--wait", "0"], "--wait"),
+        (["--max-bytes", "10K"], "--max-bytes"),
+        (["--max-bytes", "lots"], "--max-bytes"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(workdir: Path, args: list[str], named: str):

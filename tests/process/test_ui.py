@@ -208,7 +208,7 @@ def test_without_the_extra_one_line_says_what_to_install(workdir: Path):
 
 
 def test_bad_values_one_line_exit_2(workdir: Path):
-    for args in (["--port", "70000"], ["--max-traces", "0"], ["--http-port", "x"]):
+    for args in (["--port", "70000"], ["--max-traces", "0"], ["--http-port", "x"], ["--max-bytes", "1K"]):
         result = run([*launcher(), "ui", *args], clean_env(), workdir, timeout=30)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and args[0] in result.stderr, result.stderr
 
