@@ -275,8 +275,11 @@ class TraceAssembler:
         batches = []
         with self._lock:
             for trace_id, trace in list(self._pending.items()):
+                if not trace.spans:  # every span it was sent was refused
+                    del self._pending[trace_id]
+                    continue
                 quiet = now - trace.last_seen
-                missing = missing_parts(list(trace.spans.values())) if trace.spans else []
+                missing = missing_parts(list(trace.spans.values()))
                 if not (everything or quiet >= self.wait or (quiet >= self.settle and not missing)):
                     continue
                 del self._pending[trace_id]

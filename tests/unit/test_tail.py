@@ -231,3 +231,11 @@ def test_a_span_that_closes_a_loop_is_refused_and_its_trace_prints():
     assert rejected.count == 1 and "loop of parents" in rejected.message
     assembler.release(now=0, everything=True)
     assert printed[0][1] == "  web  a  1.0 ms  (parent not received)"
+
+
+def test_a_trace_whose_every_span_was_refused_prints_nothing():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append)
+    assert assembler.add([span("self", "a", parent="a")], now=0).count == 1
+    assembler.release(now=0, everything=True)
+    assert printed == [] and assembler.held_bytes == 0
