@@ -4,8 +4,14 @@ Spans of one trace come from several processes at different times (the web's bat
 the worker's seconds later). A trace is printed once it is quiet for ``--settle`` seconds
 *and* looks complete: one root, every parent present, every publish (producer) span with
 its run span. A trace that stays incomplete is printed after ``--wait`` seconds anyway,
-marked with what is missing. Spans arriving after their trace was printed re-print the
-whole trace, marked ``(updated: ...)``, so a tree is never split in two.
+marked with what is missing. Spans arriving within ``--wait`` seconds after their trace was
+printed re-print the whole trace, marked ``(updated: ...)``, so a tree is never split in two;
+later ones print on their own, marked ``(continued: ...)``.
+
+Bounded: tail holds the spans of unfinished traces (and of those printed less than ``--wait``
+seconds ago) up to ``--max-bytes``; beyond it the oldest printed ones are let go first, then
+the oldest unfinished traces print early, marked. Every control character from span, metric
+or log data is printed escaped (``\\x1b``), so that a span cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -16,16 +22,49 @@ import re
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from otel_launch._receiver import OTLPReceiver, ReceivedLog, ReceivedPoint, ReceivedSpan
+from otel_launch._listen import is_loopback_address, is_loopback_host, port_free
+from otel_launch._receiver import (
+    VIEWER_LIMITS,
+    MiB,
+    OTLPReceiver,
+    ReceivedLog,
+    ReceivedPoint,
+    ReceivedSpan,
+    Rejected,
+    check_spans,
+    closes_cycle,
+    span_size,
+)
 
 PRODUCER, CONSUMER = 4, 5
 KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATEMENT_CAP = 80
+REQUEST_BYTES = 20 * MiB  # the OpenTelemetry Collector's default request size limit
+_FORGOTTEN_IDS = 10_000  # printed traces remembered (ids only) to mark their late spans
+
+
+def _escape_table() -> dict[int, str]:
+    table = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+    table.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
+    # Bidirectional controls reorder what follows them on the line ("Trojan Source").
+    table.update(
+        {code: f"\\u{code:04x}" for code in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+    )
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every C0/C1 control character (and bidi control) written as an escape, ``\\x1b``."""
+    return text.translate(_ESCAPES)
 
 
 def compact_name(name: str) -> str:
@@ -43,6 +82,8 @@ def compact_name(name: str) -> str:
 
 
 def _short(value: Any, cap: int = _STATEMENT_CAP) -> str:
+    """One line of at most ``cap`` characters. Cut before escaping (at output), so that a cut
+    never splits an escape."""
     text = " ".join(str(value).split())
     return text if len(text) <= cap else text[: cap - 3] + "..."
 
@@ -53,10 +94,10 @@ def span_details(span: ReceivedSpan) -> list[str]:
     details = []
     status_code = attrs.get("http.response.status_code", attrs.get("http.status_code"))
     if status_code is not None:
-        details.append(str(status_code))
+        details.append(_short(status_code, 20))
     route = attrs.get("http.route")
-    if route and route not in span.name:
-        details.append(f"route={route}")
+    if route and str(route) not in span.name:
+        details.append(f"route={_short(route, 120)}")
     statement = attrs.get("db.statement", attrs.get("db.query.text"))
     # Redis statements are the command names with "?" for arguments: the (compacted) name says it all.
     if statement and span.kind == 3 and attrs.get("db.system", attrs.get("db.system.name")) != "redis":
@@ -110,11 +151,12 @@ def render_trace(trace_id: str, spans: list[ReceivedSpan], note: str = "") -> li
     lines = [header + (f"  ({note})" if note else "")]
 
     def walk(span: ReceivedSpan, depth: int, parent: ReceivedSpan | None) -> None:
-        words = [span.service, compact_name(span.name), f"{span.duration_ms:.1f} ms", *span_details(span)]
+        words = [_short(span.service, 60), _short(compact_name(span.name), 200), f"{span.duration_ms:.1f} ms"]
+        words += span_details(span)
         if parent is not None and parent.kind == PRODUCER and span.kind == CONSUMER:
             words.append(f"gap after publish {(span.start_ns - parent.end_ns) / 1e6:.1f} ms")
         if span.status == "ERROR":
-            words.append("ERROR" + (f": {span.status_message}" if span.status_message else ""))
+            words.append("ERROR" + (f": {_short(span.status_message, 200)}" if span.status_message else ""))
         if span.parent_span_id and span.parent_span_id not in ids:
             words.append("(parent not received)")
         lines.append("  " * (depth + 1) + "  ".join(words))
@@ -151,69 +193,195 @@ def span_json(span: ReceivedSpan) -> str:
     )
 
 
-class TraceAssembler:
-    """Collects spans by trace; releases a trace once quiet and complete (or quiet for ``wait``)."""
+class _Trace:
+    """One trace's spans (by span id) while tail holds them."""
 
-    def __init__(self, settle: float, emit: Callable[[list[str]], None], wait: float = 10.0) -> None:
+    __slots__ = ("spans", "parent_of", "last_seen", "bytes", "dropped", "printed", "printed_at", "late", "continued")
+
+    def __init__(self, continued: int = 0) -> None:
+        self.spans: dict[str, ReceivedSpan] = {}
+        self.parent_of: dict[str, str] = {}
+        self.last_seen = 0.0
+        self.bytes = 0
+        self.dropped = 0  # spans over the per-trace cap, counted
+        self.printed = 0  # spans it had when printed (0: not printed yet)
+        self.printed_at = 0.0
+        self.late = 0  # spans since it was printed
+        self.continued = continued  # spans printed earlier whose spans are no longer held
+
+
+class TraceAssembler:
+    """Collects spans by trace; releases a trace once quiet and complete (or quiet for ``wait``).
+
+    Holds at most about ``max_bytes`` of spans (:func:`span_size`) and ``max_spans_per_trace``
+    spans of one trace (more are counted); a span that would close a loop of parents is refused.
+    """
+
+    def __init__(
+        self,
+        settle: float,
+        emit: Callable[[list[str]], None],
+        wait: float = 10.0,
+        max_bytes: int = 64 * MiB,
+        max_spans_per_trace: int = 5000,
+    ) -> None:
         self.settle = settle
         self.wait = max(wait, settle)
         self.emit = emit
-        self._spans: dict[str, list[ReceivedSpan]] = {}
-        self._last_seen: dict[str, float] = {}
-        self._printed: dict[str, int] = {}  # trace id -> spans it had when printed
+        self.max_bytes = max_bytes
+        self.max_spans_per_trace = max_spans_per_trace
+        self.held_bytes = 0
+        self._pending: dict[str, _Trace] = {}  # first seen first
+        self._printed: OrderedDict[str, _Trace] = OrderedDict()  # held for a late span's re-print
+        self._forgotten: OrderedDict[str, int] = OrderedDict()  # trace id -> spans printed, no longer held
         self._lock = threading.Lock()
 
-    def add(self, spans: list[ReceivedSpan], now: float | None = None) -> None:
+    def add(self, spans: list[ReceivedSpan], now: float | None = None) -> Rejected:
+        """Take the (checked) spans of one export; the ones refused, by reason."""
         now = time.monotonic() if now is None else now
+        rejected = Rejected()
         with self._lock:
             for span in spans:
-                self._spans.setdefault(span.trace_id, []).append(span)
-                self._last_seen[span.trace_id] = now
+                trace = self._trace(span.trace_id)
+                if span.parent_span_id and closes_cycle(span.span_id, span.parent_span_id, trace.parent_of):
+                    rejected.add("closing a loop of parents")
+                    continue
+                old = trace.spans.get(span.span_id)
+                if old is None and len(trace.spans) >= self.max_spans_per_trace:
+                    trace.dropped += 1
+                    continue
+                size = span_size(span) - (span_size(old) if old is not None else 0)
+                trace.spans[span.span_id] = span
+                trace.parent_of[span.span_id] = span.parent_span_id
+                trace.bytes += size
+                self.held_bytes += size
+                trace.last_seen = now
+                trace.late += 1 if trace.printed or trace.continued else 0
+            forced = self._within_bound()
+        self._emit_all(forced)
+        return rejected
+
+    def _trace(self, trace_id: str) -> _Trace:
+        trace = self._pending.get(trace_id)
+        if trace is None:
+            trace = self._printed.pop(trace_id, None)  # a late span: the whole trace prints again
+            if trace is None:
+                trace = _Trace(continued=self._forgotten.pop(trace_id, 0))
+            self._pending[trace_id] = trace
+        return trace
 
     def release(self, now: float | None = None, everything: bool = False) -> None:
         now = time.monotonic() if now is None else now
         batches = []
         with self._lock:
-            for trace_id, seen in list(self._last_seen.items()):
-                quiet = now - seen
-                spans = self._spans[trace_id]
-                missing = missing_parts(spans)
+            for trace_id, trace in list(self._pending.items()):
+                if not trace.spans:  # every span it was sent was refused
+                    del self._pending[trace_id]
+                    continue
+                quiet = now - trace.last_seen
+                missing = missing_parts(list(trace.spans.values()))
                 if not (everything or quiet >= self.wait or (quiet >= self.settle and not missing)):
                     continue
-                del self._last_seen[trace_id]
-                notes = []
-                if trace_id in self._printed:
-                    late = len(spans) - self._printed[trace_id]
-                    notes.append(f"updated: re-printed whole with {late} late span{'s' if late != 1 else ''}")
-                if missing:
-                    notes.append("incomplete: no " + ", no ".join(missing))
-                self._printed[trace_id] = len(spans)
-                batches.append((trace_id, list(spans), "; ".join(notes)))
-            self._forget_old(now)
+                del self._pending[trace_id]
+                batches.append(self._printing(trace_id, trace, missing, now))
+            for trace_id, trace in list(self._printed.items()):  # oldest first
+                if now - trace.printed_at < self.wait:
+                    break
+                self._forget(trace_id, trace)
+        self._emit_all(batches)
+
+    def _printing(self, trace_id: str, trace: _Trace, missing: list[str], now: float, early: str = ""):
+        notes = []
+        if trace.continued:
+            notes.append(
+                f"continued: {trace.late} late span{'s' if trace.late != 1 else ''} of a trace printed before "
+                f"with {trace.continued}"
+            )
+        elif trace.printed:
+            notes.append(f"updated: re-printed whole with {trace.late} late span{'s' if trace.late != 1 else ''}")
+        if early:
+            notes.append(early)
+        if missing and not trace.continued:
+            notes.append("incomplete: no " + ", no ".join(missing))
+        if trace.dropped:
+            notes.append(f"{trace.dropped} more spans not kept (at most {self.max_spans_per_trace} a trace)")
+        spans = list(trace.spans.values())
+        trace.printed, trace.printed_at, trace.late = len(spans) + trace.continued, now, 0
+        if early:
+            self._forget(trace_id, trace)
+        else:
+            self._printed[trace_id] = trace
+        return trace_id, spans, "; ".join(notes)
+
+    def _forget(self, trace_id: str, trace: _Trace) -> None:
+        """Let a printed trace's spans go, remembering its id (bounded) for a late span's note."""
+        self._printed.pop(trace_id, None)
+        self.held_bytes -= trace.bytes
+        self._forgotten[trace_id] = trace.printed
+        while len(self._forgotten) > _FORGOTTEN_IDS:
+            self._forgotten.popitem(last=False)
+
+    def _within_bound(self) -> list:
+        """Over the bound: let printed traces go, oldest first, then print the oldest unfinished ones."""
+        batches = []
+        while self.held_bytes > self.max_bytes and self._printed:
+            self._forget(*next(iter(self._printed.items())))
+        while self.held_bytes > self.max_bytes and self._pending:
+            trace_id, trace = next(iter(self._pending.items()))
+            del self._pending[trace_id]
+            if not trace.spans:
+                continue
+            early = f"printed early: tail holds at most {size_text(self.max_bytes)} of spans"
+            batches.append(self._printing(trace_id, trace, missing_parts(list(trace.spans.values())), 0.0, early))
+        return batches
+
+    def _emit_all(self, batches: list) -> None:
         for trace_id, spans, note in sorted(batches, key=lambda b: min(s.start_ns for s in b[1])):
             self.emit(render_trace(trace_id, spans, note))
 
-    def _forget_old(self, now: float, keep: int = 2000) -> None:
-        """Printed traces are kept (for a late span's re-print) up to ``keep``, oldest dropped."""
-        printed = [t for t in self._printed if t not in self._last_seen]
-        for trace_id in printed[: max(0, len(printed) - keep)]:
-            del self._printed[trace_id]
-            self._spans.pop(trace_id, None)
-
 
 def _describe_points(points: list[ReceivedPoint]) -> str:
-    services = sorted({str(p.resource.get("service.name", "?")) for p in points})
-    names = sorted({p.metric for p in points})
+    services = sorted({_short(p.resource.get("service.name", "?"), 60) for p in points})
+    names = sorted({_short(p.metric, 80) for p in points})
     shown = ", ".join(names[:4]) + (f", +{len(names) - 4} more" if len(names) > 4 else "")
-    return f"metrics  {', '.join(services)}: {len(points)} points ({shown})"
+    return f"metrics  {_short(', '.join(services[:8]), 200)}: {len(points)} points ({shown})"
 
 
 def _describe_log(log: ReceivedLog) -> str:
     trace = f"  trace {log.trace_id[:8]}" if log.trace_id.strip("0") else ""
-    return f"log  {log.resource.get('service.name', '?')}  {log.severity or '-'}  {log.body}{trace}"
+    service, severity = _short(log.resource.get("service.name", "?"), 60), _short(log.severity or "-", 20)
+    return f"log  {service}  {severity}  {_short(log.body, 1000)}{trace}"
 
 
 PORT = click.IntRange(0, 65535)
+_UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
+
+
+def size_text(size: int) -> str:
+    for unit in ("G", "M", "K"):
+        if size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]} {unit}iB"
+    return f"{size} bytes"
+
+
+class Size(click.ParamType):
+    """A number of bytes: ``64M``, ``1G``, ``512K`` (binary units) or plain bytes, at least ``minimum``."""
+
+    name = "SIZE"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        found = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if not found:
+            self.fail(f"{str(value)[:40]!r} is not a size (bytes, or a number with K, M or G)", param, ctx)
+        size = int(found.group(1)) * _UNITS[found.group(2).upper()]
+        if size < self.minimum:
+            self.fail(f"{str(value)[:40]!r} is under the least it can be, {size_text(self.minimum)}", param, ctx)
+        return size
 
 
 def _seconds_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -224,16 +392,11 @@ def _seconds_option(ctx: click.Context, param: click.Parameter, value: float | N
 
 def listen(receiver: OTLPReceiver, host: str) -> None:
     """Start the receiver; a port in use is our one-line error, without gRPC's own log line."""
-    import socket
-
     for port, what in ((receiver.grpc_port, "gRPC"), (receiver.http_port, "HTTP")):
         if port:  # gRPC logs its own error line before failing: check the port first
-            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-                try:
-                    probe.bind((host, port))
-                except OSError as exc:
-                    message = f"cannot listen for OTLP/{what} on {host}:{port}: {exc.strerror}"
-                    raise click.ClickException(message) from None
+            error = port_free(host, port)
+            if error is not None:
+                raise click.ClickException(f"cannot listen for OTLP/{what} on {host}:{port}: {error.strerror}")
     try:
         receiver.start()
     except (OSError, RuntimeError) as exc:
@@ -263,6 +426,13 @@ def listen(receiver: OTLPReceiver, host: str) -> None:
     callback=_seconds_option,
     help="Seconds of quiet after which an incomplete trace (a publish without its run) prints anyway.",
 )
+@click.option(
+    "--max-bytes",
+    type=Size(MiB),
+    default="64M",
+    show_default=True,
+    help="Spans held for unfinished traces; beyond, the oldest print early (K, M, G).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per span, as it arrives (for scripts).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Print a line per metrics export.")
 @click.option(
@@ -274,6 +444,7 @@ def tail_command(
     host: str,
     settle: float,
     wait: float,
+    max_bytes: int,
     as_json: bool,
     metrics: bool,
     exit_after: float | None,
@@ -282,26 +453,41 @@ def tail_command(
     out_lock = threading.Lock()
 
     def emit(lines: list[str]) -> None:
+        text = "\n".join(terminal_safe(line) for line in lines) + "\n"
         with out_lock:
-            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.write(text)
             sys.stdout.flush()
 
-    assembler = TraceAssembler(settle, emit, wait=wait)
+    assembler = TraceAssembler(settle, emit, wait=wait, max_bytes=max_bytes)
 
-    def on_receive(signal: str, items: list) -> None:
+    def on_receive(signal: str, items: list) -> Rejected | None:
         if signal == "traces":
+            kept, rejected = check_spans(items)
             if as_json:
-                emit([span_json(span) for span in items])
+                if kept:
+                    emit([span_json(span) for span in kept])
             else:
-                assembler.add(items)
-        elif as_json:
-            return
-        elif signal == "metrics" and metrics and items:
+                rejected.merge(assembler.add(kept))
+            return rejected if rejected.count else None
+        if signal == "metrics" and items:
             emit([_describe_points(items)])
         elif signal == "logs":
             emit([_describe_log(item) for item in items])
+        return None
 
-    receiver = OTLPReceiver(grpc_port=grpc_port, http_port=http_port, host=host, on_receive=on_receive)
+    signals = ("traces",) if as_json else ("traces", "logs", *(("metrics",) if metrics else ()))
+    receiver = OTLPReceiver(
+        grpc_port=grpc_port,
+        http_port=http_port,
+        host=host,
+        on_receive=on_receive,
+        keep=False,
+        limits=VIEWER_LIMITS,
+        signals=signals,
+        max_request_bytes=REQUEST_BYTES,
+        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
+        allowed_host=is_loopback_host if is_loopback_address(host) else None,
+    )
     listen(receiver, host)
     message = (
         f"otel-launch tail: OTLP/gRPC on {host}:{receiver.grpc_port}, OTLP/HTTP on {host}:{receiver.http_port}"

@@ -2,6 +2,8 @@
 
 Debian's ``chromium`` driven by playwright (never ``playwright install``). Without Chromium
 the test says so and skips; the JSON API is tested without a browser in tests/process/test_ui.py.
+The page runs under its own Content-Security-Policy: every answer carries the security
+headers, and the browser reports no violation.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -52,6 +55,12 @@ def ui(tmp_path: Path):
             kill_group(process)
 
 
+def assert_security_headers(headers: dict[str, str]) -> None:
+    policy = headers.get("content-security-policy", "")
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, headers
+    assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY", headers
+
+
 def send_flagged_trace(endpoint: str) -> str:
     """A trace with N+1 attributes on its server span and a queue time on its run span, sent with the SDK."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -89,7 +98,12 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 820})
             page.set_default_timeout(30_000)
-            page.goto(url + "/")
+            refused_by_policy = []  # the page runs under its Content-Security-Policy without a violation
+            page.on("console", lambda m: "Content Security Policy" in m.text and refused_by_policy.append(m.text))
+            answers = []
+            page.on("response", lambda answer: answers.append(answer))
+            first = page.goto(url + "/")
+            assert_security_headers(first.headers)
             page.locator("#trace-list > *").first.wait_for()  # the list drawn (the health checks' traces)
             order = page.locator("tr.trace", has=page.locator("td.root a", has_text=re.compile(r"^POST /orders/$")))
             assert order.count() == 0
@@ -124,5 +138,17 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
             assert "N+1" in flagged.inner_text() and "200" in flagged.inner_text()
             queued = page.locator('li.span[data-name="run/orders.tasks.notify"] > .row')
             assert "queue_time 12 ms" in queued.inner_text()
+            # every answer the page got (page, script, style, API) carried the headers; no violation
+            assert {"/", "/static/app.js", "/static/style.css", "/api/traces"} <= {
+                urlsplit(answer.url).path for answer in answers
+            }
+            for answer in answers:
+                assert_security_headers(answer.headers)
+            assert refused_by_policy == []
+            # a page that frames it gets nothing: the browser itself refuses (frame-ancestors, X-Frame-Options)
+            framing = browser.new_page()
+            framing.set_content(f'<iframe src="{url}/"></iframe>')  # returns once the frame has loaded or failed
+            framed = framing.frames[1]
+            assert framed.url.startswith("chrome-error:") or framed.locator("#app").count() == 0, framed.url
         finally:
             browser.close()

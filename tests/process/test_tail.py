@@ -1,4 +1,5 @@
-"""``otel-launch tail`` as a user runs it: bad values refused in one line, ports that cannot be shared, one tree."""
+"""``otel-launch tail`` as a user runs it: bad values refused in one line, ports that cannot be shared, one tree;
+terminal-safe output, bounded memory, one bad span costing only itself, restartable at once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +21,16 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 
 from otel_launch._receiver import OTLPReceiver
 from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.otlp_requests import (
+    HttpClient,
+    free_port,
+    grpc_export,
+    log_request,
+    memory,
+    one_kb_rounds,
+    span,
+    trace_request,
+)
 
 pytestmark = pytest.mark.process
 
@@ -47,6 +60,8 @@ def started_tail(workdir: Path, *args: str):
         (["--settle", "nan"], "--settle"),
         (["--settle", "inf"], "--settle"),
         (["--wait", "0"], "--wait"),
+        (["--max-bytes", "10K"], "--max-bytes"),
+        (["--max-bytes", "lots"], "--max-bytes"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(workdir: Path, args: list[str], named: str):
@@ -152,3 +167,174 @@ def test_port_probe_sees_a_plain_listener(workdir: Path):
         result = tail(workdir, "--grpc-port", "0", "--http-port", str(held.getsockname()[1]))
     assert result.returncode == 1 and "cannot listen for OTLP/HTTP" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+# -- terminal-safe -----------------------------------------------------------------------------
+
+# A title change (OSC 0 ... BEL), a screen clear (CSI 2J), a hyperlink (OSC 8), a clipboard write
+# (OSC 52), the 8-bit CSI (C1, U+009B) and a bidi override.
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://evil.example\x1b\\link\x1b]52;c;cHduZWQ=\x07\x9b31m\u202e"
+
+
+def binary_tail(workdir: Path, *args: str) -> tuple[subprocess.Popen, int, int]:
+    """A tail whose output is read as bytes (text mode would hide what reaches the terminal)."""
+    process = subprocess.Popen(
+        [*launcher(), "tail", "--grpc-port", "0", "--http-port", "0", *args],
+        env=clean_env(),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    line = (process.stderr if "--json" in args else process.stdout).readline().decode()
+    found = re.search(r"OTLP/gRPC on 127\.0\.0\.1:(\d+), OTLP/HTTP on 127\.0\.0\.1:(\d+)", line)
+    if not found:
+        kill_group(process)
+        pytest.fail(f"tail did not start: {line!r}")
+    return process, int(found.group(1)), int(found.group(2))
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]], ids=["tree", "json"])
+def test_hostile_span_and_log_text_reaches_the_terminal_escaped(workdir: Path, mode: list[str]):
+    process, grpc_port, http_port = binary_tail(workdir, "--settle", "0.2", *mode)
+    try:
+        attributes = {"http.status_code": HOSTILE, "http.route": "/r" + HOSTILE, "db.system": "postgresql"}
+        attributes["db.statement"] = "SELECT " + HOSTILE
+        spans = [
+            span(0xC1, 1, name="GET " + HOSTILE, attributes=attributes, kind=3),
+            span(0xC1, 2, parent=1, name="child" + HOSTILE, status={"code": 2, "message": "boom" + HOSTILE}),
+        ]
+        client = HttpClient(http_port)
+        client.export(trace_request(spans, service="svc" + HOSTILE))
+        grpc_export(grpc_port, log_request("log" + HOSTILE, service="svc" + HOSTILE, severity="WARN" + HOSTILE))
+        client.close()
+    finally:  # SIGINT prints every trace still held
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert b"svc" in out and (b"\\u001b" if mode else b"\\x1b") in out, out  # printed, escaped
+    for raw in (b"\x1b", b"\x07", "\x9b".encode(), "\u202e".encode()):
+        assert raw not in out, (raw, out)
+    if not mode:
+        assert b"\\x1b]0;pwned\\x07" in out and b"\\x9b31m" in out and b"\\u202e" in out, out
+        assert b"log  svc" in out, out
+
+
+# -- one bad span never costs the others -----------------------------------------------------
+
+
+def test_a_loop_of_parents_beside_three_normal_traces_is_refused_alone(workdir: Path):
+    process, port = started_tail(workdir, "--settle", "0.2", "--no-metrics")
+    try:
+        normal = [part for trace in (0xD1, 0xD2, 0xD3) for part in (span(trace, 1), span(trace, 2, parent=1))]
+        hostile = [span(0xD4, 10, parent=11), span(0xD4, 11, parent=10), span(0xD5, 12, parent=12)]
+        response = grpc_export(port, trace_request(normal[:3] + hostile + normal[3:]))
+        assert response.partial_success.rejected_spans == 2, response
+        assert "loop of parents" in response.partial_success.error_message
+        assert "their own parent" in response.partial_success.error_message
+        headers = [line for line in read_lines(process, 9) if line.startswith("trace ")]
+    finally:
+        finish(process)
+    for trace in (0xD1, 0xD2, 0xD3):
+        assert any(line.startswith(f"trace {trace:032x}  2 spans") for line in headers), headers
+
+
+def read_lines(process, count: int, timeout: float = 15) -> list[str]:
+    deadline, lines = time.monotonic() + timeout, []
+    while time.monotonic() < deadline and len(lines) < count:
+        lines.append(process.stdout.readline().rstrip("\n"))
+    return lines
+
+
+def test_a_text_plain_post_is_refused_and_prints_nothing(workdir: Path):
+    process, _, http_port = binary_tail(workdir, "--settle", "0.2", "--no-metrics")
+    try:
+        client = HttpClient(http_port)
+        body = trace_request([span(0xE1, 1, name="from a web page")]).SerializeToString()
+        assert client.post("/v1/traces", body, **{"Content-Type": "text/plain"})[0] == 415
+        client = HttpClient(http_port)  # a refusal closes the connection
+        client.export(trace_request([span(0xE2, 1, name="from the app")]))
+        client.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert b"from the app" in out and b"from a web page" not in out, out
+
+
+# -- bounded -----------------------------------------------------------------------------------
+
+RSS_ROUNDS = 3
+RSS_BOUND = 16 * 1024 * 1024  # README: "flat within 16 MiB of the first round"
+
+
+@pytest.mark.parametrize("cap", [[], ["--max-bytes", "8M"]], ids=["default", "small cap"])
+def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: list[str]):
+    process, grpc_port, http_port = binary_tail(workdir, "--settle", "0.2", "--wait", "1", "--no-metrics", *cap)
+    printed, changed = [0], threading.Condition()
+
+    def count_traces() -> None:
+        for line in process.stdout:
+            if line.startswith(b"trace "):
+                with changed:
+                    printed[0] += 1
+                    changed.notify_all()
+
+    threading.Thread(target=count_traces, daemon=True).start()
+    after = []
+    try:
+        client = HttpClient(http_port)
+        for number in range(1, RSS_ROUNDS + 1):
+            for index, body in enumerate(one_kb_rounds(number, 60_000)):
+                if index % 2:
+                    assert client.post("/v1/traces", body)[0] == 200
+                else:
+                    grpc_export(grpc_port, trace_request([]).FromString(body))
+            with changed:
+                assert changed.wait_for(lambda number=number: printed[0] >= 6000 * number, 120), printed
+            after.append(memory(process.pid))
+        client.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+        kill_group(process)
+    rss, peak = after[0]
+    shown = [(r // 2**20, p // 2**20) for r, p in after]  # MiB: (VmRSS, VmHWM) after each round
+    for later_rss, later_peak in after[1:]:
+        assert later_rss <= rss + RSS_BOUND and later_peak <= peak + RSS_BOUND, shown
+
+
+# -- restart at once ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["stopped", "crashed"])
+def test_restarts_on_the_same_ports_at_once_after_exports_and_a_held_connection(workdir: Path, stop: int):
+    ports = [free_port(), free_port()]
+    args = [*launcher(), "tail", "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--no-metrics"]
+    first = start(args, clean_env(), workdir)
+    held = None
+    try:
+        assert first.stdout.readline().startswith("otel-launch tail:"), first.stderr.read()
+        for trace in range(1, 20):
+            exporter = HttpClient(ports[1])
+            exporter.export(trace_request([span(trace, 1)]))
+            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
+            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
+            exporter.close()
+            grpc_export(ports[0], trace_request([span(0x100 + trace, 1)]))
+        held = HttpClient(ports[1])
+        held.export(trace_request([span(0x200, 1)]))  # kept open across the stop
+        first.send_signal(stop)
+        first.wait(15)
+    finally:
+        kill_group(first)
+    second = start(args, clean_env(), workdir)
+    try:
+        line = second.stdout.readline()
+        assert line.startswith(f"otel-launch tail: OTLP/gRPC on 127.0.0.1:{ports[0]}"), second.stderr.read()
+        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
+        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
+    finally:
+        finish(second)
+        if held is not None:
+            held.close()

@@ -1,7 +1,9 @@
-"""``otel-launch ui`` as a process: OTLP in (gRPC and HTTP), the JSON API out, bad exports refused."""
+"""``otel-launch ui`` as a process: OTLP in (gRPC and HTTP), the JSON API out, bad exports refused;
+bounded in memory and on disk, only OTLP in and only local readers out, restartable at once."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -20,6 +22,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.otlp_requests import (
+    HttpClient,
+    file_bytes,
+    free_port,
+    grpc_export,
+    memory,
+    one_kb_rounds,
+    span,
+    trace_request,
+)
 
 pytestmark = pytest.mark.process
 UI_ARGS = ["ui", "--port", "0", "--grpc-port", "0", "--http-port", "0", "--db", ":memory:"]
@@ -29,14 +41,31 @@ class UI:
     def __init__(self, process: subprocess.Popen, line: str):
         self.process = process
         found = re.search(
-            r"(http://127\.0\.0\.1:\d+)/ .*OTLP/gRPC on 127\.0\.0\.1:(\d+), OTLP/HTTP on [\d.]+:(\d+)", line
+            r"(http://127\.0\.0\.1:(\d+))/ .*OTLP/gRPC on 127\.0\.0\.1:(\d+), OTLP/HTTP on [\d.]+:(\d+)", line
         )
         assert found, line
-        self.url, self.grpc_port, self.http_port = found.group(1), int(found.group(2)), int(found.group(3))
+        self.url, self.port = found.group(1), int(found.group(2))
+        self.grpc_port, self.http_port = int(found.group(3)), int(found.group(4))
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return response.status, json.loads(response.read())
+
+    def raw_get(self, path: str, host: str) -> tuple[int, dict[str, str], bytes]:
+        """GET with this ``Host`` header, as a browser on a rebinding name would send it."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.putrequest("GET", path, skip_host=True)
+            connection.putheader("Host", host)
+            connection.endheaders()
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def trace_ids(self, limit: int = 1000) -> list[str]:
+        """The stored traces, newest first."""
+        return [trace["trace_id"] for trace in self.get(f"/api/traces?limit={limit}")[1]["traces"]]
 
     def post_otlp(self, body: bytes, **headers: str) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
@@ -50,11 +79,16 @@ class UI:
             connection.close()
 
 
-@pytest.fixture
-def ui(workdir: Path):
-    process = start([*launcher(), *UI_ARGS, "--max-traces", "5"], clean_env(), workdir)
+@contextlib.contextmanager
+def running_ui(workdir: Path, *args: str):
+    """A running ui; on leaving, stopped by SIGTERM and checked: exit 0, nothing on stderr."""
+    process = start([*launcher(), *UI_ARGS, *args], clean_env(), workdir)
     try:
-        yield UI(process, process.stdout.readline())
+        line = process.stdout.readline()
+        if not line.startswith("otel-launch ui:"):
+            kill_group(process)
+            pytest.fail(f"ui did not start: {line!r} {process.stderr.read()}")
+        yield UI(process, line)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -62,7 +96,14 @@ def ui(workdir: Path):
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 kill_group(process)
-        assert process.returncode == 0, process.stderr.read()
+    stderr = process.stderr.read()
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+@pytest.fixture
+def ui(workdir: Path):
+    with running_ui(workdir, "--max-traces", "5") as started:
+        yield started
 
 
 def provider(exporter, service: str) -> TracerProvider:
@@ -167,7 +208,7 @@ def test_without_the_extra_one_line_says_what_to_install(workdir: Path):
 
 
 def test_bad_values_one_line_exit_2(workdir: Path):
-    for args in (["--port", "70000"], ["--max-traces", "0"], ["--http-port", "x"]):
+    for args in (["--port", "70000"], ["--max-traces", "0"], ["--http-port", "x"], ["--max-bytes", "1K"]):
         result = run([*launcher(), "ui", *args], clean_env(), workdir, timeout=30)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and args[0] in result.stderr, result.stderr
 
@@ -177,3 +218,174 @@ def test_loopback_by_default(ui: UI):
     assert "-h" not in UI_ARGS
     help_text = run([*launcher(), "ui", "-h"], clean_env(), Path.cwd(), timeout=30).stdout
     assert "--all-interfaces" in help_text and "0.0.0.0" in help_text
+
+
+# -- only OTLP in ------------------------------------------------------------------------------
+
+
+def test_only_protobuf_is_taken_a_text_plain_post_is_refused_and_not_stored(ui: UI):
+    """A page on any site can POST text/plain without a CORS preflight: it must not write traces."""
+    body = trace_request([span(0xA1, 1, name="from a web page")]).SerializeToString()
+    refused = ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "application/json", "")
+    for content_type in refused:
+        status, answer = ui.post_otlp(body, **{"Content-Type": content_type})
+        assert status == 415 and b"application/x-protobuf" in answer, (content_type, status, answer)
+    status, answer = ui.post_otlp(body, **{"Content-Encoding": "br"})
+    assert status == 415 and b"Content-Encoding" in answer
+    assert ui.trace_ids() == []
+    status, _ = ui.post_otlp(
+        gzip.compress(body), **{"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    )
+    assert status == 200 and ui.trace_ids() == [format(0xA1, "032x")]
+
+
+# -- only local readers out ------------------------------------------------------------------
+
+SECURED = ("/", "/trace/" + "ab" * 16, "/api/traces", "/api/services", "/api/traces/" + "ab" * 16, "/static/app.js")
+
+
+def assert_security_headers(headers: dict[str, str], path: str) -> None:
+    policy = headers.get("content-security-policy", "")
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy, (path, headers)
+    assert "frame-ancestors 'none'" in policy, (path, headers)
+    assert headers.get("x-content-type-options") == "nosniff", (path, headers)
+    assert headers.get("x-frame-options") == "DENY", (path, headers)
+
+
+@pytest.mark.parametrize("path", SECURED)
+def test_a_rebinding_host_is_refused_on_the_page_and_the_api(ui: UI, path: str):
+    for host in ("evil.example", f"evil.example:{ui.port}", f"127.0.0.1.evil.example:{ui.port}", "localhost.evil"):
+        status, headers, body = ui.raw_get(path, host)
+        assert status == 403 and b"localhost, 127.0.0.1 or [::1]" in body, (host, status, body)
+        assert_security_headers({k.lower(): v for k, v in headers.items()}, path)
+    for host in (f"127.0.0.1:{ui.port}", f"localhost:{ui.port}", f"[::1]:{ui.port}", "localhost", "127.0.0.1"):
+        status, headers, _ = ui.raw_get(path, host)
+        assert status in (200, 404), (host, status)  # the trace asked for does not exist
+        assert_security_headers({k.lower(): v for k, v in headers.items()}, path)
+
+
+def test_a_rebinding_page_cannot_write_traces_either(ui: UI):
+    body = trace_request([span(0xA2, 1)]).SerializeToString()
+    assert ui.post_otlp(body, Host=f"evil.example:{ui.http_port}")[0] == 403
+    assert ui.post_otlp(body, Host=f"localhost:{ui.http_port}")[0] == 200
+    assert ui.trace_ids() == [format(0xA2, "032x")]
+
+
+def test_all_interfaces_says_who_can_read_and_answers_any_host(workdir: Path):
+    process = start([*launcher(), *UI_ARGS, "--all-interfaces"], clean_env(), workdir)
+    try:
+        line = process.stdout.readline()
+        assert "anyone who can reach ports" in line and "can read every trace" in line, line
+        found = re.search(r"OTLP/gRPC on (\S+):(\d+), OTLP/HTTP on (\S+):(\d+)", line)
+        assert found and found.group(1) == found.group(3) and found.group(1) in ("[::]", "0.0.0.0"), line
+        web_port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
+        request = urllib.request.Request(f"http://127.0.0.1:{web_port}/api/services", headers={"Host": "laptop.lan"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+
+
+# -- one bad span never costs the others -----------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_a_loop_of_parents_beside_three_normal_traces_costs_only_itself(ui: UI, transport: str):
+    normal = [part for trace in (0xB1, 0xB2, 0xB3) for part in (span(trace, 1), span(trace, 2, parent=1))]
+    hostile = [
+        span(0xB4, 10, parent=11),  # stored: its parent is not known (yet)
+        span(0xB4, 11, parent=10),  # refused: closes the loop
+        span(0xB5, 12, parent=12),  # refused: its own parent
+        span(0xB6, 13, start=2**64 - 1, end=2**64 - 1),  # refused: impossible times (after 2262)
+    ]
+    request = trace_request(normal[:3] + hostile + normal[3:])
+    response = HttpClient(ui.http_port).export(request) if transport == "http" else grpc_export(ui.grpc_port, request)
+    assert response.partial_success.rejected_spans == 3, response
+    message = response.partial_success.error_message
+    assert "loop of parents" in message and "their own parent" in message and "impossible times" in message
+    listed = {trace["trace_id"]: trace for trace in ui.get("/api/traces")[1]["traces"]}
+    for trace in (0xB1, 0xB2, 0xB3):
+        assert listed[format(trace, "032x")]["span_count"] == 2
+    assert listed[format(0xB4, "032x")]["span_count"] == 1
+    assert ui.get(f"/api/traces/{format(0xB4, '032x')}")[1]["spans"][0]["span_id"] == format(10, "016x")
+
+
+# -- bounded -----------------------------------------------------------------------------------
+
+RSS_ROUNDS = 3
+RSS_BOUND = 16 * 1024 * 1024  # README: "flat within 16 MiB of the first round"
+
+
+def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path):
+    with running_ui(workdir, "--max-traces", "20") as ui:
+        client, after = HttpClient(ui.http_port), []
+        for number in range(1, RSS_ROUNDS + 1):
+            for index, body in enumerate(one_kb_rounds(number, 60_000)):
+                if index % 2:
+                    assert client.post("/v1/traces", body)[0] == 200
+                else:
+                    grpc_export(ui.grpc_port, trace_request([]).FromString(body))
+            last = format((number << 64) | 6000, "032x")
+            wait_for(lambda last=last: ui.trace_ids()[0] == last, "the round's last trace stored", timeout=60)
+            after.append(memory(ui.process.pid))
+        client.close()
+    rss, peak = after[0]
+    shown = [(r // 2**20, p // 2**20) for r, p in after]  # MiB: (VmRSS, VmHWM) after each round
+    for later_rss, later_peak in after[1:]:
+        assert later_rss <= rss + RSS_BOUND and later_peak <= peak + RSS_BOUND, shown
+
+
+def test_the_store_stays_under_its_byte_bound_and_keeps_the_newest(workdir: Path):
+    db = workdir / "traces.sqlite3"
+    with running_ui(workdir, "--db", str(db), "--max-bytes", "4M", "--max-traces", "100000") as ui:
+        client = HttpClient(ui.http_port)
+        for body in one_kb_rounds(1, 30_000):  # about 35 MB as stored
+            assert client.post("/v1/traces", body)[0] == 200
+            assert file_bytes(db) <= 4 * 1024 * 1024, file_bytes(db)
+        client.close()
+        listed = ui.get("/api/traces?limit=1")[1]
+        assert listed["traces"][0]["trace_id"] == format((1 << 64) | 3000, "032x")
+        assert listed["stored"] >= 100, listed["stored"]  # evicted to the bound, not emptied
+
+
+# -- restart at once ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "crashed"])
+def test_restarts_on_the_same_ports_at_once_after_exports_and_a_held_connection(workdir: Path, stop: int):
+    ports = [free_port() for _ in range(3)]
+    args = [*launcher(), "ui", "--db", ":memory:"]
+    args += ["--port", str(ports[0]), "--grpc-port", str(ports[1]), "--http-port", str(ports[2])]
+    first = start(args, clean_env(), workdir)
+    held = []
+    try:
+        assert first.stdout.readline().startswith("otel-launch ui:"), first.stderr.read()
+        for trace in range(1, 20):
+            exporter = HttpClient(ports[2])
+            exporter.export(trace_request([span(trace, 1)]))
+            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
+            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
+            exporter.close()
+            grpc_export(ports[1], trace_request([span(0x100 + trace, 1)]))
+        page = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+        page.request("GET", "/api/services")
+        assert page.getresponse().read()
+        exporter = HttpClient(ports[2])
+        exporter.export(trace_request([span(0x200, 1)]))
+        held += [page, exporter]  # both kept open across the stop
+        first.send_signal(stop)
+        first.wait(15)
+    finally:
+        kill_group(first)
+    second = start(args, clean_env(), workdir)
+    try:
+        line = second.stdout.readline()
+        assert line.startswith(f"otel-launch ui: http://127.0.0.1:{ports[0]}/"), second.stderr.read()
+        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
+        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
+        for connection in held:
+            connection.close()

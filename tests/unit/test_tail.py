@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from otel_launch._receiver import ReceivedSpan
-from otel_launch._tail import TraceAssembler, compact_name, render_trace, span_json
+from otel_launch._receiver import ReceivedSpan, span_size
+from otel_launch._tail import TraceAssembler, compact_name, render_trace, span_json, terminal_safe
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
@@ -158,3 +158,84 @@ def test_everything_pending_prints_at_exit():
     assembler.add([span("run/f", "c", parent="b", kind=CONSUMER)], now=0)
     assembler.release(now=0, everything=True)
     assert "incomplete: no root span, no parent of 1 span" in printed[0][0]
+
+
+# -- terminal-safe ---------------------------------------------------------------------------
+
+
+def test_every_control_character_is_escaped():
+    text = "".join(chr(code) for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)])
+    safe = terminal_safe(text)
+    assert all(0x20 <= ord(char) < 0x7F for char in safe), safe
+    assert safe.startswith("\\x00\\x01") and "\\x1b" in safe and "\\x9b" in safe and "\\n" in safe and "\\t" in safe
+    assert terminal_safe("caf\u00e9 \u20ac ok") == "caf\u00e9 \u20ac ok"  # printable text untouched
+    assert terminal_safe("a\u202eb\u2066c") == "a\\u202eb\\u2066c"  # bidi overrides reorder the line
+
+
+def test_a_cut_value_never_splits_an_escape():
+    """Values are cut to their cap before they are escaped: an escape is always whole."""
+    statement = "SELECT " + "\x1b" * 200
+    hostile = span("q", "a", kind=CLIENT, db__statement=statement, db__system="postgresql")
+    (line,) = [terminal_safe(line) for line in render_trace("t1", [hostile])[1:]]
+    shown = line.split("statement=")[1]
+    assert shown.endswith("\\x1b...") and "\x1b" not in line
+    assert shown.removesuffix("...").removeprefix("SELECT ").replace("\\x1b", "") == ""
+
+
+def test_names_and_messages_are_capped_on_one_line():
+    long = span("n" * 5000, "a", status="ERROR", message="m\nm" * 3000, service="s" * 500)
+    line = render_trace("t1", [long])[1]
+    assert len(line) < 700 and "\n" not in line
+
+
+# -- bounded ---------------------------------------------------------------------------------
+
+
+def test_over_its_bound_tail_prints_the_oldest_unfinished_traces_early():
+    printed = []
+    publishes = [span("publish", "b", trace=f"t{index}", kind=PRODUCER) for index in range(5)]
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10, max_bytes=span_size(publishes[0]) * 3)
+    for publish in publishes:  # five unfinished traces: a publish each, no run span yet
+        assembler.add([publish], now=0)
+    assert [lines[0].split()[1] for lines in printed] == ["t0", "t1"]
+    assert all("(printed early: tail holds at most" in lines[0] for lines in printed), printed
+    assert assembler.held_bytes <= assembler.max_bytes
+
+
+def test_printed_traces_are_let_go_after_wait_and_late_spans_print_as_a_continuation():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=5)
+    assembler.add([span("POST /orders/", "a", kind=SERVER)], now=0)
+    assembler.release(now=1.5)
+    assert assembler.held_bytes > 0  # held for --wait, for a late span's re-print
+    assembler.release(now=7)
+    assert assembler.held_bytes == 0
+    assembler.add([span("late", "z", parent="a")], now=8)
+    assembler.release(now=20)
+    assert printed[1][0] == "trace t1  1 span, 1.0 ms  (continued: 1 late span of a trace printed before with 1)"
+    assert printed[1][1] == "  web  late  1.0 ms  (parent not received)"
+
+
+def test_spans_over_the_per_trace_cap_are_counted():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, max_spans_per_trace=2)
+    assembler.add([span("root", "a"), span("b", "b", parent="a"), span("c", "c", parent="a")], now=0)
+    assembler.release(now=2)
+    assert printed[0][0] == "trace t1  2 spans, 1.0 ms  (1 more spans not kept (at most 2 a trace))"
+
+
+def test_a_span_that_closes_a_loop_is_refused_and_its_trace_prints():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10)
+    rejected = assembler.add([span("a", "a", parent="b"), span("b", "b", parent="a")], now=0)
+    assert rejected.count == 1 and "loop of parents" in rejected.message
+    assembler.release(now=0, everything=True)
+    assert printed[0][1] == "  web  a  1.0 ms  (parent not received)"
+
+
+def test_a_trace_whose_every_span_was_refused_prints_nothing():
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append)
+    assert assembler.add([span("self", "a", parent="a")], now=0).count == 1
+    assembler.release(now=0, everything=True)
+    assert printed == [] and assembler.held_bytes == 0

@@ -1,11 +1,16 @@
-"""The trace viewer's SQLite store: traces assembled as spans arrive, filters, bounds."""
+"""The trace viewer's SQLite store: traces assembled as spans arrive, filters, bounds by count and bytes,
+one trace's failure its own, reads beside writes."""
 
 from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
 from otel_launch._receiver import ReceivedSpan
-from otel_launch.local.ui.store import TraceStore
+from otel_launch.local.ui.store import QueryTooLong, TraceStore
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
@@ -101,3 +106,97 @@ def test_a_file_store_keeps_traces_across_restarts(tmp_path):
     again.add([span("other", "b", trace="t2", start=5)])
     assert [t["trace_id"] for t in again.list_traces()] == ["t2", "t1"]
     again.close()
+
+
+# -- one bad span never costs the others -----------------------------------------------------
+
+
+def test_a_span_that_closes_a_loop_of_parents_is_refused_and_its_trace_still_reads(store):
+    assert store.add([span("a", "a", parent="b")]).count == 0  # its parent is not known yet
+    rejected = store.add([span("b", "b", parent="a"), span("other", "x", trace="t2")])
+    assert rejected.count == 1 and "loop of parents" in rejected.message
+    assert store.get_trace("t1")["root_name"] == "a" and store.get_trace("t2")["span_count"] == 1
+
+
+def test_a_trace_that_cannot_be_stored_costs_only_its_own_spans(store):
+    too_late = span("too late", "b", trace="bad", start=2**63, end=2**63)  # SQLite integers stop at 2**63 - 1
+    rejected = store.add([span("good", "a"), too_late, span("also good", "c", trace="t3")])
+    assert rejected.count == 1 and "OverflowError" in rejected.message
+    assert sorted(t["trace_id"] for t in store.list_traces()) == ["t1", "t3"]
+
+
+# -- bounded by bytes ------------------------------------------------------------------------
+
+
+def kilobyte_spans(trace: str, count: int, start: int = 0) -> list:
+    return [span(f"s{i}", f"{i:x}", trace=trace, start=start + i, url="u" * 1000) for i in range(count)]
+
+
+def test_the_database_and_its_log_stay_under_the_byte_bound_the_newest_kept(tmp_path):
+    path = tmp_path / "traces.sqlite3"
+    bounded = TraceStore(path, max_traces=100_000, max_bytes=2 * 1024 * 1024)
+    for index in range(200):  # about 10 MB of rows
+        bounded.add(kilobyte_spans(f"t{index:03}", 50, start=index * 100))
+        on_disk = sum(p.stat().st_size for p in (path, tmp_path / "traces.sqlite3-wal") if p.exists())
+        assert bounded.disk_bytes() <= 2 * 1024 * 1024 and on_disk <= 2 * 1024 * 1024, (index, on_disk)
+    listed = bounded.list_traces(limit=1000)
+    assert listed[0]["trace_id"] == "t199" and len(listed) >= 10
+    assert [t["trace_id"] for t in listed] == [f"t{i:03}" for i in range(199, 199 - len(listed), -1)]  # oldest out
+    bounded.close()
+
+
+def test_one_trace_holds_at_most_an_eighth_of_the_bound():
+    bounded = TraceStore(":memory:", max_bytes=1024 * 1024)
+    bounded.add(kilobyte_spans("big", 300))
+    (trace,) = bounded.list_traces()
+    assert 60 < trace["span_count"] < 130 and trace["dropped_spans"] == 300 - trace["span_count"]
+    bounded.close()
+
+
+def test_a_search_never_holds_up_ingestion(store):
+    """Reads have their own connection and lock: a search in progress does not stop a write."""
+    entered, release = threading.Event(), threading.Event()
+    store._reader.create_function("hold", 0, lambda: entered.set() or release.wait(10) or 1)
+    reader = threading.Thread(target=store._read, args=("SELECT hold()",))
+    reader.start()
+    assert entered.wait(10)
+    writer = threading.Thread(target=store.add, args=([span("written", "a")],))
+    writer.start()
+    writer.join(10)
+    stored = not writer.is_alive()
+    release.set()
+    reader.join(10)
+    assert stored, "a write waited for a search"
+
+
+def test_a_read_stops_at_its_time_bound():
+    bounded = TraceStore(":memory:", query_seconds=0.05)
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1e10) SELECT count(*) FROM c"
+    with pytest.raises(QueryTooLong):
+        bounded._read(endless)
+    assert bounded.trace_count() == 0  # the connection still reads
+    bounded.close()
+
+
+def test_an_older_store_starts_afresh_with_space_given_back(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, seq INTEGER)")
+    old.execute("INSERT INTO traces VALUES ('x', 1)")
+    old.commit()
+    old.close()
+    again = TraceStore(path)
+    assert again.started_afresh and again.trace_count() == 0
+    assert again._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    again.add([span("root", "a")])
+    again.close()
+    assert not TraceStore(path).started_afresh
+
+
+def test_memory_is_a_temporary_file_removed_on_close():
+    temporary = TraceStore(":memory:")
+    path = Path(temporary.path)
+    temporary.add([span("root", "a")])
+    assert path.exists()
+    temporary.close()
+    assert not path.parent.exists()

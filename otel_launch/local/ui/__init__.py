@@ -1,14 +1,19 @@
 """``otel-launch ui``: the package's OTLP receiver, a SQLite store and a web page, in one local process.
 
 The web page needs the ``ui`` extra (starlette, uvicorn); without it the command says in one
-line what to install. Everything binds to 127.0.0.1 unless ``--all-interfaces`` is given.
+line what to install. Everything binds to 127.0.0.1 and answers only to a loopback ``Host``
+unless ``--all-interfaces`` is given: then all three ports listen on every interface, in one
+address family (IPv6 ``::`` taking IPv4 too, or IPv4 where there is no IPv6), and the start
+line says that anyone who can reach them can read every trace.
 """
 
 from __future__ import annotations
 
 import click
 
-from otel_launch._tail import PORT
+from otel_launch._listen import all_interfaces
+from otel_launch._receiver import MiB
+from otel_launch._tail import PORT, Size
 
 INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
 
@@ -22,10 +27,27 @@ INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
     "--max-traces", type=click.IntRange(1, 1_000_000), default=1000, show_default=True, help="Oldest dropped beyond."
 )
 @click.option(
-    "--all-interfaces", is_flag=True, help="Listen on 0.0.0.0 instead of 127.0.0.1 (no login: trusted networks only)."
+    "--max-bytes",
+    type=Size(MiB),
+    default="256M",
+    show_default=True,
+    help="Store size (database and its log); the oldest traces are evicted beyond (K, M, G).",
+)
+@click.option(
+    "--all-interfaces",
+    "on_all_interfaces",
+    is_flag=True,
+    help="Listen on every interface (:: or 0.0.0.0) instead of 127.0.0.1, for any Host name "
+    "(no login: anyone who can reach the ports reads every trace).",
 )
 def ui_command(
-    port: int, grpc_port: int, http_port: int, db: str | None, max_traces: int, all_interfaces: bool
+    port: int,
+    grpc_port: int,
+    http_port: int,
+    db: str | None,
+    max_traces: int,
+    max_bytes: int,
+    on_all_interfaces: bool,
 ) -> None:
     """Receive OTLP locally and browse the traces in a web page: no collector, no Docker."""
     try:
@@ -37,10 +59,12 @@ def ui_command(
     from otel_launch.local.ui.store import default_db_path
 
     serve(
-        host="0.0.0.0" if all_interfaces else "127.0.0.1",
+        host=all_interfaces() if on_all_interfaces else "127.0.0.1",
         port=port,
         grpc_port=grpc_port,
         http_port=http_port,
         db=db if db is not None else str(default_db_path()),
         max_traces=max_traces,
+        max_bytes=max_bytes,
+        local_only=not on_all_interfaces,
     )

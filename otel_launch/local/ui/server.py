@@ -1,5 +1,13 @@
 """The trace viewer's web side: a starlette app (JSON API + the page's static files) on uvicorn.
 
+Only local readers: bound to loopback, the page and the API answer only to a loopback ``Host``
+(``localhost``, ``127.0.0.1``, ``[::1]``, any port) and refuse others with 403, as Jupyter does,
+so that a page on another site whose name was re-bound to 127.0.0.1 cannot read the traces.
+``--all-interfaces`` turns the check off (and says so). Every answer carries a
+Content-Security-Policy (own scripts, styles and requests only; no framing),
+``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``
+and ``Cross-Origin-Resource-Policy: same-origin``.
+
 API (what the page itself uses):
 
 - ``GET /api/traces?service=&status=error|ok&min_duration_ms=&q=&limit=``: trace summaries, newest first.
@@ -14,6 +22,7 @@ import math
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -21,15 +30,59 @@ import click
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otel_launch._receiver import OTLPReceiver
-from otel_launch._tail import listen
-from otel_launch.local.ui.store import TraceStore
+from otel_launch._listen import is_loopback_host, listening_socket, shown_host
+from otel_launch._receiver import VIEWER_LIMITS, OTLPReceiver, Rejected, check_spans
+from otel_launch._tail import REQUEST_BYTES, listen, size_text
+from otel_launch.local.ui.store import QueryTooLong, TraceStore
 
 STATIC = resources.files("otel_launch.local.ui") / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+class LocalOnly:
+    """ASGI middleware: the security headers on every answer, and 403 for a ``Host`` that
+    ``allowed_host`` refuses (a DNS-rebinding page names its own site)."""
+
+    def __init__(self, app: ASGIApp, allowed_host: Callable[[str | None], bool] | None) -> None:
+        self.app = app
+        self.allowed_host = allowed_host
+        self.headers = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1")
+        if self.allowed_host is not None and not self.allowed_host(host):
+            refusal = PlainTextResponse(
+                f"otel-launch ui answers only to localhost, 127.0.0.1 or [::1] (this request named {host[:80]!r}): "
+                "a page on another site cannot read your traces. To serve it under other names, start it with "
+                "--all-interfaces.\n",
+                status_code=403,
+            )
+            await refusal(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
 
 
 class BadQuery(ValueError):
@@ -49,14 +102,18 @@ def _number(request: Request, name: str, default: float | None = None) -> float 
     return value
 
 
-def create_app(store: TraceStore) -> Starlette:
-    """The web app over ``store``."""
+def create_app(store: TraceStore, local_only: bool = True) -> ASGIApp:
+    """The web app over ``store``; with ``local_only``, for a loopback ``Host`` only.
+
+    The API's handlers are plain functions: starlette runs them on its thread pool, so that a
+    long search never holds the event loop (nor the store's writer: reads have their own connection).
+    """
     page = str(STATIC / "index.html")
 
     async def index(request: Request) -> FileResponse:
         return FileResponse(page, headers={"Cache-Control": "no-store"})
 
-    async def list_traces(request: Request) -> JSONResponse:
+    def list_traces(request: Request) -> JSONResponse:
         try:
             min_duration = _number(request, "min_duration_ms")
             limit = int(_number(request, "limit", 100) or 100)
@@ -65,25 +122,32 @@ def create_app(store: TraceStore) -> Starlette:
         status = request.query_params.get("status") or None
         if status not in (None, "error", "ok"):
             return JSONResponse({"error": "status must be 'error' or 'ok'"}, status_code=400)
-        traces = store.list_traces(
-            service=request.query_params.get("service") or None,
-            status=status,
-            min_duration_ms=min_duration,
-            q=request.query_params.get("q") or None,
-            limit=min(limit, 1000),
-        )
-        return JSONResponse({"traces": traces, "stored": store.trace_count(), "max_traces": store.max_traces})
+        try:
+            traces = store.list_traces(
+                service=request.query_params.get("service") or None,
+                status=status,
+                min_duration_ms=min_duration,
+                q=request.query_params.get("q") or None,
+                limit=min(limit, 1000),
+            )
+            stored = store.trace_count()
+        except QueryTooLong as exc:
+            return JSONResponse({"error": f"{exc}; narrow the search"}, status_code=503, headers=NO_STORE)
+        return JSONResponse({"traces": traces, "stored": stored, "max_traces": store.max_traces}, headers=NO_STORE)
 
-    async def get_trace(request: Request) -> JSONResponse:
-        trace = store.get_trace(request.path_params["trace_id"].lower())
+    def get_trace(request: Request) -> JSONResponse:
+        try:
+            trace = store.get_trace(request.path_params["trace_id"].lower())
+        except QueryTooLong as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers=NO_STORE)
         if trace is None:
-            return JSONResponse({"error": "no such trace"}, status_code=404)
-        return JSONResponse(trace)
+            return JSONResponse({"error": "no such trace"}, status_code=404, headers=NO_STORE)
+        return JSONResponse(trace, headers=NO_STORE)
 
-    async def services(request: Request) -> JSONResponse:
-        return JSONResponse({"services": store.services()})
+    def services(request: Request) -> JSONResponse:
+        return JSONResponse({"services": store.services()}, headers=NO_STORE)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/trace/{trace_id}", index),
@@ -93,44 +157,77 @@ def create_app(store: TraceStore) -> Starlette:
             Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
         ]
     )
+    return LocalOnly(app, is_loopback_host if local_only else None)
+
+
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        sock.bind((host, port))
+        sock = listening_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise click.ClickException(f"cannot listen for the web page on {host}:{port}: {exc.strerror}") from None
-    sock.listen(128)
     sock.set_inheritable(True)
     return sock
 
 
-def serve(host: str, port: int, grpc_port: int, http_port: int, db: str, max_traces: int) -> None:
-    """Receive, store and serve until SIGINT/SIGTERM."""
+def serve(
+    host: str, port: int, grpc_port: int, http_port: int, db: str, max_traces: int, max_bytes: int, local_only: bool
+) -> None:
+    """Receive, store and serve until SIGINT/SIGTERM. ``local_only``: loopback ``Host`` only, on the
+    page, the API and OTLP/HTTP."""
     web_socket = _bind(host, port)
-    store = TraceStore(db, max_traces=max_traces)
+    store = TraceStore(db, max_traces=max_traces, max_bytes=max_bytes)
 
-    def on_receive(kind: str, items: list[Any]) -> None:
-        if kind == "traces" and items:
-            store.add(items)
+    def on_receive(kind: str, items: list[Any]) -> Rejected | None:
+        kept, rejected = check_spans(items)
+        if kept:
+            rejected.merge(store.add(kept))
+        return rejected if rejected.count else None
 
-    receiver = OTLPReceiver(grpc_port=grpc_port, http_port=http_port, host=host, on_receive=on_receive)
+    receiver = OTLPReceiver(
+        grpc_port=grpc_port,
+        http_port=http_port,
+        host=host,
+        on_receive=on_receive,
+        keep=False,
+        limits=VIEWER_LIMITS,
+        signals=("traces",),
+        max_request_bytes=REQUEST_BYTES,
+        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
+        allowed_host=is_loopback_host if local_only else None,
+    )
     try:
         listen(receiver, host)
     except click.ClickException:
         web_socket.close()
         store.close()
         raise
-    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else shown_host(host)
+    where = shown_host(host)
+    ports = f"{web_socket.getsockname()[1]}, {receiver.grpc_port} and {receiver.http_port}"
+    reach = (
+        f"; on all interfaces ({'IPv6 and IPv4' if host == '::' else 'IPv4'}): anyone who can reach ports {ports} "
+        "can read every trace and send spans"
+        if not local_only
+        else ""
+    )
     sys.stdout.write(
         f"otel-launch ui: http://{shown}:{web_socket.getsockname()[1]}/  "
-        f"(OTLP/gRPC on {host}:{receiver.grpc_port}, OTLP/HTTP on {host}:{receiver.http_port}; "
-        f"store {db}, at most {max_traces} traces; Ctrl-C to stop)\n"
+        f"(OTLP/gRPC on {where}:{receiver.grpc_port}, OTLP/HTTP on {where}:{receiver.http_port}; "
+        f"store {db}, at most {max_traces} traces and {size_text(max_bytes)}{reach}; Ctrl-C to stop)\n"
     )
+    if store.started_afresh:
+        sys.stdout.write(f"otel-launch ui: {db} was written by an older otel-launch: its traces were dropped\n")
     sys.stdout.flush()
-    config = uvicorn.Config(create_app(store), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_app(store, local_only=local_only),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        limit_concurrency=64,
+    )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it
     # found: make that a quiet return, so that the store is closed and the exit status is 0.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -255,6 +255,8 @@ function renderDetail(span, parent) {
     span_id: span.span_id, parent_span_id: span.parent_span_id || "(root)", scope: span.scope,
   };
   if (parent && parent.kind === "producer" && span.kind === "consumer") facts["queue time (publish end to run start)"] = ms((span.start_unix_nano - parent.end_unix_nano) / 1e6);
+  if (span.dropped_attributes_count) facts["attributes dropped"] = `${span.dropped_attributes_count} (by the sender's limits or the viewer's: 128 a span)`;
+  if (span.dropped_events_count) facts["events dropped"] = `${span.dropped_events_count} (by the sender's limits or the viewer's: 128 a span)`;
   const events = span.events.map((event) => el("div", { class: "event" + (event.name === "exception" ? " exception" : "") },
     el("strong", {}, event.name), event["exception.message"] ? el("div", { class: "err" }, event["exception.type"] + ": " + event["exception.message"]) : null,
     table(Object.fromEntries(Object.entries(event).filter(([k]) => k !== "name")))));

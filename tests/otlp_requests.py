@@ -1,0 +1,151 @@
+"""OTLP export requests built by hand (the generated stubs), for what an SDK would never send:
+hostile text, loops of parents, impossible times, and load in bulk. Plus the clients that send them."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+NOW = time.time_ns()
+
+
+def kv(key: str, value) -> common_pb2.KeyValue:
+    item = common_pb2.KeyValue(key=key)
+    if isinstance(value, bool):
+        item.value.bool_value = value
+    elif isinstance(value, int):
+        item.value.int_value = value
+    else:
+        item.value.string_value = str(value)
+    return item
+
+
+def span(
+    trace: int,
+    span_id: int,
+    parent: int = 0,
+    name: str = "span",
+    start: int = NOW,
+    end: int | None = None,
+    attributes: dict | None = None,
+    **fields,
+) -> trace_pb2.Span:
+    made = trace_pb2.Span(
+        trace_id=trace.to_bytes(16, "big"),
+        span_id=span_id.to_bytes(8, "big"),
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        name=name,
+        kind=fields.pop("kind", 2 if not parent else 1),
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + 1_000_000 if end is None else end,
+        attributes=[kv(key, value) for key, value in (attributes or {}).items()],
+        **fields,
+    )
+    return made
+
+
+def trace_request(spans: list[trace_pb2.Span], service: str = "svc") -> trace_pb.ExportTraceServiceRequest:
+    request = trace_pb.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(kv("service.name", service))
+    resource_spans.scope_spans.add().spans.extend(spans)
+    return request
+
+
+def log_request(body: str, service: str = "svc", severity: str = "INFO") -> logs_pb.ExportLogsServiceRequest:
+    request = logs_pb.ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(kv("service.name", service))
+    record = resource_logs.scope_logs.add().log_records.add()
+    record.body.string_value = body
+    record.severity_text = severity
+    record.time_unix_nano = NOW
+    return request
+
+
+def one_kb_rounds(round_number: int, spans: int, per_trace: int = 10, per_request: int = 1000) -> Iterator[bytes]:
+    """``spans`` spans of about one kilobyte each (a 900-character URL), ``per_trace`` to a trace (a
+    root and its children), serialized ``per_request`` to an export."""
+    batch: list[trace_pb2.Span] = []
+    for index in range(spans):
+        trace = (round_number << 64) | (index // per_trace + 1)
+        position = index % per_trace
+        url = f"https://shop.example/items/{index}?" + "q" * 900
+        batch.append(
+            span(
+                trace,
+                (round_number << 40) | (index + 1),
+                parent=0 if position == 0 else (round_number << 40) | (index - position + 1),
+                name=f"GET /items/{position}",
+                start=NOW + index * 1000,
+                attributes={"http.url": url, "http.status_code": 200},
+            )
+        )
+        if len(batch) == per_request:
+            yield trace_request(batch).SerializeToString()
+            batch = []
+    if batch:
+        yield trace_request(batch).SerializeToString()
+
+
+class HttpClient:
+    """One keep-alive connection to an OTLP/HTTP port."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.connection = http.client.HTTPConnection(host, port, timeout=30)
+
+    def post(self, path: str, body: bytes, **headers: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/x-protobuf", **headers}
+        self.connection.request("POST", path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+    def export(self, request) -> trace_pb.ExportTraceServiceResponse:
+        status, body = self.post("/v1/traces", request.SerializeToString())
+        assert status == 200, (status, body)
+        return trace_pb.ExportTraceServiceResponse.FromString(body)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def grpc_export(port: int, request) -> trace_pb.ExportTraceServiceResponse:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        if isinstance(request, logs_pb.ExportLogsServiceRequest):
+            return logs_grpc.LogsServiceStub(channel).Export(request, timeout=30)
+        return trace_grpc.TraceServiceStub(channel).Export(request, timeout=30)
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def file_bytes(path: Path) -> int:
+    """A SQLite database and its write-ahead log, on disk."""
+    return sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
