@@ -88,6 +88,8 @@ OWN = (
     Integration("sqlite3", "sqlite3", "dbapi"),
     Integration("psycopg", "psycopg", "dbapi"),
     Integration("psycopg2", "psycopg2", "dbapi"),
+    Integration("threading", "threading", "threads", "on_threading_import"),
+    Integration("threading", "concurrent.futures.thread", "threads", "on_futures_import"),
 )
 
 from otel_launch._runtime.integrations import _catalogue  # noqa: E402 - it builds on Integration
