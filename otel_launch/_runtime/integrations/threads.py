@@ -22,32 +22,42 @@ process that never imported the OpenTelemetry API reads ``sys.modules`` only.
 from __future__ import annotations
 
 import sys
-from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 _state: dict[str, Any] = {}  # the thread-local that start() and submit() share
 
 
 def _context_to_carry() -> Any:
     """The current OpenTelemetry context, or None when there is nothing to carry."""
-    api = sys.modules.get("opentelemetry.context")  # not imported: no context can be current
-    if api is None:
-        return None
-    current = api.get_current()
+    current = sys.modules["opentelemetry.context"].get_current()
     return current if current else None  # a Context is a dict: an empty one is all a thread starts with
 
 
 def _run_in(context: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
-    from opentelemetry.context import attach, detach
-
-    token = attach(context)
+    api = sys.modules["opentelemetry.context"]  # imported: the context was read through it
+    token = api.attach(context)
     try:
         return function(*args, **kwargs)
     finally:
-        detach(token)
+        api.detach(token)
 
 
-def on_threading_import(threading: ModuleType) -> None:
+def on_import(api: ModuleType) -> None:
+    """At the import of the OpenTelemetry context API: before it, no context can be current, so
+    a process that never imports it (a script, most management commands) pays nothing."""
+    import threading
+
+    from otel_launch._runtime._imports import when_imported
+
+    _carry_into_threads(threading)
+    when_imported("concurrent.futures.thread", _carry_into_pools)
+
+
+def _carry_into_threads(threading: ModuleType) -> None:
     """``Thread.start()`` hands the starting thread's context to the thread's ``run()``."""
     thread_class = threading.Thread
     start = thread_class.start
@@ -75,7 +85,7 @@ def on_threading_import(threading: ModuleType) -> None:
     thread_class.start = start_in_context
 
 
-def on_futures_import(thread_module: ModuleType) -> None:
+def _carry_into_pools(thread_module: ModuleType) -> None:
     """``ThreadPoolExecutor.submit()`` runs the function in the submitting thread's context."""
     import functools
 
