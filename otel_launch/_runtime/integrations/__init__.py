@@ -116,6 +116,6 @@ def on_logging_import(logging: ModuleType) -> None:
     from otel_launch._settings import read_setting
 
     if read_setting("logs_exporter", os.environ):
-        from otel_launch._runtime._sdk import install_log_export
+        from otel_launch._runtime._log_export import install_log_export
 
-        install_log_export()
+        install_log_export(logging)
