@@ -9,12 +9,17 @@ import pytest
 from otel_launch._runtime import _log_export
 
 
+def _handler_emitting(monkeypatch, emit):
+    """In place of the SDK's LoggingHandler: ``emit`` receives each exported record."""
+    monkeypatch.setattr(_log_export, "_sdk_handler", lambda: type("Handler", (), {"emit": staticmethod(emit)}))
+
+
 @pytest.fixture
 def exported(monkeypatch):
     """Records the export step receives, with the step installed on logging.Logger for the test."""
     sent: list[logging.LogRecord] = []
     monkeypatch.setattr(logging.Logger, "callHandlers", logging.Logger.callHandlers)  # restored after
-    monkeypatch.setattr(_log_export, "_sdk_handler", lambda: type("Handler", (), {"emit": staticmethod(sent.append)}))
+    _handler_emitting(monkeypatch, sent.append)
     _log_export.install_log_export(logging)
     return sent
 
@@ -90,7 +95,7 @@ def test_a_failing_export_never_fails_the_log_call_and_is_said_once(monkeypatch,
     def broken(record):
         raise RuntimeError("provider gone")
 
-    monkeypatch.setattr(_log_export, "_sdk_handler", lambda: type("Handler", (), {"emit": staticmethod(broken)}))
+    _handler_emitting(monkeypatch, broken)
     monkeypatch.setattr(_log_export, "_failed", [])
     _logger("tests.app").warning("one")
     _logger("tests.app").warning("two")
