@@ -26,3 +26,7 @@ if os.environ.get("POOL_APP_LOGGING") == "root":
     LOGGING = {**_CONSOLE, "disable_existing_loggers": False}
 elif os.environ.get("POOL_APP_LOGGING") == "disable":
     LOGGING = {**_CONSOLE, "disable_existing_loggers": True}
+
+# POOL_APP_BEAT_EVERY=<seconds>: `celery -A pool_app beat` publishes pool_app.pooled at that interval.
+if os.environ.get("POOL_APP_BEAT_EVERY"):
+    CELERY_BEAT_SCHEDULE = {"pooled": {"task": "pool_app.pooled", "schedule": float(os.environ["POOL_APP_BEAT_EVERY"])}}
