@@ -58,6 +58,7 @@ INTEGRATION_LIBRARIES = {
     "sqlite3": None,  # the standard library
     "psycopg": "psycopg",
     "psycopg2": "psycopg2",
+    "threading": None,  # the trace context carried into threads and thread pools
 }
 
 

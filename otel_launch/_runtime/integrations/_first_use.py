@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_lock = threading.RLock()  # one client's instrumentation may call another's stand-in
 # The stand-in whose call is passing through what wraps it (each stand-in sees only its own).
 _inside: contextvars.ContextVar[Any] = contextvars.ContextVar("otel_launch_inside_stand_in", default=None)
 
@@ -50,10 +49,13 @@ class FirstUse:
         self._instrument = instrument
         self.done = False
         self._started = False
+        # One a library: a thread instrumenting one never waits for another's set-up; reentrant,
+        # for an instrumentation that calls a stand-in of its own library.
+        self._lock = threading.RLock()
 
     def run(self) -> None:
         """Instrument, once; every other caller waits until that is through."""
-        with _lock:
+        with self._lock:
             if self._started:  # done, or this thread's own instrumentation called a stand-in
                 return
             self._started = True
