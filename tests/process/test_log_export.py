@@ -54,11 +54,11 @@ def _app_lines(stderr: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str]):
+def _worker(env: dict[str, str], workdir: Path):
     """A real Celery worker (solo pool) of the pool app, stopped by SIGTERM (warm shutdown)."""
     args = [*launcher(), PYTHON, "-m", "celery", "-A", "pool_app", "worker", "--pool", "solo", "-l", "info"]
     args += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
-    worker = start(args, env, TARGETS)
+    worker = start(args, {**env, "PYTHONPATH": str(TARGETS)}, workdir)
     try:
         yield worker
         os.kill(worker.pid, signal.SIGTERM)
@@ -91,7 +91,7 @@ def test_a_django_logging_setting_keeps_its_handlers_and_the_views_and_tasks_rec
     early_printed = "APP-LOG INFO pool_app.early from a logger made before the LOGGING setting"
     assert (early_printed in _app_lines(launched.stderr)) is (logging_setup == "root")
 
-    with _worker(env) as worker:
+    with _worker(env, workdir) as worker:
         assert receiver.wait_for(
             lambda r: (
                 any(s.name == "run/pool_app.pooled" for s in r.spans) and any(log.body == "task ran" for log in r.logs)

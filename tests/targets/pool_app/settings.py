@@ -13,6 +13,7 @@ CELERY_BROKER_URL = "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_in": os.environ["POOL_APP_BROKER_DIR"],
     "data_folder_out": os.environ["POOL_APP_BROKER_DIR"],
+    "control_folder": os.path.join(os.environ["POOL_APP_BROKER_DIR"], "control"),
 }
 CELERY_TASK_IGNORE_RESULT = True
 
