@@ -101,7 +101,7 @@ def run(request: LaunchRequest) -> None:
         fail("--env-file and --no-env-file cannot be used together")
     env_file = None if request.no_env_file else (request.env_file if request.env_file is not None else _AUTO)
     try:
-        config = Config(env_file=env_file, **request.settings)
+        config = Config(env_file=env_file, command=request.command, **request.settings)
     except ConfigError as exc:
         fail(str(exc))
     if request.print_config:

@@ -13,7 +13,7 @@ one line and exit 2 here rather than a signal silently off, or a traceback, in e
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from otel_launch._settings import (
@@ -138,6 +138,7 @@ class Config:
         *,
         environ: Mapping[str, str] | None = None,
         env_file: Any = _AUTO,
+        command: Sequence[str] | None = None,
         **flags: Any,
     ) -> None:
         unknown = set(flags) - set(BY_NAME)
@@ -159,6 +160,8 @@ class Config:
         self.checked: dict[str, tuple[Any, str]] = self._check_passthrough()
         self._apply_cross_rules()
         self.config_file = self._load_config_file()
+        self.derivations: dict[str, str] = {"sampler": "derived from --sample-rate"}
+        self._derive_service_name(command)
 
     # -- resolution -------------------------------------------------------------------------
 
@@ -345,6 +348,22 @@ class Config:
             )
         return loaded
 
+    def _derive_service_name(self, command: Sequence[str] | None) -> None:
+        """A name read from the command (``_service_name``), only when the user set none: no
+        service name, no ``service.name`` resource attribute, no configuration file (its
+        resource is the SDK's whole resource)."""
+        current = self.values["service_name"]
+        if not command or current.raw is not None or self.config_file is not None:
+            return
+        if "service.name" in (self.resource_attributes or {}):
+            return
+        from otel_launch._service_name import derive
+
+        derived = derive(command, os.getcwd(), self.environ)
+        if derived is not None:
+            self.values["service_name"] = Resolved(current.setting, derived.name, derived.name, "derived")
+            self.derivations["service_name"] = derived.reason
+
     # -- reading --------------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
@@ -406,7 +425,7 @@ class Config:
             if source == "env file":
                 source = f"env file {self.env_file}"
             elif source == "derived":
-                source = "derived from --sample-rate"
+                source = self.derivations[setting.name]
             if replaced is not None and replaced(setting.env):
                 source = f"{source}; ignored: the configuration file replaces it"
             rows.append((setting.flag, setting.env, resolved.shown, source))

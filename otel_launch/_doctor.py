@@ -58,6 +58,7 @@ INTEGRATION_LIBRARIES = {
     "sqlite3": None,  # the standard library
     "psycopg": "psycopg",
     "psycopg2": "psycopg2",
+    "threading": None,  # the trace context carried into threads and thread pools
 }
 
 
@@ -420,7 +421,8 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
     secrets = secret_values(_all_header_values(config))
     say(f"otel-launch doctor {__version__}: settings are flags > environment > env file > defaults")
     for flag, variable, value, source in config.rows():
-        say(f"setting: {variable}={value}  ({flag or 'pass-through'}, from {source})", settings_row=True)
+        origin = source if source.startswith("derived") else f"from {source}"
+        say(f"setting: {variable}={value}  ({flag or 'pass-through'}, {origin})", settings_row=True)
     for warning in config.warnings:
         say(f"warning: {warning}")
     say(version_line())
@@ -473,7 +475,7 @@ def _command() -> click.Command:
             raise _usage("--env-file and --no-env-file cannot be used together")
         chosen = None if no_env_file else (env_file if env_file is not None else _AUTO)
         try:
-            config = Config(env_file=chosen, **{k: v for k, v in settings.items() if v is not None})
+            config = Config(env_file=chosen, command=command, **{k: v for k, v in settings.items() if v is not None})
         except ConfigError as exc:
             raise _usage(str(exc)) from None
         return run_doctor(config, command, timeout)

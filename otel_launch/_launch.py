@@ -68,4 +68,4 @@ def launch(command: Sequence[str], config: Config | None = None, **settings: obj
     """Programmatic twin of ``otel-launch [OPTIONS] COMMAND``: never returns on success."""
     if not command:
         raise ValueError("no command given")
-    exec_target(command, config if config is not None else Config(**settings))
+    exec_target(command, config if config is not None else Config(command=command, **settings))

@@ -420,32 +420,3 @@ def logger_provider() -> Any:
         return provider
 
     return _build_once("logs", build)
-
-
-def install_log_export() -> None:
-    """When logs export is asked for, send the app's log records to the logger provider.
-
-    The handler builds the SDK's LoggingHandler on the first record. Records from
-    OpenTelemetry's own loggers are never exported: an export failure that logs would
-    otherwise feed the exporter that failed.
-    """
-    import logging
-
-    class DeferredLogHandler(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__()
-            self._handler: logging.Handler | None = None
-            self.addFilter(lambda record: not record.name.startswith(("opentelemetry", "otel_launch")))
-
-        def emit(self, record: logging.LogRecord) -> None:
-            if self._handler is None:
-                from opentelemetry._logs import get_logger_provider
-                from opentelemetry.sdk._logs import LoggingHandler
-
-                self._handler = LoggingHandler(logger_provider=get_logger_provider())
-                # logging.shutdown flushes every handler ever made; SDK 1.43's flush starts a thread,
-                # which Python 3.12+ refuses at exit (a traceback). _lifecycle flushes the provider.
-                self._handler.flush = lambda: None
-            self._handler.emit(record)
-
-    logging.getLogger().addHandler(DeferredLogHandler())

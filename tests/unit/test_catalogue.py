@@ -113,7 +113,7 @@ def test_triggers_come_from_the_librarys_files(tmp_path: Path):
     )
     record += "../../bin/fancy,,\nsingle.py,,\n"
     _dist(site, "fancy_lib", "1.0", RECORD=record)
-    _instrumentor(site, "inst_b", "threading = inst_b:ThreadingInstrumentor\nurllib = inst_b:UrllibInstrumentor")
+    _instrumentor(site, "inst_b", "asyncio = inst_b:AsyncioInstrumentor\nurllib = inst_b:UrllibInstrumentor")
     _instrumentor(site, "inst_c", "gone = inst_c:GoneInstrumentor", 'gone-lib>=1; extra == "instruments"')
     _instrumentor(site, "inst_d", "django = inst_d:DjangoInstrumentor\nlogging = inst_d:LoggingInstrumentor")
     marker = 'oldlib>=1; python_version < "3" and extra == "instruments"'
@@ -121,13 +121,13 @@ def test_triggers_come_from_the_librarys_files(tmp_path: Path):
     found = {entry.name: entry for entry in scan([str(site)])}
     assert found["fancy"].triggers == ["fancy_core", "fancy_speedups", "single"]
     assert found["fancy"].instruments == ["Fancy-Lib>=1.0"]
-    assert found["threading"].triggers == ["threading"] and found["urllib"].triggers == ["urllib.request"]
+    assert found["asyncio"].triggers == ["asyncio"] and found["urllib"].triggers == ["urllib.request"]
     assert "gone" not in found  # its library is not installed
     assert "django" not in found and "logging" not in found  # ours
     assert found["legacy"].instruments == ["fancy-lib>=1"]  # the marker false on this interpreter
     assert _dist_info.entry_point_names([str(site)]) == {
         "fancy",
-        "threading",
+        "asyncio",
         "urllib",
         "gone",
         "django",
@@ -262,23 +262,59 @@ class FakeClient:
         return ("sent", value)
 
 
+def _contrib_wrapper(wrapped, label):
+    """A wrapper made in an ``opentelemetry.`` module, as the contrib instrumentations' are."""
+    code = "def wrapper(self, value):\n    return (label, wrapped(self, value))\n"
+    namespace = {"__name__": "opentelemetry.instrumentation.fake", "wrapped": wrapped, "label": label}
+    exec(code, namespace)
+    return namespace["wrapper"]
+
+
 def test_an_http_client_is_instrumented_at_its_first_call_then_the_call_goes_through_it(monkeypatch):
     from otel_launch._runtime.integrations import http
 
     monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
     monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])  # restored after the test
-    original = FakeClient.__dict__["send"]
     instrumented = []
 
     def instrument():
-        assert FakeClient.__dict__["send"] is original  # the stand-in is gone before upstream wraps
-        instrumented.append(True)
-        FakeClient.send = lambda self, value: ("traced", original(self, value))
+        instrumented.append(True)  # upstream wraps what is on the class: the stand-in, still there
+        FakeClient.send = _contrib_wrapper(FakeClient.__dict__["send"], "traced")
 
     http.on_first_call("fake", instrument)
     assert instrumented == []  # nothing at import
     assert FakeClient().send(1) == ("traced", ("sent", 1))
     assert FakeClient().send(2) == ("traced", ("sent", 2)) and instrumented == [True]
+
+
+def test_a_call_made_while_the_first_call_instruments_waits_and_is_traced(monkeypatch):
+    """The stand-in stays in place during the instrumentation: another thread's call never finds
+    the original there (it would go untraced; for a database, its connection for its whole life)."""
+    import threading
+
+    from otel_launch._runtime.integrations import http
+
+    monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
+    monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])
+    instrumenting, release = threading.Event(), threading.Event()
+
+    def instrument():
+        instrumenting.set()
+        assert release.wait(10)
+        FakeClient.send = _contrib_wrapper(FakeClient.__dict__["send"], "traced")
+
+    http.on_first_call("fake", instrument)
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=FakeClient().send(1)))
+    first.start()
+    assert instrumenting.wait(10)
+    second = threading.Thread(target=lambda: results.update(second=FakeClient().send(2)))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the instrumentation, not sent untraced
+    release.set()
+    first.join(10), second.join(10)
+    assert results == {"first": ("traced", ("sent", 1)), "second": ("traced", ("sent", 2))}
 
 
 def test_a_failing_instrumentation_at_the_first_call_never_fails_the_call(monkeypatch, capsys):
@@ -304,7 +340,6 @@ def test_a_stand_in_the_app_wrapped_before_the_first_call_passes_to_the_original
     monkeypatch.setitem(http._ENTRY_METHODS, "fake", [(__name__, "FakeClient.send")])
     monkeypatch.setattr(FakeClient, "send", FakeClient.__dict__["send"])
     http.on_first_call("fake", lambda: None)
-    stand_in = FakeClient.__dict__["send"]
-    FakeClient.send = lambda self, value: ("app-traced", stand_in(self, value))  # what the app's instrument() does
+    FakeClient.send = _contrib_wrapper(FakeClient.__dict__["send"], "app-traced")  # what the app's instrument() does
     assert FakeClient().send(1) == ("app-traced", ("sent", 1))
     assert FakeClient().send(2) == ("app-traced", ("sent", 2))

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def _disabled() -> set[str]:
+    if not os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").strip():
+        return set()  # unset, as in most processes: the settings table is not imported to learn it
     from otel_launch._settings import read_setting
 
     return set(read_setting("disabled_instrumentations", os.environ) or ())
@@ -88,6 +90,7 @@ OWN = (
     Integration("sqlite3", "sqlite3", "dbapi"),
     Integration("psycopg", "psycopg", "dbapi"),
     Integration("psycopg2", "psycopg2", "dbapi"),
+    Integration("threading", "opentelemetry.context", "threads"),
 )
 
 from otel_launch._runtime.integrations import _catalogue  # noqa: E402 - it builds on Integration
@@ -113,6 +116,6 @@ def on_logging_import(logging: ModuleType) -> None:
     from otel_launch._settings import read_setting
 
     if read_setting("logs_exporter", os.environ):
-        from otel_launch._runtime._sdk import install_log_export
+        from otel_launch._runtime._log_export import install_log_export
 
-        install_log_export()
+        install_log_export(logging)

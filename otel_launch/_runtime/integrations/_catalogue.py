@@ -36,7 +36,9 @@ ENV_VAR = "_OTEL_LAUNCH_CATALOGUE"
 GROUP = "opentelemetry_instrumentor"
 # Entry points otel-launch never loads: ours replace them (see the registry), and
 # system_metrics has no library import to wait for (it would have to run at start).
-OURS = frozenset({"django", "celery", "redis", "sqlite3", "psycopg", "psycopg2", "logging", "system_metrics"})
+OURS = frozenset(
+    {"django", "celery", "redis", "sqlite3", "psycopg", "psycopg2", "threading", "logging", "system_metrics"}
+)
 # Standard-library instrumentations name no requirement; their trigger is the module they
 # patch, when it is not the entry point's name (``import urllib`` alone sends nothing).
 STDLIB_TRIGGERS = {"urllib": "urllib.request"}

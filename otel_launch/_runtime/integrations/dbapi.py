@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+from otel_launch._runtime.integrations._first_use import FirstUse
 from otel_launch._runtime.integrations._instrumentor import instrument_once
 
 _INSTRUMENTORS = {
@@ -26,7 +27,6 @@ _INSTRUMENTORS = {
     "psycopg2": ("opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
 }
 _CONNECT_MODULES = {"sqlite3": ("sqlite3", "sqlite3.dbapi2"), "psycopg": ("psycopg",), "psycopg2": ("psycopg2",)}
-_lock = threading.Lock()
 _django = threading.local()  # set while Django reconnects a connection it already traced
 
 
@@ -60,6 +60,7 @@ def _let_django_pass(module: ModuleType) -> None:
     raw = getattr(traced, "__wrapped__", None)  # the contrib's wrapt wrapper keeps the driver's
     if raw is None or getattr(traced, "_otel_launch_passes", False):
         return
+    raw = getattr(raw, "_otel_launch_original", raw)  # the contrib wrapped our stand-in: the driver's own
 
     def connect(*args: Any, **kwargs: Any) -> Any:
         return (raw if getattr(_django, "passing", False) else traced)(*args, **kwargs)
@@ -72,22 +73,10 @@ def _let_django_pass(module: ModuleType) -> None:
 def _instrument_on_first_connect(driver: ModuleType, modules: list[ModuleType]) -> None:
     """Put a stand-in ``connect`` on the driver's modules that instruments, then connects.
 
-    The contrib instrumentor wraps ``connect`` in these same modules, so the original is put
-    back first. Code that kept a reference to the stand-in reaches the wrapped one through it.
+    The contrib instrumentor wraps the stand-in where it stands (``_first_use``): a thread that
+    connects while the first connection instruments waits for it, and gets a traced connection.
     """
-    original = driver.connect
-
-    def connect(*args: Any, **kwargs: Any) -> Any:
-        with _lock:
-            if any(module.connect is connect for module in modules):
-                for module in modules:
-                    if module.connect is connect:
-                        module.connect = original
-                _instrument(driver.__name__)
-        real = driver.connect
-        # The app's own instrumentor may have wrapped this stand-in: its wrapper is calling us.
-        reentered = real is connect or getattr(real, "__wrapped__", None) is connect
-        return (original if reentered else real)(*args, **kwargs)
-
+    first_use = FirstUse(driver.__name__, lambda: _instrument(driver.__name__))
+    connect = first_use.stand_in(driver.connect, lambda: driver.connect)
     for module in modules:
         module.connect = connect

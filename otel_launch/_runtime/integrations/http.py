@@ -4,8 +4,8 @@ outside any span.
 Instrumenting one builds the SDK (its tracer and its duration histograms): ~150 ms, with the
 exit's export, in a process that only imported ``requests`` (a management command of an app
 whose views import it, a CLI). So importing the client only puts stand-ins on the methods
-the contrib wraps; the first call to any of them puts the originals back, runs the
-instrumentor, and goes on through the instrumented method.
+the contrib wraps; the first call to any of them runs the instrumentor, which wraps the
+stand-ins where they stand (``_first_use``), and goes on through the instrumented method.
 
 The contrib instrumentations make a CLIENT span for every call and inject ``traceparent``.
 A call made outside any span (a health probe thread, a start-up fetch, a client library's
@@ -21,11 +21,12 @@ SDK's batch processors and metric reader export with all instrumentation suppres
 
 from __future__ import annotations
 
+import functools
 import importlib
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from otel_launch._runtime.integrations._first_use import FirstUse
 from otel_launch._runtime.integrations._instrumentor import inside_a_span
 
 # entry-point name -> (module, attribute path) of each method the contrib wraps
@@ -106,9 +107,6 @@ def _mask_urllib_metric_urls() -> None:
     instrumentation.redact_url = redact_url
 
 
-_lock = threading.RLock()  # one client's instrumentation may call another's stand-in
-
-
 def _owner(module: str, method: str) -> tuple[Any, str]:
     owner: Any = importlib.import_module(module)
     *path, attribute = method.split(".")
@@ -120,60 +118,13 @@ def _owner(module: str, method: str) -> tuple[Any, str]:
 def on_first_call(name: str, instrument: Callable[[], object]) -> None:
     """Run ``instrument()`` at the first call of any method the contrib ``name`` wraps.
 
-    A stand-in that someone wrapped before that call (the app instrumenting the client itself)
-    is left in place and passes calls to the original from then on: what is on the class
-    would lead back to it.
+    The stand-ins stay on the classes while it runs, and the contrib wraps them there
+    (``_first_use``): a call made meanwhile by another thread waits, and is traced. A stand-in
+    that the app wrapped itself before that call keeps passing its calls to the original.
     """
-    owners = [_owner(module, method) for module, method in _ENTRY_METHODS[name]]
-    originals = [(owner, attribute, owner.__dict__[attribute]) for owner, attribute in owners]
-    stand_ins: list[Any] = []
-    wrapped_by_others: set[int] = set()
-    done: list[bool] = []
-
-    def first_call() -> None:
-        with _lock:
-            if done:
-                return  # another thread was first, and is through
-            done.append(True)
-            for index, ((owner, attribute, original), stand_in) in enumerate(zip(originals, stand_ins, strict=True)):
-                if owner.__dict__.get(attribute) is stand_in:
-                    setattr(owner, attribute, original)
-                else:
-                    wrapped_by_others.add(index)
-            try:
-                instrument()
-            except Exception as exc:  # never stand between the app and its own call
-                from otel_launch._runtime._log import warn
-
-                warn(f"could not instrument {name}, it runs without telemetry ({type(exc).__name__}: {exc})")
-
-    def target(index: int) -> Any:
-        """Where a stand-in's call goes once the first call is through."""
-        owner, attribute, original = originals[index]
-        return original if index in wrapped_by_others else getattr(owner, attribute)
-
-    for index, (owner, attribute, original) in enumerate(originals):
-        stand_ins.append(_stand_in(original, attribute.endswith("_async_request"), first_call, index, target))
-        setattr(owner, attribute, stand_ins[-1])
-
-
-def _stand_in(
-    original: Any, is_async: bool, first_call: Callable[[], None], index: int, target: Callable[[int], Any]
-) -> Any:
-    import functools
-
-    if is_async:
-
-        @functools.wraps(original)
-        async def stand_in_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-            first_call()
-            return await target(index)(self, *args, **kwargs)
-
-        return stand_in_async
-
-    @functools.wraps(original)
-    def stand_in(self: Any, *args: Any, **kwargs: Any) -> Any:
-        first_call()
-        return target(index)(self, *args, **kwargs)
-
-    return stand_in
+    first_use = FirstUse(name, instrument)
+    for module, method in _ENTRY_METHODS[name]:
+        owner, attribute = _owner(module, method)
+        original = owner.__dict__[attribute]
+        current = functools.partial(getattr, owner, attribute)
+        setattr(owner, attribute, first_use.stand_in(original, current, attribute.endswith("_async_request")))
