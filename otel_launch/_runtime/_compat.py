@@ -7,6 +7,11 @@ patches anything it asks :func:`usable`; when a name is gone (a release outside 
 tested, or one that moved it), the feature is skipped with one warning line and the contrib's
 or SDK's own behaviour serves instead: never an error in the app.
 
+Names are one cause among others: anything an integration step raises (an import error, a
+changed signature) is caught by the one guard of the registry (``integrations.guard``), which
+says it in one line and runs the step's fallback. And a library older than the floor otel-launch
+is tested on (``FLOORS``) never runs our code at all: the guard's fallback serves from the start.
+
 tests/unit/test_compat.py checks every name on the installed release (so each CI cell checks
 its release) and runs each fallback.
 """

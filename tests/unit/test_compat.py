@@ -114,8 +114,8 @@ def test_before_asgiref_3_6_django_middleware_is_marked_as_django_checks(monkeyp
 
     import asgiref.sync
 
-    monkeypatch.delattr(asgiref.sync, "iscoroutinefunction")
-    monkeypatch.delattr(asgiref.sync, "markcoroutinefunction")
+    monkeypatch.delattr(asgiref.sync, "iscoroutinefunction", raising=False)  # absent before 3.6
+    monkeypatch.delattr(asgiref.sync, "markcoroutinefunction", raising=False)
     iscoroutinefunction, markcoroutinefunction = _compat.coroutine_functions()
 
     class Middleware:
