@@ -48,6 +48,7 @@ OTEL_SETS: dict[str, tuple[str, str] | None] = {
     "oldest": ("1.43.0", "0.64b0"),  # (SDK/API release, contrib release)
     "middle": ("1.44.0", "0.65b0"),  # not in the default cells; run it by name
     "newest": None,
+    "lowest-direct": None,  # the floors cell: what uv's lowest-direct resolution installs (the oldest set)
 }
 # Distributions released with the SDK (the others carry the contrib's 0.x version).
 _SDK_SIDE = re.compile(r"opentelemetry-(api|sdk|proto|propagator-[a-z0-9]+|exporter-otlp(-proto-[a-z]+)?)$")
@@ -63,7 +64,31 @@ _TRANSITIVE = (
     "opentelemetry-exporter-http-transport",
 )
 
+# The floors cell: every direct requirement of otel-launch at the lowest release it declares (uv's
+# --resolution lowest-direct: click, python-dotenv, the OpenTelemetry floors), beside the oldest
+# Django, asgiref, Celery, kombu and redis-py it supports (README "Supported versions"; the runtime's
+# floors are otel_launch/_runtime/_compat.py FLOORS). Test tools come after, constrained to what that
+# resolved, so that nothing moves. setuptools: Celery 5.2 imports pkg_resources, which setuptools
+# dropped in 81 (a lock file of a Celery 5.2 app has an older one; this is what `venv` ships on 3.10).
+FLOOR_PINS = {
+    "django": "3.2",
+    "asgiref": "3.3.2",
+    "celery": "5.2.0",
+    "kombu": "5.2.1",
+    "redis": "3.4.1",
+    "setuptools": "65.5.0",
+}
+FLOORS_TOOLS = (".[test,ui,catalogue]", "gunicorn", "requests", "httpx")
 UNIT = ("unit", ["tests/unit"])
+# check-jsonschema (the deploy files' schema test, the same on every release) needs a newer click than our floor.
+UNIT_ON_FLOORS = ("unit", ["tests/unit", "--ignore=tests/unit/test_deploy.py"])
+# The process tests of what the floors touch: Django and Celery, the fallbacks, the env file (python-dotenv)
+# and the command line's shell completion (click: marked `once`, selected here by its file).
+PROCESS_ON_FLOORS = (
+    "process",
+    ["-m", "process", "tests/process/test_django.py", "tests/process/test_celery.py"]
+    + ["tests/process/test_compat.py", "tests/process/test_env_file.py", "tests/process/test_completion.py"],
+)
 PROCESS = ("process", ["-m", "process"])
 # The other cells leave out the process tests that are the same on every release (marker `once`).
 PROCESS_VERSIONED = ("process", ["-m", "process and not once"])
@@ -84,6 +109,7 @@ class Cell:
     celery: str
     runs: list[tuple[str, list[str]]]
     lint: bool = False
+    floors: bool = False  # built with uv's lowest-direct resolution and FLOOR_PINS (django/celery unused)
     interpreter: str | None = None
     venv_error: str = ""
     results: list[dict] = dataclasses.field(default_factory=list)
@@ -101,6 +127,15 @@ CELLS = [
     Cell("py310-oldest", "3.10", "oldest", "~=4.2.0", "~=5.3.0", [UNIT, PROCESS_VERSIONED, E2E_DJANGO_CELERY]),
     Cell("py313-newest", "3.13", "newest", ">=6,<7", "~=5.7.0", [UNIT, PROCESS_VERSIONED, E2E_DJANGO_CELERY]),
     Cell("py312-oldest", "3.12", "oldest", ">=6,<7", "~=5.7.0", [UNIT, PROCESS_VERSIONED]),
+    Cell(
+        "py310-floors",
+        "3.10",
+        "lowest-direct",
+        f"=={FLOOR_PINS['django']}",
+        f"=={FLOOR_PINS['celery']}",
+        [UNIT_ON_FLOORS, PROCESS_ON_FLOORS, E2E_DJANGO_CELERY],
+        floors=True,
+    ),
 ]
 EXTRA_CELLS = [
     Cell("py311-middle", "3.11", "middle", "~=5.2.0", "~=5.7.0", [UNIT, PROCESS_VERSIONED]),
@@ -126,6 +161,8 @@ def otel_names() -> list[str]:
 
 
 def constraints(cell: Cell) -> str:
+    if cell.floors:
+        return "".join(f"{name}=={version}\n" for name, version in FLOOR_PINS.items())
     # kombu follows Celery's minor (a newer kombu beside Celery 5.3 wants a newer redis-py than 5.3's).
     lines = [f"django{cell.django}", f"celery{cell.celery}", f"kombu{cell.celery}"]
     pins = OTEL_SETS[cell.otel]
@@ -148,14 +185,17 @@ def build(cell: Cell) -> None:
                 [cell.interpreter, "-m", "venv", str(cell.venv)], check=True, capture_output=True, timeout=120
             )
             (cell.venv / "constraints.txt").write_text(wanted)
-            _pip(
-                cell,
-                "install",
-                "--quiet",
-                "-c",
-                str(cell.venv / "constraints.txt"),
-                EXTRAS if cell.otel == "oldest" else EXTRAS_WITH_CONFIG,
-            )
+            if cell.floors:
+                _install_floors(cell, wanted)
+            else:
+                _pip(
+                    cell,
+                    "install",
+                    "--quiet",
+                    "-c",
+                    str(cell.venv / "constraints.txt"),
+                    EXTRAS if cell.otel == "oldest" else EXTRAS_WITH_CONFIG,
+                )
             stamp_file.write_text(stamp)
         else:  # same dependencies: only the project itself may have changed
             _pip(cell, "install", "--quiet", "--no-deps", "--force-reinstall", ".")
@@ -166,6 +206,19 @@ def build(cell: Cell) -> None:
         cell.venv_error = "\n".join(line for line in output.splitlines() if "is ignored" not in line)[-3000:]
     except subprocess.TimeoutExpired as exc:
         cell.venv_error = f"timed out: {exc.cmd}"
+
+
+def _install_floors(cell: Cell, pins: str) -> None:
+    """otel-launch at the floors it declares, beside FLOOR_PINS; then the test tools, moving nothing."""
+    _pip(cell, "install", "--quiet", "uv")
+    python = ["--python", str(cell.venv / "bin" / "python")]
+    uv = [str(cell.venv / "bin" / "uv"), "pip"]
+    run = {"cwd": ROOT, "check": True, "capture_output": True, "text": True, "timeout": 900}
+    subprocess.run([*uv, "install", *python, "--resolution", "lowest-direct", ".", *pins.split()], **run)
+    frozen = subprocess.run([*uv, "freeze", *python], **run).stdout
+    resolved = [line for line in frozen.splitlines() if "==" in line and not line.startswith("otel-launch")]
+    (cell.venv / "constraints.txt").write_text("\n".join(resolved) + "\n")
+    subprocess.run([*uv, "install", *python, "-c", str(cell.venv / "constraints.txt"), *FLOORS_TOOLS], **run)
 
 
 def _pip(cell: Cell, *args: str) -> str:

@@ -73,13 +73,33 @@ def _origin_label(setting: Setting, source: str, env_file: str | None) -> str:
     return setting.env
 
 
+def _is_a_regular_file(path: str, warnings: list[str]) -> bool:
+    """Whether the default ``.env`` is there to be read: a regular file (or a link to one).
+
+    Nobody named it, so anything else is skipped: a directory (a repository's folder of env
+    samples), a device (a link to ``/dev/null``) or a socket silently, as none is an env file; a
+    named pipe with one note, since it may well be meant as one (a secrets manager serves ``.env``
+    so), but reading it could block the launch, or take what it holds from the app's own loader.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # absent, or a dangling link: as if there were none
+    if stat.S_ISFIFO(mode):
+        warnings.append(f"{path} is a named pipe: not read (--env-file {path} reads it; --no-env-file: no note)")
+    return stat.S_ISREG(mode)
+
+
 def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(f"{label}: {path!r} cannot be read ({reason}); expected a readable env file") from None
+        hint = " (or --no-env-file)" if label == DEFAULT_ENV_FILE else ""
+        raise ConfigError(f"{label}: {path!r} cannot be read ({reason}); expected a readable env file{hint}") from None
     # python-dotenv is imported only when there is a file to read: it costs start-up time.
     import io
     import logging
@@ -169,7 +189,7 @@ class Config:
         if env_file is None or env_file is False:
             return None, {}
         if env_file is _AUTO:
-            if not os.path.exists(DEFAULT_ENV_FILE):
+            if not _is_a_regular_file(DEFAULT_ENV_FILE, self.warnings):
                 return None, {}
             return DEFAULT_ENV_FILE, _read_env_file(DEFAULT_ENV_FILE, DEFAULT_ENV_FILE, self.warnings)
         path = os.fspath(env_file)

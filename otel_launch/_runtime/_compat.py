@@ -7,6 +7,11 @@ patches anything it asks :func:`usable`; when a name is gone (a release outside 
 tested, or one that moved it), the feature is skipped with one warning line and the contrib's
 or SDK's own behaviour serves instead: never an error in the app.
 
+Names are one cause among others: anything an integration step raises (an import error, a
+changed signature) is caught by the one guard of the registry (``integrations.guard``), which
+says it in one line and runs the step's fallback. And a library older than the floor otel-launch
+is tested on (``FLOORS``) never runs our code at all: the guard's fallback serves from the start.
+
 tests/unit/test_compat.py checks every name on the installed release (so each CI cell checks
 its release) and runs each fallback.
 """
@@ -17,7 +22,6 @@ import functools
 import importlib
 import os
 import sys
-from importlib import metadata
 from typing import Any
 
 # feature -> (what serves instead, the "module:attribute.attribute" names it uses)
@@ -102,6 +106,11 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the SDK's batch processors, without the count of what a full queue dropped",
         ("opentelemetry.sdk._shared_internal:BatchProcessor",),
     ),
+    # Only with asgiref before 3.6 (Django 3.2 to 4.1 allow it): see coroutine_functions().
+    "django-async-before-asgiref-3.6": (
+        "the contrib's Django middleware",
+        ("asyncio.coroutines:_is_coroutine",),
+    ),
 }
 # The contrib middleware's fixes name its spans with our request path's method names.
 INTERNALS["django-contrib-fixes"] = (
@@ -126,6 +135,60 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     ),
     "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
 }
+
+
+# The oldest release of each library that otel-launch's own integration of it is tested on (the
+# matrix's floors cell; README "Supported versions"). Below it, the integration's fallback serves
+# (the contrib's instrumentation, whose own range is wider), with one warning line: untested code
+# of ours never runs on it. Keyed by the top-level module; read from the imported module itself.
+FLOORS: dict[str, tuple[str, str]] = {
+    "django": ("Django", "3.2"),
+    "celery": ("Celery", "5.2.0"),
+    "kombu": ("kombu", "5.2.1"),
+}
+
+
+class OlderThanSupported(Exception):
+    """The installed library is older than the floor otel-launch's own integration of it is tested on."""
+
+
+def _release(text: str) -> tuple[int, ...]:
+    """The numeric release of a version string ("5.2.0rc1" -> (5, 2, 0)); () when there is none."""
+    numbers = []
+    for part in text.split("."):
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if len(digits) != len(part):
+            break
+    return tuple(numbers)
+
+
+def library_version(module_name: str) -> str | None:
+    """The ``__version__`` of an imported top-level module, if it says one."""
+    version = getattr(sys.modules.get(module_name.partition(".")[0]), "__version__", None)
+    return version if isinstance(version, str) else None
+
+
+def older_than_supported(library: str) -> str | None:
+    """Why the imported ``library`` is below otel-launch's floor for it; None when it is not (or unknown)."""
+    floor = FLOORS.get(library)
+    version = library_version(library) if floor is not None else None
+    if floor is None or version is None or not _release(version) or _release(version) >= _release(floor[1]):
+        return None
+    return f"{floor[0]} {version} is older than otel-launch supports ({floor[1]} and later)"
+
+
+def check_floor(trigger: str) -> None:
+    """Raise when the library of an integration step is older than otel-launch supports."""
+    older = older_than_supported(trigger.partition(".")[0])
+    if older is not None:
+        raise OlderThanSupported(older)
 
 
 def missing(feature: str) -> list[str]:
@@ -159,7 +222,35 @@ def usable(feature: str) -> bool:
     return False
 
 
+def coroutine_functions() -> tuple[Any, Any]:
+    """asgiref's ``iscoroutinefunction`` and ``markcoroutinefunction`` for Django middleware.
+
+    asgiref has them from 3.6, which Django requires from 4.2; Django 3.2 to 4.1 allow older
+    releases (an app's lock file pins asgiref 3.5.2 with Django 4.1), and themselves tell an async
+    middleware by asyncio's check and its ``_is_coroutine`` mark. The same check and mark here.
+    """
+    try:
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    except ImportError:
+        pass
+    else:
+        return iscoroutinefunction, markcoroutinefunction
+    import asyncio
+
+    if not usable("django-async-before-asgiref-3.6"):
+        raise ImportError("asgiref < 3.6 and no asyncio.coroutines._is_coroutine to mark async middleware with")
+    mark = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+    def markcoroutinefunction(func: Any) -> Any:
+        func._is_coroutine = mark
+        return func
+
+    return asyncio.iscoroutinefunction, markcoroutinefunction
+
+
 def _version(distribution: str) -> str:
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

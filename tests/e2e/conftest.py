@@ -94,6 +94,13 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+def _django_has_a_redis_cache() -> bool:
+    """Django's own Redis cache backend exists from 4.0: on older releases the shop caches in memory."""
+    import django
+
+    return django.VERSION >= (4, 0)
+
+
 class Shop:
     """The example shop in one test: its database, broker queue, log files and processes."""
 
@@ -118,7 +125,7 @@ class Shop:
             OTEL_METRIC_EXPORT_INTERVAL="600000",
         )
         self.base_env.pop("DJANGO_SETTINGS_MODULE", None)  # the app sets it, as it would in production
-        if cache_url:
+        if cache_url and _django_has_a_redis_cache():
             self.base_env["SHOP_CACHE_URL"] = cache_url
             self.base_env["SHOP_CACHE_PREFIX"] = self.base_env["SHOP_QUEUE"]
 

@@ -1,4 +1,8 @@
-"""Serve one request through Django's test client (a real handler, real middleware loading)."""
+"""Serve one request through Django's test client (a real handler, real middleware loading).
+
+``--async`` serves it through Django's ASGI handler (``AsyncClient``): every middleware runs as a
+coroutine, as under uvicorn.
+"""
 
 import os
 import sys
@@ -15,8 +19,16 @@ import django  # noqa: E402
 
 django.setup()
 from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
 
 call_command("migrate", verbosity=0)
-response = Client().get("/orders/2/")
+if "--async" in sys.argv:
+    import asyncio
+
+    from django.test import AsyncClient
+
+    response = asyncio.run(AsyncClient().get("/orders/2/"))
+else:
+    from django.test import Client
+
+    response = Client().get("/orders/2/")
 print(response.status_code, flush=True)

@@ -66,6 +66,9 @@ settings.DEBUG = False
 from django.test import Client  # noqa: E402
 
 HEADERS = {"X-Tenant": "acme", "User-Agent": "curl/8"}
+# As every Django release takes them (``headers=`` is 4.2+): WSGI environ keys, raw ASGI names.
+ENVIRON_HEADERS = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in HEADERS.items()}
+ASGI_HEADERS = {name.lower(): value for name, value in HEADERS.items()}
 URLS = ("/plain/?page=2", "/legacy/7/", "/missing/", "/fails/", "/not-found/", "/queries/10/", "/queries/4/", "/sql/")
 if "--asgi" in sys.argv:  # through Django's ASGI handler (ASGIRequest, async middleware chain)
     import asyncio
@@ -75,10 +78,10 @@ if "--asgi" in sys.argv:  # through Django's ASGI handler (ASGIRequest, async mi
     async def serve() -> None:
         client = AsyncClient(raise_request_exception=False)
         for url in URLS:
-            print((await client.get(url, headers=HEADERS)).status_code, flush=True)
+            print((await client.get(url, **ASGI_HEADERS)).status_code, flush=True)
 
     asyncio.run(serve())
 else:
     client = Client(raise_request_exception=False)
     for url in URLS:
-        print(client.get(url, headers=HEADERS).status_code, flush=True)
+        print(client.get(url, **ENVIRON_HEADERS).status_code, flush=True)

@@ -52,5 +52,5 @@ from django.test import Client  # noqa: E402
 
 client = Client()
 for _ in range(2):
-    assert client.get("/plain/?token=x", headers={"User-Agent": "curl/8"}).status_code == 200
+    assert client.get("/plain/?token=x", HTTP_USER_AGENT="curl/8").status_code == 200
 print(json.dumps({"decisions": decisions, "started": started}), flush=True)

@@ -28,5 +28,5 @@ from django.test import Client  # noqa: E402
 
 client = Client()
 for url in ("/echo-url/?page=2", "/other/", "/legacy/7/"):
-    print(client.get(url, headers={"X-Tenant": "acme"}).content.decode(), flush=True)
+    print(client.get(url, HTTP_X_TENANT="acme").content.decode(), flush=True)
 print(client.get("/missing/").status_code, flush=True)

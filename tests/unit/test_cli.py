@@ -28,7 +28,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     [
         ((), "otel-launch: error: no command given; usage: otel-launch [OPTIONS] [--] COMMAND [ARGS]...\n"),
         (("--service-name", "x"), "otel-launch: error: no command given"),
-        (("--bogus", "python"), "otel-launch: error: No such option '--bogus'."),
+        (("--bogus", "python"), "otel-launch: error: No such option"),  # click's wording varies by release
         (("--sample-rate",), "otel-launch: error: Option '--sample-rate' requires an argument."),
         (("--env-file", "a", "--no-env-file", "true"), "otel-launch: error: --env-file and --no-env-file cannot"),
         (("--sampler", "always_on", "tail"), "otel-launch: error: 'tail' is an otel-launch subcommand"),

@@ -162,6 +162,50 @@ def test_unreadable_env_file_is_refused(in_empty_dir):
         Config(environ={}, env_file=str(directory))
 
 
+def test_a_default_env_that_is_not_a_regular_file_is_skipped(in_empty_dir):
+    """A repository's .env/ folder of samples, a link to /dev/null, a dangling link: as if there were
+    no .env; only an explicitly named one that cannot be read is an error."""
+    (in_empty_dir / ".env").mkdir()
+    (in_empty_dir / ".env" / "production").write_text("OTEL_SERVICE_NAME=sample\n")
+    config = Config(environ={})
+    assert (config.env_file, config.service_name, config.warnings) == (None, None, [])
+    with pytest.raises(ConfigError, match=r"^--env-file: '\.env' cannot be read \(Is a directory\)"):
+        Config(environ={}, env_file=".env")
+    (in_empty_dir / ".env").rename(in_empty_dir / "samples")
+    for target in ("/dev/null", str(in_empty_dir / "gone")):
+        (in_empty_dir / ".env").symlink_to(target)
+        config = Config(environ={})
+        assert (config.env_file, config.warnings) == (None, [])
+        (in_empty_dir / ".env").unlink()
+    (in_empty_dir / ".env").symlink_to(in_empty_dir / "samples" / "production")  # a link to a file: read
+    assert Config(environ={}).service_name == "sample"
+
+
+def test_a_default_env_that_is_a_named_pipe_is_noted_and_never_opened(in_empty_dir):
+    """Opening a pipe nobody writes to would block the launch for good; reading one a secrets manager
+    serves would take its content from the app. Bounded: the check runs in a thread joined with a timeout."""
+    import threading
+
+    os.mkfifo(in_empty_dir / ".env")
+    found: list[Config] = []
+    check = threading.Thread(target=lambda: found.append(Config(environ={})), daemon=True)
+    check.start()
+    check.join(10)
+    if check.is_alive():  # release the blocked open() so that the thread ends
+        with open(in_empty_dir / ".env", "w"):
+            pass
+        pytest.fail("the launcher opened the named pipe .env")
+    (config,) = found
+    assert config.env_file is None
+    assert config.warnings == [".env is a named pipe: not read (--env-file .env reads it; --no-env-file: no note)"]
+
+
+def test_a_default_env_file_that_cannot_be_read_is_refused_with_the_way_out(in_empty_dir):
+    (in_empty_dir / ".env").write_bytes(b"OTEL_SERVICE_NAME=\xff\n")
+    with pytest.raises(ConfigError, match=r"^\.env: '\.env' cannot be read \(UnicodeDecodeError\).*--no-env-file"):
+        Config(environ={})
+
+
 def test_rows_mask_secrets_and_name_sources(in_empty_dir):
     (in_empty_dir / ".env").write_text("OTEL_EXPORTER_OTLP_METRICS_HEADERS=x-key=filesecret\n")
     config = Config(

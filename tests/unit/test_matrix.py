@@ -43,9 +43,30 @@ def test_classifiers_name_the_pythons_and_frameworks_the_cells_run():
     assert "Framework :: Celery" in classifiers
     djangos = {c.rsplit(" :: ", 1)[1] for c in classifiers if c.startswith("Framework :: Django :: ")}
     ran = {cell.django for cell in matrix.CELLS if any(label.startswith("e2e") for label, _ in cell.runs)}
-    assert ran == {"~=4.2.0", "~=5.2.0", ">=6,<7"} and djangos == {"4.2", "5.2", "6.1"}
+    assert ran == {"==3.2", "~=4.2.0", "~=5.2.0", ">=6,<7"} and djangos == {"3.2", "4.2", "5.2", "6.1"}
     celeries = {cell.celery for cell in matrix.CELLS if any(label.startswith("e2e") for label, _ in cell.runs)}
-    assert celeries == {"~=5.3.0", "~=5.7.0"}
+    assert celeries == {"==5.2.0", "~=5.3.0", "~=5.7.0"}
+
+
+def test_the_floors_cell_the_runtime_and_the_readme_name_the_same_floors():
+    """One story: what the floors cell installs, what the runtime checks (below it the contrib
+    serves), what pyproject declares and what the README's table says."""
+    from otel_launch._runtime import _compat
+
+    (cell,) = [cell for cell in matrix.CELLS if cell.floors]
+    assert cell.python == "3.10" and matrix.E2E_DJANGO_CELERY in cell.runs
+    assert {library: matrix.FLOOR_PINS[library] for library in _compat.FLOORS} == {
+        library: floor for library, (_, floor) in _compat.FLOORS.items()
+    }
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| ([A-Za-z-]+) \| ([^|]+) \|", readme, re.MULTILINE))
+    for name, floor in _compat.FLOORS.values():
+        assert rows[name].startswith(f"{floor} and later"), name
+        assert f"{floor} (floors)" in readme.split(f"| {name} |")[1].splitlines()[0]
+    for library in ("asgiref", "redis"):
+        assert f"{matrix.FLOOR_PINS[library]} (floors" in readme.split(f"| {library}")[1].splitlines()[0]
+    for requirement in (Requirement(raw) for raw in re.findall(r'"((?:click|python-dotenv)[^"]+)"', PYPROJECT)):
+        assert rows[requirement.name] == f"`{requirement.specifier}`", requirement.name
 
 
 def test_the_matrix_runs_both_ends_and_the_full_suite_on_the_newest():

@@ -22,6 +22,7 @@ set), so that little else is lost with it.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from types import ModuleType
@@ -89,6 +90,7 @@ def _keep_only_the_producer_side(instrumentor_class: Any) -> None:
         return
     instrument = instrumentor_class._instrument
 
+    @functools.wraps(instrument)  # the contrib's, for a fallback to put back (integrations/_fallbacks.py)
     def instrument_producer_side(self: Any, **kwargs: Any) -> None:
         instrument(self, **kwargs)
         _disconnect_worker_side(self)

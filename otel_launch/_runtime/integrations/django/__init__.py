@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_launch._runtime import _compat
-from otel_launch._runtime._log import warn
+from otel_launch._runtime.integrations import guard
 
 # Commands that serve or wait for a person: a span would stay open for the process's life.
 LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver", "shell", "dbshell"})
@@ -37,14 +37,48 @@ def instrument() -> None:
         contrib_middleware.apply()
         return
     if not _compat.usable("django-request"):  # a contrib release whose internals ours cannot use
-        from otel_launch._runtime.integrations._instrumentor import instrument_once
-
-        instrument_once(DjangoInstrumentor())  # its middleware, as it is (its fixes need the same names)
+        _contrib_middleware(fixes=False)  # as it is: its fixes need the same names
         return
     from otel_launch._runtime.integrations.django import request
 
     request.config()
     _set_middleware(add=OUR_MIDDLEWARE)
+
+
+_contrib_serves = False
+
+
+def contrib_instead(handlers_base: ModuleType | None = None) -> str:
+    """The contrib's Django middleware in place of ours, when our request path cannot serve.
+
+    Its instrumentor inserts its middleware into ``settings.MIDDLEWARE`` (and configures empty
+    settings when the app's are not loaded yet: the app then fails), and imports Django's ASGI
+    handler, whose import may be the one calling us: so it runs when a handler loads its
+    middleware, as ours does.
+    """
+    global _contrib_serves
+    _contrib_serves = True
+    if handlers_base is None:  # from our load_middleware (its step failed): settings are loaded
+        return _contrib_middleware()
+    on_import(handlers_base)
+    return "the contrib's Django middleware serves instead"
+
+
+def _contrib_middleware(fixes: bool = True) -> str:
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    from otel_launch._runtime.integrations._instrumentor import instrument_once
+    from otel_launch._runtime.integrations.django import contrib_middleware
+
+    _set_middleware(remove=OUR_MIDDLEWARE)
+    instrument_once(DjangoInstrumentor())
+    # Our fixes are our code too: never run on a Django release older than we test.
+    if fixes and _compat.older_than_supported("django") is None:
+        try:
+            contrib_middleware.apply()
+        except Exception:  # they share our request path's code, which may be what failed
+            return "the contrib's Django middleware serves instead, as it is (without otel-launch's fixes)"
+    return "the contrib's Django middleware serves instead"
 
 
 # request.MIDDLEWARE, named without importing request.py (which needs the contrib's internals).
@@ -76,15 +110,19 @@ def on_db_import(backend_base: ModuleType) -> None:
 def on_import(handlers_base: ModuleType) -> None:
     handler_class = handlers_base.BaseHandler
     original = handler_class.load_middleware
+    if getattr(original, "_otel_launch", False):
+        return
 
     @functools.wraps(original)
     def load_middleware(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            instrument()
-        except Exception as exc:  # never stand between the app and its own handler
-            warn(f"could not instrument django, it runs without telemetry ({type(exc).__name__}: {exc})")
+        # The guard never lets telemetry stand between the app and its handler.
+        if _contrib_serves:
+            guard("django", _contrib_middleware)
+        else:
+            guard("django", instrument, fallback=contrib_instead)
         return original(self, *args, **kwargs)
 
+    load_middleware._otel_launch = True  # type: ignore[attr-defined]
     handler_class.load_middleware = load_middleware
 
 
@@ -134,10 +172,8 @@ def on_cache_import(cache_module: ModuleType) -> None:
     @functools.wraps(create_connection)
     def traced_create_connection(self: Any, alias: str) -> Any:
         backend = create_connection(self, alias)
-        try:
-            _trace_cache_calls(backend, alias)
-        except Exception as exc:  # the app's cache works untraced rather than not at all
-            warn(f"could not trace the django cache {alias!r} ({type(exc).__name__}: {exc})")
+        # The app's cache works untraced rather than not at all.
+        guard("django", lambda: _trace_cache_calls(backend, alias), without=f"the cache {alias!r} runs without spans")
         return backend
 
     handler_class.create_connection = traced_create_connection

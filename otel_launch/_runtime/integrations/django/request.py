@@ -33,7 +33,6 @@ import threading
 from timeit import default_timer
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from opentelemetry import context as context_api
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.instrumentation._semconv import (
@@ -66,7 +65,10 @@ from opentelemetry.util.http import (
     sanitize_method,
 )
 
+from otel_launch._runtime._compat import coroutine_functions
 from otel_launch._runtime.integrations.django import n_plus_one
+
+iscoroutinefunction, markcoroutinefunction = coroutine_functions()  # asgiref's, also before asgiref 3.6
 
 SCOPE = "opentelemetry.instrumentation.django"  # the contrib's: e2e helpers and users select on it
 MIDDLEWARE = f"{__name__}.OpenTelemetryMiddleware"
