@@ -88,6 +88,8 @@ OWN = (
     Integration("sqlite3", "sqlite3", "dbapi"),
     Integration("psycopg", "psycopg", "dbapi"),
     Integration("psycopg2", "psycopg2", "dbapi"),
+    # uWSGI's post-fork chain; the rest starts with the first provider (uwsgi.on_first_provider).
+    Integration("uwsgi", "uwsgidecorators", "uwsgi", "on_decorators_import"),
 )
 
 from otel_launch._runtime.integrations import _catalogue  # noqa: E402 - it builds on Integration
