@@ -102,6 +102,14 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the SDK's batch processors, without the count of what a full queue dropped",
         ("opentelemetry.sdk._shared_internal:BatchProcessor",),
     ),
+    "metric-locks-at-fork": (
+        "the SDK's metric locks as the parent left them at fork (a child forked during a collection may wait on them)",
+        (
+            "opentelemetry.sdk.metrics._internal.measurement_consumer:SynchronousMeasurementConsumer",
+            "opentelemetry.sdk.metrics._internal.metric_reader_storage:MetricReaderStorage",
+            "opentelemetry.sdk.metrics._internal._view_instrument_match:_ViewInstrumentMatch",
+        ),
+    ),
     # _lifecycle.renew_after_unannounced_fork: what Python's fork hooks would have run, in a process
     # forked without them (uWSGI's workers, a C extension's fork).
     "unannounced-fork": (

@@ -79,7 +79,8 @@ class _Flusher:
 
     def _run(self) -> None:
         self.requested.wait()
-        for provider in list(_providers):
+        # Spans first, metrics last: what one provider's flush cannot finish never holds the others'.
+        for provider in sorted(_providers, key=_metrics_last):
             try:
                 provider.shutdown()
             except Exception as exc:
@@ -94,6 +95,10 @@ def register(provider: Any) -> None:
     if _flusher is None:
         _flusher = _Flusher()
         _flush_on_default_sigterm()
+
+
+def _metrics_last(provider: Any) -> bool:
+    return hasattr(provider, "_metric_readers")
 
 
 def track_batcher(processor: Any, what: str) -> None:
@@ -318,6 +323,7 @@ def _renew_threads_of(provider: Any, pid: int) -> None:
             batch._at_fork_reinit()
         batch._bsp_reset_once = Once()  # so that the SDK notices the next unannounced fork too
     readers = getattr(provider, "_metric_readers", ())
+    _renew_metric_locks(provider)
     for reader in readers:
         if getattr(reader, "_daemon_thread", None) is not None:
             reader._at_fork_reinit()
@@ -329,6 +335,39 @@ def _after_fork_in_child() -> None:
     # Threads do not survive fork: the child gets its own flusher for its own exit.
     if _flusher is not None:
         _flusher = _Flusher()
+        for provider in _providers:
+            _renew_metric_locks(provider)
+
+
+def _renew_metric_locks(provider: Any) -> None:
+    """Fresh locks for a meter provider's collection and export, in a forked child.
+
+    The SDK renews its MeterProvider's own locks at fork, not those a collection holds (its
+    measurement consumer's, each reader storage's and view match's, each reader's export lock):
+    a child forked while the parent's metric thread collected or exported had them held by a
+    thread it does not have, and its exit flush waited out the whole bound on them (a Celery
+    pool child recycled after one task: "gave up flushing telemetry after 5s", now and then,
+    under load). Only the forking thread exists in the child: no one else can hold the new ones.
+    """
+    from otel_launch._runtime import _compat
+
+    consumer = getattr(provider, "_measurement_consumer", None)
+    if consumer is None or not _compat.usable("metric-locks-at-fork"):
+        return
+    import threading
+
+    try:
+        consumer._lock = threading.Lock()
+        for storage in consumer._reader_storages.values():
+            storage._lock = threading.RLock()
+            for matches in storage._instrument_view_instrument_matches.values():
+                for match in matches:
+                    match._lock = threading.Lock()
+        for reader in getattr(provider, "_metric_readers", ()):
+            if hasattr(reader, "_export_lock"):
+                reader._export_lock = threading.Lock()
+    except Exception as exc:  # the SDK's own behaviour: a collection held at fork may hold this child
+        warn(f"could not renew the metric locks after fork ({type(exc).__name__}: {exc})")
 
 
 class _ForkToken:

@@ -25,6 +25,7 @@ MODES = {
     "master-loaded": [],
     "threads": ["--threads", "2"],
     "lazy-apps": ["--lazy-apps"],
+    "die-on-term": ["--die-on-term"],  # SIGTERM then shuts down (each worker gets SIGINT)
 }
 
 
@@ -80,7 +81,8 @@ def test_uwsgi_stopped_by_sigint_right_after_the_last_request_loses_nothing(shop
     worker = shop.worker("--pool", "prefork", "--concurrency", "2")
     web = uwsgi(shop, *MODES.get(mode, []), ini=mode == "ini")
     statuses = send_traffic(shop, web.port)
-    assert shop.stop(web, signal.SIGINT, timeout=30) == 0, shop.output(web)[-3000:]
+    stop = signal.SIGTERM if mode == "die-on-term" else signal.SIGINT
+    assert shop.stop(web, stop, timeout=30) == 0, shop.output(web)[-3000:]
     assert Counter(statuses) == {200: 20, 201: 10}
     shop.wait_for_executions(2 * POSTS)  # each fulfil_order enqueues a notify_customer
     assert shop.stop(worker) == 0

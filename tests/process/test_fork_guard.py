@@ -66,3 +66,20 @@ def test_a_child_forked_from_c_that_records_no_span_still_flushes_its_metrics(re
     assert receiver.wait_for(lambda r: child_pid in {p.resource["process.pid"] for p in r.points})
     child_points = [p for p in receiver.points if p.resource["process.pid"] == child_pid]
     assert any(p.metric == "target.work" and p.attributes == {"who": "child"} for p in child_points)
+
+
+def test_a_child_forked_while_its_parent_collects_metrics_flushes_at_once(receiver, workdir):
+    """The SDK renews its meter provider's own locks at fork, not the collection's: the child's
+    exit flush waited the whole bound on a lock its parent's metric thread held ("gave up
+    flushing telemetry after 5s" from recycled Celery pool children under load)."""
+    env = otel_env(receiver, OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3")
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_during_collection.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert printed(result.stdout)["child-status"] == ["0"]
+    assert "gave up" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert receiver.wait_for(lambda r: "in-child" in {s.name for s in r.spans})
+    (child,) = [s for s in receiver.spans if s.name == "in-child"]
+    child_pid = child.resource["process.pid"]
+    assert receiver.wait_for(
+        lambda r: any(p.resource["process.pid"] == child_pid and p.attributes == {"who": "child"} for p in r.points)
+    )
