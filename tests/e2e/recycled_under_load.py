@@ -4,7 +4,8 @@ Not part of the suite (tests/e2e/test_celery.py keeps one run of 8 tasks): this 
 64 tasks (``place_orders 32``: fulfil + notify each) while one busy loop per CPU keeps the
 machine busy, and counts, per run, the run spans against the executions the tasks logged, and
 the "gave up flushing" lines of the worker's output. Each pool child runs one task, flushes at
-its exit (``worker_process_shutdown``) and leaves through ``os._exit``.
+its exit (``worker_process_shutdown``) and leaves through ``os._exit``. The worker's main process
+collects its metrics every 500 ms, so that children are forked during a collection.
 
     .venv/bin/python tests/e2e/recycled_under_load.py [RUNS] [ORDERS]
 
@@ -42,7 +43,15 @@ def one_run(template: Path, redis_url: str, orders: int) -> dict:
     with OTLPReceiver() as receiver:
         shop = Shop(workdir, receiver, "redis", redis_url, None)
         try:
-            worker = shop.worker("--pool", "prefork", "--concurrency", "2", "--max-tasks-per-child", "1")
+            # Metrics collected every 500 ms in the worker's main process: pool children are forked
+            # while a collection runs, as they are now and then at the default 60 s.
+            options = ("--pool", "prefork", "--concurrency", "2", "--max-tasks-per-child", "1")
+            export = {"OTEL_METRIC_EXPORT_INTERVAL": "500"}
+            if os.environ.get("RECYCLED_PROTOCOL") == "http/protobuf":  # the same run without gRPC
+                export.update(
+                    OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint
+                )
+            worker = shop.worker(*options, **export)
             status, output = shop.manage("place_orders", str(orders), service=None)
             assert status == 0, output
             deadline = time.monotonic() + 300
