@@ -52,7 +52,9 @@ def install() -> None:
     _installed = True
     # Registered at interpreter start, so it runs after the app's own atexit handlers.
     atexit.register(shutdown)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_let_exports_finish, after_in_parent=_release_exports, after_in_child=_after_fork_in_child
+    )
     from otel_launch._runtime import _imports
 
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
@@ -329,8 +331,48 @@ def _renew_threads_of(provider: Any, pid: int) -> None:
             reader._at_fork_reinit()
 
 
+# How long a fork may wait for this process's exports in progress to end (see _let_exports_finish).
+_FORK_WAITS_FOR_EXPORTS = 0.25
+_held_at_fork: list[Any] = []
+
+
+def _let_exports_finish() -> None:
+    """Before a fork, wait (briefly) for the exports in progress, and hold their locks over it.
+
+    A child forked while its parent's gRPC exporter was in a call found its own new channel
+    stuck (gRPC's threads are not forked): its exit flush waited out the bound and lost what it
+    held. An export to a live collector takes milliseconds; with a dead one the wait is bounded.
+    """
+    import time
+
+    deadline = time.monotonic() + _FORK_WAITS_FOR_EXPORTS
+    for lock in _export_locks():
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _held_at_fork.append(lock)
+
+
+def _release_exports() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
+def _export_locks() -> list[Any]:
+    locks = []
+    for processor, _ in _batchers:
+        lock = getattr(getattr(processor, "_batch_processor", None), "_export_lock", None)
+        if lock is not None:
+            locks.append(lock)
+    for provider in _providers:
+        for reader in getattr(provider, "_metric_readers", ()):
+            lock = getattr(reader, "_export_lock", None)
+            if lock is not None:
+                locks.append(lock)
+    return locks
+
+
 def _after_fork_in_child() -> None:
     global _flusher
+    _held_at_fork.clear()  # the child renews these locks (the SDK the batch processors', we the readers')
     _deferred_signal.clear()  # a parent's signal is not the child's
     # Threads do not survive fork: the child gets its own flusher for its own exit.
     if _flusher is not None:

@@ -4,10 +4,14 @@ Not part of the suite (tests/e2e/test_celery.py keeps one run of 8 tasks): this 
 64 tasks (``place_orders 32``: fulfil + notify each) while one busy loop per CPU keeps the
 machine busy, and counts, per run, the run spans against the executions the tasks logged, and
 the "gave up flushing" lines of the worker's output. Each pool child runs one task, flushes at
-its exit (``worker_process_shutdown``) and leaves through ``os._exit``. The worker's main process
-collects its metrics every 500 ms, so that children are forked during a collection.
+its exit (``worker_process_shutdown``) and leaves through ``os._exit``. The export settings are
+the e2e suite's (spans batched for 5 s, metrics every 10 minutes), unless asked otherwise:
 
     .venv/bin/python tests/e2e/recycled_under_load.py [RUNS] [ORDERS]
+    RECYCLED_METRIC_INTERVAL=500 .venv/bin/python tests/e2e/recycled_under_load.py 20
+        (the worker's main process collects and exports its metrics every 500 ms: children are
+        forked during its collections and exports)
+    RECYCLED_PROTOCOL=http/protobuf ...  (OTLP/HTTP instead of gRPC)
 
 Prints one line a run and a summary; exit status 1 if any run lost a span or gave up flushing.
 """
@@ -43,10 +47,10 @@ def one_run(template: Path, redis_url: str, orders: int) -> dict:
     with OTLPReceiver() as receiver:
         shop = Shop(workdir, receiver, "redis", redis_url, None)
         try:
-            # Metrics collected every 500 ms in the worker's main process: pool children are forked
-            # while a collection runs, as they are now and then at the default 60 s.
             options = ("--pool", "prefork", "--concurrency", "2", "--max-tasks-per-child", "1")
-            export = {"OTEL_METRIC_EXPORT_INTERVAL": "500"}
+            export = {}
+            if os.environ.get("RECYCLED_METRIC_INTERVAL"):  # e.g. 500 ms: forks land in the parent's collections
+                export["OTEL_METRIC_EXPORT_INTERVAL"] = os.environ["RECYCLED_METRIC_INTERVAL"]
             if os.environ.get("RECYCLED_PROTOCOL") == "http/protobuf":  # the same run without gRPC
                 export.update(
                     OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_endpoint
