@@ -158,10 +158,28 @@ def _flush_then_die_by_the_signal(signum: int, frame: Any) -> None:
     if spawn is not None:
         spawn(_flush_then_die, signum)  # the hub must not wait: a green thread does
         return
+    if _threads_are_green():  # no OS thread to deliver from; a green wait lets the flush run
+        _flush_then_die(signum)
+        return
     try:
         _deliver_after_the_flush(signum)
     except RuntimeError:  # no new thread (the interpreter is exiting): flush here, then die
         _flush_then_die(signum)
+
+
+def _threads_are_green() -> bool:
+    """Whether gevent or eventlet replaced the threading module (threads are greenlets)."""
+    if "gevent.monkey" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            return True
+    if "eventlet.patcher" in sys.modules:
+        from eventlet import patcher
+
+        if patcher.is_monkey_patched("thread"):
+            return True
+    return False
 
 
 def _deliver_after_the_flush(signum: int) -> None:
