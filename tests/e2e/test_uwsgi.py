@@ -16,7 +16,16 @@ from collections import Counter
 import pytest
 
 from tests.conftest import SERVICES_USED
-from tests.e2e.conftest import BIN, free_port, named, points_by_pid, server_spans, telemetry_noise, traces
+from tests.e2e.conftest import (
+    BIN,
+    free_port,
+    named,
+    points_by_pid,
+    server_spans,
+    telemetry_noise,
+    traces,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 GETS = [f"/orders/{pk}/" for pk in range(1, 11)] + ["/orders/"] * 10
@@ -115,6 +124,15 @@ def test_uwsgi_workers_recycled_by_max_requests_lose_nothing(shop):
     # uWSGI recycles no worker younger than --min-worker-lifetime (10 s by default).
     web = uwsgi(shop, "--max-requests", "5", "--min-worker-lifetime", "0")
     statuses = send_traffic(shop, web.port)
+
+    def respawned() -> bool:
+        # uWSGI 2.0's own race: a SIGINT while the master sleeps before a respawn ("respawning too
+        # fast") leaves the respawned worker running, and the master waiting for it (without
+        # otel-launch too). Stop once the last respawn is done.
+        output = shop.output(web)
+        return output.rfind("Respawned uWSGI worker") > output.rfind("respawning too fast")
+
+    wait_until(respawned, 15, "uWSGI's last respawn")
     assert shop.stop(web, signal.SIGINT, timeout=30) == 0, shop.output(web)[-3000:]
     assert Counter(statuses) == {200: 20, 201: 10}
     shop.wait_for_executions(2 * POSTS)

@@ -160,13 +160,17 @@ def _relay(read: int) -> None:
             received = os.read(read, 64)
         except OSError:
             return
-        signums = [signum for signum in received if signum in _state.get("theirs", {})]
+        signums = [signum for signum in received if signum in _state.get("ours", {})]
         if not signums:
             continue
         _lifecycle.shutdown()
         libc = _libc()
-        for signum, theirs in _state["theirs"].items():
-            _set_action(libc, signum, theirs)
+        for signum in _state["ours"]:
+            theirs = _state["theirs"].get(signum)
+            if theirs is not None:
+                _set_action(libc, signum, theirs)
+            else:  # signalled before uWSGI put its handler in place: the default, which ends the worker
+                libc.signal(signum, 0)
         # To the main thread, where uWSGI's handler runs as it would have: its exit runs the
         # atexit handlers (Python's finalization among them), which no other thread may do.
         signal.pthread_kill(_state["main"], signums[0])
