@@ -272,7 +272,8 @@ def _say_what_was_not_flushed(timeout: float) -> None:
     queued: dict[str, int] = {}
     for processor, what in _batchers:
         try:
-            count = len(processor._batch_processor._queue)
+            batch = processor._batch_processor
+            count = len(batch._queue) + getattr(batch._exporter, "in_flight", 0)  # queued, and being sent
         except Exception:  # the SDK's queue moved: the line goes without the count
             continue
         queued[what] = queued.get(what, 0) + count

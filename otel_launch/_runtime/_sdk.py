@@ -102,8 +102,14 @@ class PerProcessExporter:
             self._pid = os.getpid()
         return self._real
 
+    in_flight = 0  # records of the export in progress: said when a flush gives up (_lifecycle)
+
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._exporter().export(batch, *args, **kwargs)
+        self.in_flight = len(batch)
+        try:
+            return self._exporter().export(batch, *args, **kwargs)
+        finally:
+            self.in_flight = 0
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         if self._pid != os.getpid():
