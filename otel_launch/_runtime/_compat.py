@@ -111,6 +111,26 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the contrib's Django middleware",
         ("asyncio.coroutines:_is_coroutine",),
     ),
+    "metric-locks-at-fork": (
+        "the SDK's metric locks as the parent left them at fork (a child forked during a collection may wait on them)",
+        (
+            "opentelemetry.sdk.metrics._internal.measurement_consumer:SynchronousMeasurementConsumer",
+            "opentelemetry.sdk.metrics._internal.metric_reader_storage:MetricReaderStorage",
+            "opentelemetry.sdk.metrics._internal._view_instrument_match:_ViewInstrumentMatch",
+        ),
+    ),
+    # _lifecycle.renew_after_unannounced_fork: what Python's fork hooks would have run, in a process
+    # forked without them (uWSGI's workers, a C extension's fork).
+    "unannounced-fork": (
+        "telemetry off in a process forked without Python's fork hooks (one warning line there)",
+        (
+            "opentelemetry.sdk._shared_internal:BatchProcessor._at_fork_reinit",
+            "opentelemetry.sdk.metrics.export:PeriodicExportingMetricReader._at_fork_reinit",
+            "opentelemetry.sdk.resources:ProcessResourceDetector",
+            "opentelemetry.sdk.resources:ServiceInstanceIdResourceDetector",
+            "opentelemetry.util._once:Once",
+        ),
+    ),
 }
 # The contrib middleware's fixes name its spans with our request path's method names.
 INTERNALS["django-contrib-fixes"] = (
@@ -134,6 +154,8 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_server_port",
     ),
     "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
+    # of a BatchSpanProcessor's _batch_processor, and of a Resource's attributes, in _lifecycle.py
+    "unannounced-fork": ("_pid", "_queue", "_bsp_reset_once"),
 }
 
 
@@ -287,21 +309,30 @@ def process_resource(resource: Any) -> Any:
 
 def _renew_in_child() -> None:
     try:
-        from opentelemetry.sdk.resources import ProcessResourceDetector, ServiceInstanceIdResourceDetector
-
-        fresh: dict[str, Any] = {}
-        for detector in (ProcessResourceDetector(), ServiceInstanceIdResourceDetector()):
-            fresh.update(detector.detect().attributes)
-        for resource in _renewed_at_fork:
-            attributes = resource.attributes  # the SDK's BoundedAttributes: read-only through its API
-            with attributes._lock:
-                for key, value in fresh.items():
-                    if key in attributes._dict and key not in _ARGV_KEYS:
-                        attributes._dict[key] = value
-        encoding = sys.modules.get("otel_launch._runtime._otlp_encoding")
-        if encoding is not None:
-            encoding._groups.clear()  # it keeps each resource encoded, by object
+        renew_process_identity(_renewed_at_fork)
     except Exception as exc:  # never in the way of a fork
         from otel_launch._runtime._log import warn
 
         warn(f"could not renew process.pid and service.instance.id after fork ({type(exc).__name__}: {exc})")
+
+
+def renew_process_identity(resources: list) -> None:
+    """This process's ``process.*`` and ``service.instance.id`` attributes, written into these
+    Resources in place (each is shared by a provider, its tracers and the spans they made), for
+    the keys each already has."""
+    from opentelemetry.sdk.resources import ProcessResourceDetector, ServiceInstanceIdResourceDetector
+
+    fresh: dict[str, Any] = {}
+    for detector in (ProcessResourceDetector(), ServiceInstanceIdResourceDetector()):
+        fresh.update(detector.detect().attributes)
+    for resource in resources:
+        if resource is None:
+            continue
+        attributes = resource.attributes  # the SDK's BoundedAttributes: read-only through its API
+        with attributes._lock:
+            for key, value in fresh.items():
+                if key in attributes._dict and key not in _ARGV_KEYS:
+                    attributes._dict[key] = value
+    encoding = sys.modules.get("otel_launch._runtime._otlp_encoding")
+    if encoding is not None:
+        encoding._groups.clear()  # it keeps each resource encoded, by object

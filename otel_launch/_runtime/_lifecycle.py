@@ -7,8 +7,19 @@ and registered here instead, and every exit path we can see ends in :func:`shutd
 
 SIGTERM left at its default kills a process before any of that runs. A process that has
 built a provider (and so has spans to lose) and still has the default disposition gets a
-handler that flushes, puts the default back and raises the signal again: it still dies by
-SIGTERM, as its caller expects. An app's own handler, installed before or after, wins.
+handler that starts the flush on a helper thread and returns at once, so that the code it
+interrupted can let go of what it holds (the batch processor's export lock, a logging
+lock); when the flush is over, or the bound has passed, the signal is delivered again and
+the process dies by it, as its caller expects. An app's own handler, installed before or
+after, wins.
+
+A process forked without Python's fork hooks (uWSGI forks its workers from C; so can C
+extensions) inherits providers that believe they belong to its parent: their threads are
+gone and their identity is the parent's. The SDK's batch processor notices the new PID on
+the process's first span; that is where :func:`renew_after_unannounced_fork` runs, once,
+and gives the process what a Python fork would have: its own ``process.pid`` and
+``service.instance.id``, export and metric threads, exporter (``_sdk.PerProcessExporter``)
+and exit flush.
 """
 
 from __future__ import annotations
@@ -25,8 +36,12 @@ if TYPE_CHECKING:
 
 _providers: list[Any] = []
 _adopted: list[Any] = []  # the app's providers that replaced ours: flushed as ours, never replaced
+_batchers: list[tuple[Any, str]] = []  # (our batch processor, what it queues): counted when a flush gives up
 _flusher: _Flusher | None = None
 _installed = False
+_first_record_hooks: list[Any] = []  # run once per process, at its first span or log record
+_first_record_seen: set[int] = set()  # pids in which they ran
+_deferred_signal: list[int] = []  # a SIGTERM whose delivery waits for the flush (see _deliver_after_the_flush)
 
 
 def install() -> None:
@@ -37,7 +52,9 @@ def install() -> None:
     _installed = True
     # Registered at interpreter start, so it runs after the app's own atexit handlers.
     atexit.register(shutdown)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_let_exports_finish, after_in_parent=_release_exports, after_in_child=_after_fork_in_child
+    )
     from otel_launch._runtime import _imports
 
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
@@ -64,7 +81,8 @@ class _Flusher:
 
     def _run(self) -> None:
         self.requested.wait()
-        for provider in list(_providers):
+        # Spans first, metrics last: what one provider's flush cannot finish never holds the others'.
+        for provider in sorted(_providers, key=_metrics_last):
             try:
                 provider.shutdown()
             except Exception as exc:
@@ -79,6 +97,40 @@ def register(provider: Any) -> None:
     if _flusher is None:
         _flusher = _Flusher()
         _flush_on_default_sigterm()
+
+
+def _metrics_last(provider: Any) -> bool:
+    return hasattr(provider, "_metric_readers")
+
+
+def track_batcher(processor: Any, what: str) -> None:
+    """One of our batch processors ("spans", "log records"): what its queue holds is said when a flush gives up."""
+    _batchers.append((processor, what))
+
+
+def on_first_record(hook: Any) -> None:
+    """Run ``hook()`` once in each process, at its first span or log record (now, if that has passed)."""
+    if hook in _first_record_hooks:
+        return
+    _first_record_hooks.append(hook)
+    if os.getpid() in _first_record_seen:
+        _run_first_record_hooks(hook)
+
+
+def first_record() -> None:
+    """Called by our batch processors at a process's first record, and after a renewal."""
+    pid = os.getpid()
+    if pid not in _first_record_seen:
+        _first_record_seen.add(pid)
+        _run_first_record_hooks(*_first_record_hooks)
+
+
+def _run_first_record_hooks(*hooks: Any) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception as exc:
+            warn(f"telemetry set-up failed in this process ({type(exc).__name__}: {exc})")
 
 
 def _flush_on_default_sigterm() -> None:
@@ -100,21 +152,77 @@ def _flush_on_default_sigterm() -> None:
 def _flush_then_die_by_the_signal(signum: int, frame: Any) -> None:
     from otel_launch._runtime import _green
 
+    if _deferred_signal:  # delivered again after the flush (or a second SIGTERM): die by it now
+        _die_by(signum)
     spawn = _green.spawn_if_in_the_hub()
     if spawn is not None:
         spawn(_flush_then_die, signum)  # the hub must not wait: a green thread does
-    else:
+        return
+    if _threads_are_green():  # no OS thread to deliver from; a green wait lets the flush run
+        _flush_then_die(signum)
+        return
+    try:
+        _deliver_after_the_flush(signum)
+    except RuntimeError:  # no new thread (the interpreter is exiting): flush here, then die
         _flush_then_die(signum)
 
 
-def _flush_then_die(signum: int) -> None:
+def _threads_are_green() -> bool:
+    """Whether gevent or eventlet replaced the threading module (threads are greenlets)."""
+    if "gevent.monkey" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            return True
+    if "eventlet.patcher" in sys.modules:
+        from eventlet import patcher
+
+        if patcher.is_monkey_patched("thread"):
+            return True
+    return False
+
+
+def _deliver_after_the_flush(signum: int) -> None:
+    """Start the flush and return at once; the signal comes back when the flush is over or out of time.
+
+    The handler runs in the main thread between two bytecodes of whatever it was doing, which
+    may hold the batch processor's export lock or a logging lock that the flush needs: waiting
+    here would wait out the whole bound for nothing. Returning lets that code go on and let go.
+    """
+    import signal
+    import threading
+
+    flusher = _flusher
+    if flusher is None or flusher.pid != os.getpid():
+        _die_by(signum)
+    from otel_launch._settings import read_setting
+
+    timeout = read_setting("shutdown_timeout", os.environ)
+    main = threading.main_thread().ident
+
+    def wait_then_deliver() -> None:
+        if not flusher.done.wait(timeout):
+            _say_what_was_not_flushed(timeout)
+        signal.pthread_kill(main, signum)  # to the main thread: it interrupts its wait, so the handler runs
+
+    deliver = threading.Thread(target=wait_then_deliver, name="otel-launch-deliver", daemon=True)
+    deliver.start()
+    _deferred_signal.append(signum)
+    flusher.requested.set()
+
+
+def _die_by(signum: int) -> None:
     import signal
 
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
+def _flush_then_die(signum: int) -> None:
     try:
         shutdown()
     finally:
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
+        _die_by(signum)
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -125,28 +233,202 @@ def shutdown(timeout: float | None = None) -> bool:
     for the first one's flush, within their own timeout.
     """
     flusher = _flusher
-    if flusher is None or flusher.pid != os.getpid():
+    if flusher is None:
         return True  # this process never built a provider
+    if flusher.pid != os.getpid():
+        # Forked without Python's fork hooks and never recorded since: what it holds is its parent's.
+        if not renew_after_unannounced_fork(at_exit=True):
+            return True
+        flusher = _flusher
     if timeout is None:
         from otel_launch._settings import read_setting
 
         timeout = read_setting("shutdown_timeout", os.environ)
     flusher.requested.set()
-    if flusher.done.wait(timeout):
-        return True
+    done = flusher.done.wait(timeout)
+    if not done:
+        _say_what_was_not_flushed(timeout)
+    if _deferred_signal and _in_the_main_thread():  # a SIGTERM waited for this flush: the process leaves by it
+        _die_by(_deferred_signal[0])
+    return done
+
+
+def _in_the_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _say_what_was_not_flushed(timeout: float) -> None:
+    """One line: the bound passed; how many spans and log records were still queued, and where to look."""
+    once = f"said-{os.getpid()}"
+    if once in _said:
+        return
+    _said.add(once)
     if os.environ.get("OTEL_CONFIG_FILE", "").strip():  # the file names the endpoints, not the variable
         where = f"the endpoint configured in {os.environ['OTEL_CONFIG_FILE']}"
     else:
         where = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "the default endpoint")
-    warn(f"gave up flushing telemetry after {timeout:g}s; is the collector at {where} reachable?")
-    return False
+    queued: dict[str, int] = {}
+    for processor, what in _batchers:
+        try:
+            batch = processor._batch_processor
+            count = len(batch._queue) + getattr(batch._exporter, "in_flight", 0)  # queued, and being sent
+        except Exception:  # the SDK's queue moved: the line goes without the count
+            continue
+        queued[what] = queued.get(what, 0) + count
+    lost = " and ".join(f"{count} {what}" for what, count in queued.items() if count)
+    lost = f", {lost} not exported" if lost else ""
+    warn(f"gave up flushing telemetry after {timeout:g}s{lost}; is the collector at {where} reachable?")
+
+
+_said: set[str] = set()
+
+
+def renew_after_unannounced_fork(at_exit: bool = False) -> bool:
+    """Make the providers this process inherited its own, once: it was forked without Python's
+    fork hooks (uWSGI's workers, a C extension's fork), which is what they would have done.
+
+    Renews, for every provider (ours and the app's we adopted): the resource's process-dependent
+    attributes in place (so that the span that revealed the fork carries them too), the SDK's
+    locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/test_compat.py
+    checks them on each release), and this module's flusher. The exporters renew themselves
+    (``_sdk.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
+    is then off in this process.
+    """
+    global _flusher
+    pid = os.getpid()
+    if _flusher is None or _flusher.pid == pid:
+        return True
+    from otel_launch._runtime import _compat
+
+    try:
+        if not _compat.usable("unannounced-fork"):
+            raise RuntimeError("the SDK's fork handlers are not found")
+        _compat.renew_process_identity([_resource_of(provider) for provider in _providers])
+        for provider in _providers:
+            _renew_threads_of(provider, pid)
+        for processor, _ in _batchers:
+            processor._watch_first_record()
+        _flusher = _Flusher()
+    except Exception as exc:
+        if at_exit:
+            why = "it was forked without Python's fork hooks and exits before its first span"
+        else:
+            why = f"forked without Python's fork hooks, it could not take them over ({type(exc).__name__}: {exc})"
+        warn(f"telemetry is off in this process (pid {pid}): {why}")
+        _flusher = None
+        return False
+    return True
+
+
+def _resource_of(provider: Any) -> Any:
+    config = getattr(provider, "_sdk_config", None)  # a MeterProvider keeps it there
+    return getattr(config, "resource", None) or getattr(provider, "_resource", None)
+
+
+def _renew_threads_of(provider: Any, pid: int) -> None:
+    """What the SDK's own fork handlers would have run in a child, for one provider and its parts."""
+    handle_fork = getattr(provider, "_handle_fork", None)  # SDK 1.44+: fresh locks (and resource)
+    if handle_fork is not None:
+        handle_fork()
+    from opentelemetry.util._once import Once
+
+    span_processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+    log_processors = getattr(getattr(provider, "_multi_log_record_processor", None), "_log_record_processors", ())
+    for processor in (*span_processors, *log_processors):
+        batch = getattr(processor, "_batch_processor", None)
+        if batch is None:
+            continue
+        if batch._pid != pid:
+            batch._at_fork_reinit()
+        batch._bsp_reset_once = Once()  # so that the SDK notices the next unannounced fork too
+    readers = getattr(provider, "_metric_readers", ())
+    _renew_metric_locks(provider)
+    for reader in readers:
+        if getattr(reader, "_daemon_thread", None) is not None:
+            reader._at_fork_reinit()
+
+
+# How long a fork may wait for this process's exports in progress to end (see _let_exports_finish).
+_FORK_WAITS_FOR_EXPORTS = 0.25
+_held_at_fork: list[Any] = []
+
+
+def _let_exports_finish() -> None:
+    """Before a fork, wait (briefly) for the exports in progress, and hold their locks over it.
+
+    A child forked while its parent's gRPC exporter was in a call found its own new channel
+    stuck (gRPC's threads are not forked): its exit flush waited out the bound and lost what it
+    held. An export to a live collector takes milliseconds; with a dead one the wait is bounded.
+    """
+    import time
+
+    deadline = time.monotonic() + _FORK_WAITS_FOR_EXPORTS
+    for lock in _export_locks():
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _held_at_fork.append(lock)
+
+
+def _release_exports() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
+def _export_locks() -> list[Any]:
+    locks = []
+    for processor, _ in _batchers:
+        lock = getattr(getattr(processor, "_batch_processor", None), "_export_lock", None)
+        if lock is not None:
+            locks.append(lock)
+    for provider in _providers:
+        for reader in getattr(provider, "_metric_readers", ()):
+            lock = getattr(reader, "_export_lock", None)
+            if lock is not None:
+                locks.append(lock)
+    return locks
 
 
 def _after_fork_in_child() -> None:
     global _flusher
+    _held_at_fork.clear()  # the child renews these locks (the SDK the batch processors', we the readers')
+    _deferred_signal.clear()  # a parent's signal is not the child's
     # Threads do not survive fork: the child gets its own flusher for its own exit.
     if _flusher is not None:
         _flusher = _Flusher()
+        for provider in _providers:
+            _renew_metric_locks(provider)
+
+
+def _renew_metric_locks(provider: Any) -> None:
+    """Fresh locks for a meter provider's collection and export, in a forked child.
+
+    The SDK renews its MeterProvider's own locks at fork, not those a collection holds (its
+    measurement consumer's, each reader storage's and view match's, each reader's export lock):
+    a child forked while the parent's metric thread collected or exported had them held by a
+    thread it does not have, and its exit flush waited out the whole bound on them (a Celery
+    pool child recycled after one task: "gave up flushing telemetry after 5s", now and then,
+    under load). Only the forking thread exists in the child: no one else can hold the new ones.
+    """
+    from otel_launch._runtime import _compat
+
+    consumer = getattr(provider, "_measurement_consumer", None)
+    if consumer is None or not _compat.usable("metric-locks-at-fork"):
+        return
+    import threading
+
+    try:
+        consumer._lock = threading.Lock()
+        for storage in consumer._reader_storages.values():
+            storage._lock = threading.RLock()
+            for matches in storage._instrument_view_instrument_matches.values():
+                for match in matches:
+                    match._lock = threading.Lock()
+        for reader in getattr(provider, "_metric_readers", ()):
+            if hasattr(reader, "_export_lock"):
+                reader._export_lock = threading.Lock()
+    except Exception as exc:  # the SDK's own behaviour: a collection held at fork may hold this child
+        warn(f"could not renew the metric locks after fork ({type(exc).__name__}: {exc})")
 
 
 class _ForkToken:

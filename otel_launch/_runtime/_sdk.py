@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -101,8 +102,14 @@ class PerProcessExporter:
             self._pid = os.getpid()
         return self._real
 
+    in_flight = 0  # records of the export in progress: said when a flush gives up (_lifecycle)
+
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._exporter().export(batch, *args, **kwargs)
+        self.in_flight = len(batch)
+        try:
+            return self._exporter().export(batch, *args, **kwargs)
+        finally:
+            self.in_flight = 0
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         if self._pid != os.getpid():
@@ -186,11 +193,17 @@ def _clear_tracebacks(error: BaseException | None) -> None:
 
 
 def _counting(processor_class: type, hook: str, what: str) -> type:
-    """A batch processor that counts what its full queue drops (see :class:`DropReport`).
+    """A batch processor that counts what its full queue drops (see :class:`DropReport`), and
+    notices a process forked without Python's fork hooks.
 
     A full queue is read from the SDK's ``BatchProcessor`` (``_batch_processor._queue`` and
     ``_max_queue_size``, 1.45): tests/unit/test_log.py runs it on the real SDK and fails the day
     these change.
+
+    The fork: the SDK's batch processor compares ``os.getpid()`` with the pid it was made in on
+    every record, and renews its queue and thread when they differ; its ``_pid`` changing
+    during a record is the news that no fork hook brought. Reading it costs two attribute
+    reads a record, no system call (``_lifecycle.renew_after_unannounced_fork`` does the rest).
     """
     if not _compat.usable("drop-counts"):  # one warning line; the SDK's processor as it is
         return processor_class
@@ -199,16 +212,31 @@ def _counting(processor_class: type, hook: str, what: str) -> type:
     def counted(self: Any, item: Any) -> None:
         try:
             batch = self._batch_processor
+            pid = batch._pid
             full = len(batch._queue) >= batch._max_queue_size and not batch._shutdown
         except Exception:  # never the app's span.end(): drops go uncounted
-            full = False
+            batch, pid, full = None, None, False
         if full:
             self._drops.dropped()
         enqueue(self, item)
+        if pid is not None and batch._pid != pid and _lifecycle.renew_after_unannounced_fork():
+            _lifecycle.first_record()
+
+    def first(self: Any, item: Any) -> None:
+        # The first record a processor sees in a process (an instance attribute, removed here:
+        # the class's ``counted`` serves every record after it).
+        self.__dict__.pop(hook, None)
+        counted(self, item)
+        _lifecycle.first_record()
+
+    def watch_first_record(self: Any) -> None:
+        setattr(self, hook, functools.partial(first, self))
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         processor_class.__init__(self, *args, **kwargs)
         self._drops = DropReport(what)
+        self._watch_first_record()
+        _lifecycle.track_batcher(self, what)
 
     def shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
         self._drops.flush()
@@ -217,7 +245,13 @@ def _counting(processor_class: type, hook: str, what: str) -> type:
     return type(
         f"Counting{processor_class.__name__}",
         (processor_class,),
-        {"__init__": __init__, hook: counted, "shutdown": shutdown, "__doc__": _counting.__doc__},
+        {
+            "__init__": __init__,
+            hook: counted,
+            "_watch_first_record": watch_first_record,
+            "shutdown": shutdown,
+            "__doc__": _counting.__doc__,
+        },
     )
 
 
@@ -262,6 +296,10 @@ def _build_once(signal: str, build: Callable[[], Any]) -> Any:
             provider = build()
             if hasattr(provider, "shutdown"):  # not a no-op provider
                 _lifecycle.register(provider)
+                if "uwsgi" in sys.modules:
+                    from otel_launch._runtime.integrations import uwsgi
+
+                    uwsgi.on_first_provider()
             _built[signal] = provider
         return _built[signal]
 

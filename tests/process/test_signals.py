@@ -103,3 +103,54 @@ def test_a_multiprocessing_child_terminated_by_its_parent_flushes_and_dies_by_th
     assert process.returncode == 0, err
     assert out.strip() == f"child exit code {-signal.SIGTERM}"  # as Process.terminate() reports it
     assert receiver.wait_for(lambda r: span_names(r) == ["in-child"], timeout=5), span_names(receiver)
+
+
+def test_sigterm_with_the_export_lock_held_delivers_within_the_bound(receiver, workdir):
+    """The main thread holds the batch processor's export lock for 1 s when SIGTERM lands (as
+    during a force_flush() export): the flush waits for it, not for the bound (3 s), and the
+    span is delivered; the process still dies by the signal."""
+    process = subprocess.Popen(
+        [*launcher(), PYTHON, str(TARGETS / "sigterm_lock_held.py"), "1"],
+        env=clean_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3",
+        ),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert select.select([process.stdout], [], [], 30)[0], "the target never got ready"
+        assert process.stdout.readline().strip() == "ready"
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        kill_group(process)
+    assert process.returncode == -signal.SIGTERM, err
+    assert receiver.wait_for(lambda r: span_names(r) == ["before-signal"], timeout=5), span_names(receiver)
+    assert took < 3, took  # the lock's 1 s and the export, never the whole bound
+    assert "otel-launch" not in err and "Traceback" not in err, err
+
+
+def test_a_flush_that_gives_up_says_how_many_spans_it_left(workdir):
+    """Issue 22: a process that recorded spans it could not export at exit says so, in one line."""
+    dead = f"http://127.0.0.1:{closed_port()}"
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=dead,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LAUNCH_SHUTDOWN_TIMEOUT="1",
+        OTEL_EXPORTER_OTLP_TIMEOUT="30",
+    )
+    script = "from opentelemetry import trace\nfor i in range(3):\n    trace.get_tracer('t').start_span(str(i)).end()\n"
+    result = subprocess.run(
+        [*launcher(), PYTHON, "-c", script], env=env, cwd=workdir, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "gave up flushing" in line]
+    assert len(lines) == 1, result.stderr
+    assert "3 spans not exported" in lines[0] and dead in lines[0], lines

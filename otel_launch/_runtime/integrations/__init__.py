@@ -216,6 +216,14 @@ OWN = (
         "threads",
         without="work handed to threads and thread pools runs outside the span that handed it over",
     ),
+    # uWSGI's post-fork chain; the rest starts with the first provider (uwsgi.on_first_provider).
+    Integration(
+        "uwsgi",
+        "uwsgidecorators",
+        "uwsgi",
+        "on_decorators_import",
+        without="uWSGI's workers are renewed at their first span by the fork guard, and a worker stopped in a request may lose it",
+    ),
 )
 
 from otel_launch._runtime.integrations import _catalogue  # noqa: E402 - it builds on Integration

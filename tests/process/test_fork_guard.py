@@ -1,0 +1,85 @@
+"""A child forked without Python's fork hooks (libc's fork() through ctypes, as uWSGI forks its
+workers and C extensions fork): it is noticed at its first span and becomes itself: its own
+process.pid and service.instance.id, its own export thread and exporter, its exit flush; the
+parent's queued spans are not sent twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+
+pytestmark = pytest.mark.process
+
+
+def otel_env(receiver, **extra: str) -> dict[str, str]:
+    return clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_METRIC_EXPORT_INTERVAL="600000",  # metrics only from the exit flush
+        **extra,
+    )
+
+
+def printed(stdout: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.strip()}
+
+
+def test_a_child_forked_from_c_gets_its_own_identity_and_flushes_at_exit(receiver, workdir):
+    result = run([*launcher(), PYTHON, str(TARGETS / "c_fork.py"), "span"], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    lines = printed(result.stdout)
+    parent_pid, parent_instance = int(lines["parent"][0]), lines["parent"][1]
+    child_pid = int(lines["child"][0])
+    assert lines["child-status"] == ["0"]
+    assert "otel-launch" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+    assert receiver.wait_for(lambda r: {"parent-before", "parent-after", "in-child"} <= {s.name for s in r.spans})
+    names = [s.name for s in receiver.spans]
+    assert sorted(names) == ["in-child", "parent-after", "parent-before"]  # nothing sent twice
+    by_name = {span.name: span for span in receiver.spans}
+    child = by_name["in-child"]
+    assert child.resource["process.pid"] == child_pid
+    assert child.resource["service.instance.id"] != parent_instance
+    assert child.resource.get("process.parent_pid", parent_pid) == parent_pid
+    assert by_name["parent-after"].resource["process.pid"] == parent_pid
+    assert by_name["parent-after"].resource["service.instance.id"] == parent_instance
+
+    # The child's metric, exported at its exit under its own identity (the parent's count in the
+    # parent's export: the child's copy of it is its parent's, as after os.fork).
+    assert receiver.wait_for(lambda r: child_pid in {p.resource["process.pid"] for p in r.points})
+    child_points = [p for p in receiver.points if p.resource["process.pid"] == child_pid]
+    assert {p.resource["service.instance.id"] for p in child_points} == {child.resource["service.instance.id"]}
+    assert any(p.metric == "target.work" and p.attributes == {"who": "child"} for p in child_points)
+
+
+def test_a_child_forked_from_c_that_records_no_span_still_flushes_its_metrics(receiver, workdir):
+    """No span to notice the fork by: the exit flush does (one line instead where it cannot)."""
+    result = run([*launcher(), PYTHON, str(TARGETS / "c_fork.py"), "metric"], otel_env(receiver), workdir)
+    assert result.returncode == 0, result.stderr
+    lines = printed(result.stdout)
+    child_pid = int(lines["child"][0])
+    assert lines["child-status"] == ["0"]
+    warned = [line for line in result.stderr.splitlines() if "otel-launch" in line]
+    if warned:  # Python 3.12+ starts no thread at exit: the child says its telemetry is off, once
+        assert len(warned) == 1 and f"telemetry is off in this process (pid {child_pid})" in warned[0], warned
+        return
+    assert receiver.wait_for(lambda r: child_pid in {p.resource["process.pid"] for p in r.points})
+    child_points = [p for p in receiver.points if p.resource["process.pid"] == child_pid]
+    assert any(p.metric == "target.work" and p.attributes == {"who": "child"} for p in child_points)
+
+
+def test_a_child_forked_while_its_parent_collects_metrics_flushes_at_once(receiver, workdir):
+    """The SDK renews its meter provider's own locks at fork, not the collection's: the child's
+    exit flush waited the whole bound on a lock its parent's metric thread held ("gave up
+    flushing telemetry after 5s" from recycled Celery pool children under load)."""
+    env = otel_env(receiver, OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3")
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_during_collection.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert printed(result.stdout)["child-status"] == ["0"]
+    assert "gave up" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert receiver.wait_for(lambda r: "in-child" in {s.name for s in r.spans})
+    (child,) = [s for s in receiver.spans if s.name == "in-child"]
+    child_pid = child.resource["process.pid"]
+    assert receiver.wait_for(
+        lambda r: any(p.resource["process.pid"] == child_pid and p.attributes == {"who": "child"} for p in r.points)
+    )
