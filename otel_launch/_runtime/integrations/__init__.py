@@ -222,7 +222,7 @@ OWN = (
         "uwsgidecorators",
         "uwsgi",
         "on_decorators_import",
-        without="uWSGI's workers are renewed at their first span by the fork guard, and a worker stopped in a request may lose it",
+        without="workers renewed at their first span by the fork guard; one stopped mid-request may lose it",
     ),
 )
 
