@@ -102,6 +102,14 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the SDK's batch processors, without the count of what a full queue dropped",
         ("opentelemetry.sdk._shared_internal:BatchProcessor",),
     ),
+    "unsampled-children": (  # django/sql.py: queries inside an unsampled span
+        "the sampler asked for each query inside an unsampled span",
+        (
+            "opentelemetry.sdk.trace.sampling:ParentBased.should_sample",
+            "opentelemetry.sdk.trace.sampling:StaticSampler",
+            "opentelemetry.sdk.trace.sampling:Decision.DROP",
+        ),
+    ),
 }
 # The contrib middleware's fixes name its spans with our request path's method names.
 INTERNALS["django-contrib-fixes"] = (
@@ -125,6 +133,8 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_server_port",
     ),
     "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
+    # of the SDK's ParentBased and StaticSampler, in django/sql.py
+    "unsampled-children": ("_local_parent_not_sampled", "_remote_parent_not_sampled", "_decision"),
 }
 
 

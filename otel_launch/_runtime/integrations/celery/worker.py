@@ -253,10 +253,12 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     destination = queue(request.delivery_info)
     waited = queue_time(request, now)
     system = _system[0] if _system else messaging_system(task.app)
-    if span.is_recording():  # an unsampled task costs no attribute work
+    recording = span.is_recording()  # an unsampled task costs propagation and its measurements only
+    if recording:
         span.set_attributes(span_attributes(request, task.name, destination, system, waited))
     token = context.attach(trace.set_span_in_context(span, parent))
-    watch = n_plus_one.begin(span)  # statements repeated on Django's connections mark the run span
+    # Statements repeated on Django's connections mark a recorded run span.
+    watch = n_plus_one.begin(span) if recording else None
     # What postrun needs, read here once (each read of task.request goes through Celery's stack).
     _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system]
 
