@@ -102,6 +102,14 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
         "the SDK's batch processors, without the count of what a full queue dropped",
         ("opentelemetry.sdk._shared_internal:BatchProcessor",),
     ),
+    "span-encoding": (  # _span_export.py
+        "the SDK's batch span processor (spans encoded by its export thread)",
+        ("opentelemetry.sdk._shared_internal:BatchProcessor.emit",),
+    ),
+    "otlp-grpc-bytes": (  # _otlp_encoding.send_bytes
+        "the OTLP/gRPC exporter parsing each batch's bytes into a message",
+        ("opentelemetry.exporter.otlp.proto.grpc.exporter:OTLPExporterMixin._initialize_channel_and_stub",),
+    ),
     "unsampled-children": (  # django/sql.py: queries inside an unsampled span
         "the sampler asked for each query inside an unsampled span",
         (
@@ -133,6 +141,8 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_server_port",
     ),
     "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
+    "span-encoding": ("_batch_processor",),  # of a BatchSpanProcessor, in _span_export.py
+    "otlp-grpc-bytes": ("_stub", "_channel", "_client"),  # of an OTLP/gRPC exporter
     # of the SDK's ParentBased and StaticSampler, in django/sql.py
     "unsampled-children": ("_local_parent_not_sampled", "_remote_parent_not_sampled", "_decision"),
 }

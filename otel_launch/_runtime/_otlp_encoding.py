@@ -162,17 +162,32 @@ def _scope_parts(scope: Any) -> tuple[bytes, bytes]:
     return head, ScopeSpans(schema_url=scope.schema_url if scope else None).SerializeToString()
 
 
+def encode_span(span: Any) -> bytes:
+    """One span as it sits in a ScopeSpans message: its encoded Span, length first.
+
+    The lean batch processor (``_span_export``) encodes each span when it ends and queues
+    ``(resource, scope, encode_span(span))``; :func:`encode_request` takes those as they are."""
+    return _with_length(_span(span))
+
+
 def encode_request(spans: Sequence[Any]) -> bytes:
-    """A serialized ExportTraceServiceRequest holding ``spans``, grouped by resource and scope."""
+    """A serialized ExportTraceServiceRequest holding ``spans``, grouped by resource and scope.
+
+    An item is a ReadableSpan, or a span encoded already: ``(resource, scope, encode_span(span))``."""
     grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     for number, span in enumerate(spans, 1):
-        if number % _YIELD_EVERY == 0:
-            # Let a waiting request thread have the GIL: the interpreter would only hand it
-            # over after its 5 ms switch interval, and that wait lands in request latency.
-            time.sleep(0)
-        resource, scope = span.resource, span.instrumentation_scope or None
+        if type(span) is tuple:
+            resource, scope, encoded = span
+            scope = scope or None
+        else:
+            if number % _YIELD_EVERY == 0:
+                # Let a waiting request thread have the GIL: the interpreter would only hand it
+                # over after its 5 ms switch interval, and that wait lands in request latency.
+                time.sleep(0)
+            resource, scope = span.resource, span.instrumentation_scope or None
+            encoded = _with_length(_span(span))
         scopes = grouped.setdefault(id(resource), (resource, {}))[1]
-        scopes.setdefault(id(scope), (scope, []))[1].append(_with_length(_span(span)))
+        scopes.setdefault(id(scope), (scope, []))[1].append(encoded)
     out = []
     for resource, scopes in grouped.values():
         body = []
@@ -184,19 +199,132 @@ def encode_request(spans: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+def _any_encoded(spans: Sequence[Any]) -> bool:
+    return any(type(span) is tuple for span in spans)
+
+
 def fast_encode_spans(spans: Sequence[Any]) -> ExportTraceServiceRequest:
     """Drop-in for the SDK's ``encode_spans``: the same request message, built from bytes."""
     try:
         return ExportTraceServiceRequest.FromString(encode_request(spans))
     except Exception:  # noqa: BLE001 - whatever went wrong, the SDK's encoder still exports the batch
+        if _any_encoded(spans):  # spans the SDK cannot encode (never seen: the bytes are ours)
+            raise
         return encode_spans(spans)
 
 
-def install(exporter_module: str) -> None:
-    """Make an OTLP span exporter module encode with :func:`fast_encode_spans`.
+class SerializedRequest:
+    """An ExportTraceServiceRequest already serialized: what the OTLP/HTTP exporter asks of the
+    message (``SerializePartialToString()``, and ``SerializeToString()``) returns the bytes as they
+    are, without parsing them into a message and writing them out again (~2 us a span). Anything
+    else parses them once and asks the message."""
 
-    Both OTLP span exporters (gRPC, HTTP) call the module-level name ``encode_spans``.
+    __slots__ = ("_data", "_message")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._message: Any = None
+
+    def SerializeToString(self, **_: Any) -> bytes:  # noqa: N802 - protobuf's name
+        return self._data
+
+    SerializePartialToString = SerializeToString
+
+    def ByteSize(self) -> int:  # noqa: N802 - protobuf's name
+        return len(self._data)
+
+    def _parsed(self) -> ExportTraceServiceRequest:
+        if self._message is None:
+            self._message = ExportTraceServiceRequest.FromString(self._data)
+        return self._message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parsed(), name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SerializedRequest):
+            return self._parsed() == other._parsed()
+        return self._parsed() == other
+
+    __hash__ = None  # type: ignore[assignment]  # as a message's
+
+
+def serialized_spans(spans: Sequence[Any]) -> Any:
+    """``encode_spans`` for the OTLP/HTTP span exporter, which serializes the message it gets: the
+    bytes, wrapped (:class:`SerializedRequest`). Any error: the SDK's encoder, as in :func:`fast_encode_spans`."""
+    try:
+        return SerializedRequest(encode_request(spans))
+    except Exception:  # noqa: BLE001
+        if _any_encoded(spans):
+            raise
+        return encode_spans(spans)
+
+
+_HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+def install(exporter_module: str) -> None:
+    """Make an OTLP span exporter module encode with this module.
+
+    Both OTLP span exporters (gRPC, HTTP) call the module-level name ``encode_spans``; the HTTP
+    one serializes what it returns at once, so it gets the bytes (:func:`serialized_spans`); the
+    gRPC one hands its message to a stub that serializes it (see :func:`send_bytes`).
     """
     module = importlib.import_module(exporter_module)
     if getattr(module, "encode_spans", None) is encode_spans:
-        module.encode_spans = fast_encode_spans
+        module.encode_spans = serialized_spans if exporter_module == _HTTP_MODULE else fast_encode_spans
+
+
+_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def send_bytes(exporter: Any) -> bool:
+    """Let an OTLP/gRPC span exporter send the request bytes as they are: its stub (made again
+    whenever the exporter reconnects) gets a serializer that passes bytes through, and its
+    ``_translate_data`` returns the bytes (the same ones for each retry of a batch), so that
+    a batch is neither parsed into a message nor written out again.
+
+    Uses the exporter's ``_stub``, ``_channel``, ``_client`` and ``_translate_data`` (1.43-1.45,
+    in _compat: "otlp-grpc-bytes"); False, and the exporter left as it is, when one is missing.
+    """
+    stub_class = getattr(exporter, "_stub", None)
+    if stub_class is None or not hasattr(exporter, "_channel") or not hasattr(exporter, "_client"):
+        return False
+    if not callable(getattr(exporter, "_translate_data", None)):
+        return False
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    def bytes_stub(channel: Any) -> Any:
+        stub = stub_class(channel)
+        stub.Export = channel.unary_unary(
+            _EXPORT_METHOD,
+            request_serializer=_as_bytes,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        return stub
+
+    last: list[Any] = [None, b""]  # the batch last encoded and its bytes: retries send them again
+
+    def translate(data: Any) -> bytes:
+        if data is not last[0]:
+            last[:] = data, encode_request(data)
+        return last[1]
+
+    export = exporter.export
+
+    def export_then_forget(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return export(batch, *args, **kwargs)
+        finally:
+            last[:] = None, b""  # a batch's bytes live as long as its export, never longer
+
+    exporter._stub = bytes_stub
+    if exporter._channel is not None:
+        exporter._client = bytes_stub(exporter._channel)
+    exporter._translate_data = translate
+    exporter.export = export_then_forget
+    return True
+
+
+def _as_bytes(request: Any) -> bytes:
+    return request if isinstance(request, bytes) else request.SerializeToString()

@@ -98,6 +98,10 @@ class PerProcessExporter:
                 _otlp_encoding.install(self._path.partition(":")[0])
             self._real = self._make()
             _failed_exports_free_their_batch(self._real)
+            if self._path == EXPORTER_CLASSES[("traces", "grpc")] and _compat.usable("otlp-grpc-bytes"):
+                from otel_launch._runtime import _otlp_encoding
+
+                _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are
             self._pid = os.getpid()
         return self._real
 
@@ -290,7 +294,13 @@ def tracer_provider() -> Any:
         rate_limit(*_EXPORT_LOGGERS)  # now: the queue may fill before the first export
         counting = _counting(BatchSpanProcessor, "on_end", "spans")
         for kind in exporter_kinds("traces"):
-            provider.add_span_processor(counting(PerProcessExporter("traces", kind), meter_provider=internal))
+            # Our OTLP exporters: spans encoded as they end, batches sent as bytes (_span_export).
+            processor_class = counting
+            if kind in ("grpc", "http/protobuf"):
+                from otel_launch._runtime import _span_export
+
+                processor_class = _span_export.EncodingBatchSpanProcessor if _span_export.usable() else counting
+            provider.add_span_processor(processor_class(PerProcessExporter("traces", kind), meter_provider=internal))
         return provider
 
     return _build_once("traces", build)
