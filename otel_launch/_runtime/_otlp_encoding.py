@@ -34,17 +34,26 @@ from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+from opentelemetry.trace import SpanContext, StatusCode
 
 _INT64 = (1 << 64) - 1
 _CACHE_LIMIT = 4096  # distinct encoded attributes kept; cleared when full (ports, ids vary)
 _YIELD_EVERY = 32  # spans encoded between two offers of the GIL to the app's threads
-_attributes: dict[tuple[str, type, Any], bytes] = {}
 _groups: dict[int, tuple[Any, bytes, bytes]] = {}  # id(resource or scope) -> (object, head, tail)
 _SMALL = [bytes((n,)) for n in range(128)]
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
-_KINDS = {kind: _SMALL[value] for kind, value in _SPAN_KIND_MAP.items()}
+_KIND_FIELDS = {id(kind): b"\x30" + _SMALL[value] for kind, value in _SPAN_KIND_MAP.items()}  # Span.kind
+_STATUS_CODES = {id(code): code.value for code in StatusCode}
+# Encoded attributes: value class -> key -> value -> bytes (classes the encoder writes itself)
+_cache: dict[type, dict[str, dict[Any, bytes]]] = {str: {}, int: {}, bool: {}, float: {}}
+_NONE: dict = {}  # an empty mapping: a key not cached yet
+_cached = 0  # values in _cache
+_STATUS = {code: (b"\x18" + _SMALL[code] if code else b"") for code in range(3)}  # Status.code, when set
+_EMPTY_STATUS = {code: b"\x7a" + _SMALL[len(encoded)] + encoded for code, encoded in _STATUS.items()}
+_LOCAL_FLAGS = b"\x85\x01" + _pack_fixed32(_span_flags(None))  # Span.flags: the parent is not remote
+_REMOTE_FLAGS = b"\x85\x01" + _pack_fixed32(_span_flags(SpanContext(1, 1, is_remote=True)))
 
 
 def _varint(number: int) -> bytes:
@@ -85,58 +94,105 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 def _attribute(key: str, value: Any) -> bytes:
-    """Span field 9 (attributes) holding one KeyValue, from the cache when seen before."""
-    cache_key = (key, type(value), value)
-    try:
-        return _attributes[cache_key]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable value
-        return _field(b"\x4a", _key_value(key, value))
-    if len(_attributes) >= _CACHE_LIMIT:
-        _attributes.clear()
-    encoded = _attributes[cache_key] = _field(b"\x4a", _key_value(key, value))
+    """Span field 9 (attributes) holding one KeyValue, from the cache when seen before.
+
+    Cached by value class, key and value (the class apart: True, 1 and 1.0 are equal keys), at
+    most ``_CACHE_LIMIT`` in all: when full, the cache starts again (ports and ids vary)."""
+    global _cached
+    by_key = _cache.get(value.__class__)
+    if by_key is None:
+        return _field(b"\x4a", _key_value(key, value))  # arrays: encoded each time
+    by_value = by_key.get(key)
+    encoded = by_value.get(value) if by_value is not None else None
+    if encoded is None:
+        encoded = _field(b"\x4a", _key_value(key, value))
+        if _cached >= _CACHE_LIMIT:
+            for cached in _cache.values():
+                cached.clear()
+            _cached, by_value = 0, None
+        if by_value is None:
+            by_value = by_key[key] = {}
+        by_value[value] = encoded
+        _cached += 1
     return encoded
+
+
+def _event(event: Any) -> bytes:
+    """Span field 11 holding one Event (time = 1, name = 2, attributes = 3, dropped = 4). Its
+    attributes (an exception's message and stack trace, mostly) are not cached: they seldom repeat."""
+    parts = [b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""]
+    if event.name:
+        parts.append(_field(b"\x12", event.name.encode("utf-8", "surrogatepass")))
+    attributes = event.attributes
+    if attributes:
+        attributes = getattr(attributes, "_dict", attributes)
+        parts.extend([_field(b"\x1a", _key_value(key, value)) for key, value in attributes.items()])
+    if event.dropped_attributes:
+        parts.append(b"\x20" + _varint(event.dropped_attributes))
+    return _field(b"\x5a", b"".join(parts))
+
+
+def _present(items: Any) -> bool:
+    """Whether a span's events or links hold anything: the deque inside the SDK's BoundedList
+    answers in C (its own ``__len__`` is a Python call; ReadableSpan.events builds a tuple)."""
+    return bool(getattr(items, "_dq", items))
 
 
 def _span(span: Any) -> bytes:
     """One Span message, field by field in the proto's numbering."""
     context = span.get_span_context()
-    if span.events or span.links or context.trace_state:
+    events, links = getattr(span, "_events", None), getattr(span, "_links", None)
+    if events is None or links is None:  # not the SDK's span: its public properties
+        events, links = span.events, span.links
+        dropped_events, dropped_links = span.dropped_events, span.dropped_links
+    else:
+        dropped_events, dropped_links = getattr(events, "dropped", 0), getattr(links, "dropped", 0)
+    trace_state = context.trace_state
+    if _present(links) or (trace_state and getattr(trace_state, "_dict", trace_state)):
         return _encode_span(span).SerializeToString()
+    parent = span.parent
+    name = span.name
     parts = [
         b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
         b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
+        _field(b"\x2a", name.encode("utf-8", "surrogatepass")) if name else b"",
+        _KIND_FIELDS[id(span.kind)],  # by id: an enum member's hash is a Python call
     ]
-    parent = span.parent
-    if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_field(b"\x2a", span.name.encode("utf-8", "surrogatepass")))
-    parts.append(b"\x30" + _KINDS[span.kind])
-    if span.start_time:
-        parts.append(b"\x39" + _pack_fixed64(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _pack_fixed64(span.end_time))
+    start, end = span.start_time, span.end_time
+    if start:
+        parts.append(b"\x39" + _pack_fixed64(start))
+    if end:
+        parts.append(b"\x41" + _pack_fixed64(end))
     # The plain dict inside the SDK's BoundedAttributes, when there is one: its Mapping methods
     # go through Python-level __getitem__ calls for every key.
-    attributes = getattr(getattr(span, "_attributes", None), "_dict", None) or span.attributes
+    bounded = getattr(span, "_attributes", None)
+    attributes = getattr(bounded, "_dict", None) or span.attributes
     if attributes:
-        parts.extend([_attribute(key, value) for key, value in attributes.items()])
-    if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
-    if span.dropped_events:
-        parts.append(b"\x60" + _varint(span.dropped_events))
-    if span.dropped_links:
-        parts.append(b"\x70" + _varint(span.dropped_links))
+        cache = _cache
+        for key, value in attributes.items():  # the cache's hits written out: no call an attribute
+            by_key = cache.get(value.__class__)
+            encoded = by_key.get(key, _NONE).get(value) if by_key is not None else None
+            parts.append(encoded if encoded is not None else _attribute(key, value))
+    dropped = getattr(bounded, "dropped", None) if bounded is not None else None
+    if dropped is None:
+        dropped = span.dropped_attributes
+    if dropped:
+        parts.append(b"\x50" + _varint(dropped))
+    if _present(events):
+        parts.extend([_event(event) for event in events])
+    if dropped_events:
+        parts.append(b"\x60" + _varint(dropped_events))
+    if dropped_links:
+        parts.append(b"\x70" + _varint(dropped_links))
     status = span.status
-    code = status.status_code.value
+    code = _STATUS_CODES[id(status.status_code)]
     message = status.description
-    payload = (_field(b"\x12", message.encode("utf-8", "surrogatepass")) if message else b"") + (
-        b"\x18" + _SMALL[code] if code else b""
-    )
-    parts.append(_field(b"\x7a", payload))
-    parts.append(b"\x85\x01" + _pack_fixed32(_span_flags(parent)))
+    if message:
+        parts.append(_field(b"\x7a", _field(b"\x12", message.encode("utf-8", "surrogatepass")) + _STATUS[code]))
+    else:
+        parts.append(_EMPTY_STATUS[code])
+    parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 
@@ -175,6 +231,8 @@ def encode_request(spans: Sequence[Any]) -> bytes:
 
     An item is a ReadableSpan, or a span encoded already: ``(resource, scope, encode_span(span))``."""
     grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    resources: dict[int, Any] = {}
+    scopes_seen: dict[int, Any] = {}
     for number, span in enumerate(spans, 1):
         if type(span) is tuple:
             resource, scope, encoded = span
@@ -186,6 +244,7 @@ def encode_request(spans: Sequence[Any]) -> bytes:
                 time.sleep(0)
             resource, scope = span.resource, span.instrumentation_scope or None
             encoded = _with_length(_span(span))
+        resource, scope = _first_equal(resource, resources), _first_equal(scope, scopes_seen)
         scopes = grouped.setdefault(id(resource), (resource, {}))[1]
         scopes.setdefault(id(scope), (scope, []))[1].append(encoded)
     out = []
@@ -197,6 +256,17 @@ def encode_request(spans: Sequence[Any]) -> bytes:
         head, tail = _group(resource, _resource_parts)
         out.append(_field(b"\x0a", head + b"".join(body) + tail))
     return b"".join(out)
+
+
+def _first_equal(owner: Any, seen: dict[int, Any]) -> Any:
+    """The first of a batch's resources (or scopes) equal to ``owner``: the SDK's encoder groups
+    spans by equal resource and scope (two tracers of one name have two scope objects), in the
+    order each first appears. Looked up by id, compared once an object."""
+    found = seen.get(id(owner), seen)  # the dict itself: not seen yet (None is a scope)
+    if found is seen:
+        found = next((known for known in seen.values() if known == owner), owner)
+        seen[id(owner)] = found
+    return found
 
 
 def _any_encoded(spans: Sequence[Any]) -> bool:

@@ -54,6 +54,22 @@ def finished_spans(resource: Resource, *scopes: tuple[str, str | None, str | Non
     # The same key with values equal in Python but of different types must not share a cache entry.
     for value in (True, 1, 1.0, 1, True):
         first.start_span("typed", attributes={"same": value}).end()
+    for status in (Status(StatusCode.ERROR, "timed out"), Status(StatusCode.ERROR), Status(StatusCode.OK)):
+        failed = first.start_span("no event, a status", attributes={"text": "GET"})
+        failed.set_status(status)
+        failed.end()
+    from opentelemetry.sdk.trace import SpanLimits
+
+    limits = SpanLimits(max_span_attributes=2, max_event_attributes=1, max_events=1)
+    limited = TracerProvider(resource=resource, span_limits=limits)
+    limited.add_span_processor(SimpleSpanProcessor(exporter))
+    dropping = limited.get_tracer(*scopes[0][:2]).start_span("dropped", attributes={"a": 1, "b": 2, "c": 3})
+    dropping.add_event("first", {"x": "1", "y": ("a", "b")})  # one attribute dropped
+    dropping.add_event("", {})  # the event dropped
+    dropping.end()
+    marked = first.start_span("an event of ours")
+    marked.add_event("n_plus_one", {"otel_launch.n_plus_one.count": 10})
+    marked.end()
     return list(exporter.get_finished_spans())
 
 
