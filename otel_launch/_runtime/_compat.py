@@ -41,6 +41,8 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
             "opentelemetry.instrumentation._semconv:HTTP_DURATION_HISTOGRAM_BUCKETS_NEW",
             "opentelemetry.instrumentation.django:_get_django_otel_middleware_position",
             "opentelemetry.semconv._incubating.metrics.http_metrics:create_http_server_active_requests",
+            "opentelemetry.instrumentation.wsgi:_apply_user_agent_attributes",
+            "opentelemetry.instrumentation.wsgi:_set_http_net_peer_name_server",
         ),
     ),
     "django-contrib-fixes": (

@@ -54,7 +54,10 @@ def test_unsampled_requests_and_tasks_call_no_attribute_collector_no_sql_span_pa
 def test_the_same_requests_and_tasks_sampled_take_those_paths(receiver, workdir):
     """The control: what the test above finds missing is what a sampled request and task call."""
     paths = _paths(receiver, workdir, "--sampler", "parentbased_always_on")
-    assert paths["request"] == sorted([*REQUEST_PATHS, "opentelemetry.instrumentation.wsgi.collect_request_attributes"])
+    lean_wsgi = (
+        "otel_launch._runtime.integrations.django.request._wsgi_request_attributes"  # the contrib's, written out
+    )
+    assert paths["request"] == sorted([*REQUEST_PATHS, lean_wsgi])
     assert paths["asgi request"] == sorted(
         [*REQUEST_PATHS, "opentelemetry.instrumentation.asgi.collect_request_attributes"]
     )

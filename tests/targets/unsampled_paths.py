@@ -32,6 +32,7 @@ WATCHED = {
     ("opentelemetry.instrumentation.asgi", "collect_custom_headers_attributes"),
     ("opentelemetry.instrumentation.utils", "extract_attributes_from_object"),
     ("otel_launch._runtime.integrations.django.request", "_request_attributes"),
+    ("otel_launch._runtime.integrations.django.request", "_wsgi_request_attributes"),
     # the SQL span path
     ("otel_launch._runtime.integrations.django.sql", "_start"),
     ("otel_launch._runtime.integrations.django.sql", "_operation"),

@@ -1,5 +1,6 @@
-"""The request path's lean readers of the WSGI environ and the ASGI scope give the duration
-histograms the attributes the contrib's collectors give them, in each semconv mode, side by side."""
+"""The request path's lean readers of the WSGI environ and the ASGI scope give what the contrib's
+collectors give, in each semconv mode, side by side: the duration histograms' attributes, and
+every span attribute of a sampled WSGI request."""
 
 from __future__ import annotations
 
@@ -92,3 +93,35 @@ def test_the_wsgi_reader_gives_what_the_wsgi_collector_gives(mode, environ):
 @pytest.mark.parametrize("scope", SCOPES, ids=["full", "default-port", "no-server-two-hosts"])
 def test_the_asgi_reader_gives_what_the_asgi_collector_gives(mode, scope):
     assert kept(request._asgi_metric_attributes(scope, config(mode))) == kept(collect_asgi(scope, mode))
+
+
+REQUESTS = [
+    *ENVIRONS,
+    {  # what a browser sends through gunicorn: a user agent, a peer, a query
+        **ENVIRONS[0],
+        "HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        "REMOTE_PORT": "51234",
+    },
+    {**ENVIRONS[0], "HTTP_USER_AGENT": "Googlebot/2.1 (+http://www.google.com/bot.html)", "REMOTE_HOST": "crawler"},
+    {**ENVIRONS[0], "REQUEST_METHOD": " get ", "REMOTE_PORT": "not-a-port", "SERVER_PROTOCOL": "http/1.0"},
+    {  # no target at all: the URL rebuilt from the environ (and its secrets redacted)
+        "REQUEST_METHOD": "GET",
+        "SERVER_NAME": "shop",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "user:pw@shop:8000",
+        "wsgi.url_scheme": "http",
+        "PATH_INFO": "/p",
+        "QUERY_STRING": "sig=abc",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.2",
+        "REMOTE_HOST": "10.0.0.2",
+    },
+]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.name)
+@pytest.mark.parametrize("environ", REQUESTS, ids=[f"environ-{n}" for n in range(len(REQUESTS))])
+def test_the_lean_wsgi_collector_gives_what_the_contribs_gives_in_its_order(mode, environ):
+    """Every span attribute of a sampled request, not only the duration's: keys, values and order."""
+    c = types.SimpleNamespace(old=_report_old(mode), new=_report_new(mode), mode=mode)
+    assert list(request._wsgi_request_attributes(environ, c).items()) == list(collect_wsgi(environ, mode).items())

@@ -24,7 +24,7 @@ What differs, on purpose:
   (``celery/_metrics.BoundHistogram``), found by the raw values the attributes come from (a few
   environ or scope reads); the attributes are built, by lean readers of the environ and scope
   (``_metric_attributes``, ``_asgi_metric_attributes``: the keys and values the contrib's
-  collectors give them, tests/unit/test_django_durations.py), once per combination.
+  collectors give them, tests/unit/test_django_lean_readers.py), once per combination.
 - ``http.server.active_requests`` (development status; 2 of the contrib's 3 measurements a
   request) only with ``OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS=true``.
 - One context attach a request (the contrib attaches twice), the absolute URL built only when
@@ -225,9 +225,7 @@ def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
             attributes.update(extract_attributes_from_object(request, c.traced_attrs))
             attributes.update(extract_attributes_from_object(types.SimpleNamespace(**headers), c.traced_attrs))
         return attributes
-    from opentelemetry.instrumentation.wsgi import collect_request_attributes as collect
-
-    attributes = collect(carrier, c.mode)
+    attributes = _wsgi_request_attributes(carrier, c)
     if c.request_headers:
         from opentelemetry.instrumentation.wsgi import collect_custom_request_headers_attributes
 
@@ -235,6 +233,108 @@ def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
     if c.traced_attrs:
         attributes.update(extract_attributes_from_object(request, c.traced_attrs))
     return attributes
+
+
+_sanitized: dict[str, str] = {}  # the contrib's sanitize_method() of a raw method, read once
+
+
+def _wsgi_request_attributes(environ: dict, c: _Config) -> dict:
+    """The contrib's ``opentelemetry.instrumentation.wsgi.collect_request_attributes`` (0.64b0-0.66b1),
+    its common path written out: the same keys, values and order in each semconv mode, without
+    its ~25 helper calls (each asking which mode is on) a request. The rare parts (no target, a
+    ``REMOTE_HOST``, a user agent) are the contrib's own functions; tests/unit/test_django_lean_readers.py
+    compares the two on a range of environs."""
+    from opentelemetry.instrumentation import wsgi
+
+    old, new = c.old, c.new
+    result: dict[str, Any] = {}
+    original = environ.get("REQUEST_METHOD", "")
+    normalized = _sanitized.get(original)
+    if normalized is None:
+        normalized = sanitize_method(original).strip()
+        if len(_sanitized) < 64:  # any string can be a method: keep the table small
+            _sanitized[original] = normalized
+    original = original.strip()
+    if original != normalized and new and original:
+        result["http.request.method_original"] = original
+    if normalized:
+        if old:
+            result["http.method"] = normalized
+        if new:
+            result["http.request.method"] = normalized
+    if old:
+        result["http.server_name"] = environ.get("SERVER_NAME")
+    scheme = environ.get("wsgi.url_scheme")
+    if scheme:
+        if old:
+            result["http.scheme"] = scheme
+        if new:
+            result["url.scheme"] = scheme
+    host = environ.get("HTTP_HOST")
+    if host:
+        if old:
+            result["net.host.name"] = host
+        if new:
+            result["server.address"] = host
+        if old:
+            result["http.host"] = host
+    port = environ.get("SERVER_PORT")
+    if port:
+        port = int(port)  # raises, as the contrib's does, for a port that is not a number
+        if port:
+            if old:
+                result["net.host.port"] = port
+            if new:
+                result["server.port"] = port
+    target = environ.get("RAW_URI")
+    if target is None:
+        target = environ.get("REQUEST_URI")
+    if target:
+        if old:
+            result["http.target"] = target
+        if new:
+            path, query = environ.get("PATH_INFO"), environ.get("QUERY_STRING")
+            if path:
+                result["url.path"] = path
+            if query:
+                result["url.query"] = query
+    elif old:
+        from wsgiref.util import request_uri
+
+        from opentelemetry.util.http import redact_url
+
+        result["http.url"] = redact_url(request_uri(environ))
+    address = environ.get("REMOTE_ADDR")
+    if address:
+        if old:
+            result["net.peer.ip"] = address
+        if new and not result.get("client.address"):
+            result["client.address"] = address
+    peer_port = environ.get("REMOTE_PORT")
+    if peer_port:
+        try:
+            number = int(peer_port)
+        except (ValueError, TypeError):
+            pass
+        else:
+            if old:
+                result["net.peer.port"] = number
+            if new:
+                result["client.port"] = number
+    remote_host = environ.get("REMOTE_HOST")
+    if remote_host and remote_host != address:
+        wsgi._set_http_net_peer_name_server(result, remote_host, c.mode)
+    if environ.get("HTTP_USER_AGENT"):
+        wsgi._apply_user_agent_attributes(result, environ, c.mode)
+    flavor = environ.get("SERVER_PROTOCOL", "")
+    if flavor.upper().startswith("HTTP/"):
+        flavor = flavor[5:]
+    if flavor:
+        if old:
+            result["http.flavor"] = flavor
+        if new:
+            result["network.protocol.version"] = flavor
+    return result
 
 
 def path_of(target: str) -> str:
@@ -248,7 +348,7 @@ def path_of(target: str) -> str:
 def _metric_attributes(environ: dict, c: _Config) -> dict:
     """What the duration histograms keep of the WSGI collector's request attributes, read straight
     from the environ (the same keys and values ``opentelemetry.instrumentation.wsgi``'s
-    ``collect_request_attributes`` gives them; tests/unit/test_django_durations.py compares)."""
+    ``collect_request_attributes`` gives them; tests/unit/test_django_lean_readers.py compares)."""
     attributes: dict[str, Any] = {}
     method = method_name(environ.get("REQUEST_METHOD", ""))
     method = "_OTHER" if method == "HTTP" else method
