@@ -143,3 +143,39 @@ def profiled() -> Iterator[None]:
     finally:
         profile.disable()
         pstats.Stats(profile).sort_stats(key).print_stats(os.environ.get("BENCH_PROFILE_FILTER", ""), 80)
+
+
+class GCPauses:
+    """Garbage-collector passes during the measured loop, by generation: how many and how long
+    (the longest is a pause every request in flight waits for). ``gc.callbacks`` only."""
+
+    def __init__(self) -> None:
+        self.by_generation: dict[int, list[float]] = {}
+        self._started = 0.0
+
+    def __enter__(self) -> GCPauses:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        import time
+
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.by_generation.setdefault(info["generation"], []).append(time.perf_counter() - self._started)
+
+    def summary(self, count: int) -> dict[str, float]:
+        """Per generation: passes per 1000 requests or tasks, and the longest pause (ms)."""
+        found = {}
+        for generation, pauses in sorted(self.by_generation.items()):
+            found[f"gen{generation}_per_1000"] = round(1000 * len(pauses) / count, 2)
+            found[f"gen{generation}_max_ms"] = round(1000 * max(pauses), 2)
+        return found

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 
-from _micro import prepare, profiled, receiver, shutdown
+from _micro import GCPauses, prepare, profiled, receiver, shutdown
 
 
 def environment(variant: str, endpoint: str) -> None:
@@ -94,13 +94,13 @@ def main() -> None:
         tracer = build_tracer(tick.name, tick, app=app, hostname="micro@bench")
         measured(tracer, tick.name, 200, "micro@bench")  # warm-up: caches, first provider use
         cpu, wall = time.process_time(), time.perf_counter()
-        with profiled():
+        with profiled(), GCPauses() as pauses:
             measured(tracer, tick.name, count, "micro@bench")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         shutdown(variant)
         spans = collector.spans()
     result = {"variant": variant, "tasks": count, "spans_received": spans, "cpu_us": round(1e6 * cpu / count, 1)}
-    print(json.dumps({**result, "wall_us": round(1e6 * wall / count, 1)}), flush=True)
+    print(json.dumps({**result, "wall_us": round(1e6 * wall / count, 1), **pauses.summary(count)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _micro import plain_environment, prepare, profiled, receiver, shutdown
+from _micro import GCPauses, plain_environment, prepare, profiled, receiver, shutdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "examples" / "shop"
@@ -131,13 +131,14 @@ def main() -> None:
             path = PATHS[view]
             serve(application, path, 200)  # warm-up: caches, first provider use, exporter import
             cpu, wall = time.process_time(), time.perf_counter()
-            with profiled():
+            with profiled(), GCPauses() as pauses:
                 serve(application, path, count)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             shutdown(variant)
             spans = collector.spans()
         result = {"variant": variant, "view": view, "requests": count, "spans_received": spans}
         result.update(cpu_us=round(1e6 * cpu / count, 1), wall_us=round(1e6 * wall / count, 1))
+        result.update(pauses.summary(count))
         print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
