@@ -33,10 +33,10 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
 from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
-PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
 SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
 _SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
