@@ -69,3 +69,26 @@ def test_the_same_requests_and_tasks_sampled_take_those_paths(receiver, workdir)
             "otel_launch._runtime.integrations.celery.worker.span_attributes",
         ]
     )
+
+
+def test_a_web_worker_serving_requests_loads_no_celery_worker_side(receiver, workdir):
+    """The shop imports its Celery app in every process; a request (sampled or not) records its
+    duration through the bound histograms, which must not bring in the task side (~4 MB)."""
+    code = (
+        "import json, os, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n"
+        "from django.core.wsgi import get_wsgi_application\n"
+        "from django.test import Client\n"
+        "get_wsgi_application()\n"
+        "assert Client().get('/health/').status_code == 200\n"
+        "print(json.dumps(sorted(m for m in sys.modules if 'celery' in m and 'otel' in m)))\n"
+    )
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, SHOP_DB=str(workdir / "shop.sqlite3"), PYTHONPATH=str(SHOP)
+    )
+    result = run([*launcher(), PYTHON, "-c", code], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "otel_launch._runtime.integrations.celery",
+        "otel_launch._runtime.integrations.celery._metrics",
+    ]
