@@ -118,6 +118,7 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
             "opentelemetry.sdk.trace.sampling:ParentBased.should_sample",
             "opentelemetry.sdk.trace.sampling:StaticSampler",
             "opentelemetry.sdk.trace.sampling:Decision.DROP",
+            "opentelemetry.trace.propagation:_SPAN_KEY",
         ),
     ),
 }
