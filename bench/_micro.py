@@ -44,6 +44,8 @@ def prepare(variant: str, endpoint: str) -> None:
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     os.environ.setdefault("OTEL_SERVICE_NAME", "micro")
     os.environ.update(OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_METRIC_EXPORT_INTERVAL="600000")
+    # Every span delivered at exit, however slowly (callgrind): counts compare like with like.
+    os.environ["OTEL_LAUNCH_SHUTDOWN_TIMEOUT"] = "600"
     if os.environ.get("BENCH_PROTOCOL"):
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = os.environ["BENCH_PROTOCOL"]
     if variant in RATIOS:

@@ -39,7 +39,7 @@ MORE = FEW + int(os.environ.get("BENCH_MEASURED", "1000"))
 def counted(bench: str, view: str, variant: str, count: int, out: Path) -> tuple[int, dict]:
     """(instructions, the bench's own JSON line) of one run under callgrind."""
     name, _, tag = variant.partition("@")
-    env = dict(os.environ)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same hashes, dict orders and collisions every run
     if tag and tag != "before":  # name@<dir>: that checkout's otel_launch
         env["BENCH_BEFORE_SRC"] = tag
     elif not tag:
@@ -90,7 +90,7 @@ def served(view: str, variant_name: str, count: int, out: Path) -> tuple[int, di
     port = free_port()
     command = [str(BIN / "gunicorn"), "shop.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "900"]
     valgrind = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/%p"]
-    env = {**json.loads(os.environ["BENCH_ENV"]), **variant.env}
+    env = {**json.loads(os.environ["BENCH_ENV"]), **variant.env, "PYTHONHASHSEED": "0"}
     with process(valgrind + variant.command(command), SHOP, env, 1800, out / "log") as server:
         if not wait_until(lambda: answers(port), 600, 0.5):
             log = (out / "log").read_text()[-2000:]

@@ -333,16 +333,18 @@ def serialized_spans(spans: Sequence[Any]) -> Any:
 _HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 
-def install(exporter_module: str) -> None:
-    """Make an OTLP span exporter module encode with this module.
+def install(exporter_module: str) -> bool:
+    """Make an OTLP span exporter module encode with this module; whether it does.
 
     Both OTLP span exporters (gRPC, HTTP) call the module-level name ``encode_spans``; the HTTP
     one serializes what it returns at once, so it gets the bytes (:func:`serialized_spans`); the
     gRPC one hands its message to a stub that serializes it (see :func:`send_bytes`).
     """
     module = importlib.import_module(exporter_module)
+    ours = serialized_spans if exporter_module == _HTTP_MODULE else fast_encode_spans
     if getattr(module, "encode_spans", None) is encode_spans:
-        module.encode_spans = serialized_spans if exporter_module == _HTTP_MODULE else fast_encode_spans
+        module.encode_spans = ours
+    return getattr(module, "encode_spans", None) is ours
 
 
 _EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

@@ -92,16 +92,16 @@ class PerProcessExporter:
         # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
             rate_limit(*_EXPORT_LOGGERS)
-            if self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding"):
+            encoding = self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding")
+            if encoding:
                 from otel_launch._runtime import _otlp_encoding
 
-                _otlp_encoding.install(self._path.partition(":")[0])
+                if not _otlp_encoding.install(self._path.partition(":")[0]):  # replaced by another hand
+                    warn(f"{self._path} does not encode with otel-launch's encoder: spans queued encoded are lost")
             self._real = self._make()
             _failed_exports_free_their_batch(self._real)
-            if self._path == EXPORTER_CLASSES[("traces", "grpc")] and _compat.usable("otlp-grpc-bytes"):
-                from otel_launch._runtime import _otlp_encoding
-
-                _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are
+            if encoding and self._path == _OTLP_SPAN_EXPORTERS[0] and _compat.usable("otlp-grpc-bytes"):
+                _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are (gRPC)
             self._pid = os.getpid()
         return self._real
 

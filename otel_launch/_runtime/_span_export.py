@@ -36,7 +36,6 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_launch._runtime import _otlp_encoding
 from otel_launch._runtime._log import DropReport
 
 
@@ -44,8 +43,12 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch span processor whose queue holds spans encoded when they end."""
 
     def __init__(self, span_exporter: Any, **kwargs: Any) -> None:
+        # Imported here, once :func:`usable` said its internals are there (it imports them).
+        from otel_launch._runtime import _otlp_encoding
+
         super().__init__(span_exporter, **kwargs)
         self._drops = DropReport("spans")
+        self._encoding = _otlp_encoding
 
     def on_end(self, span: Any) -> None:
         context = span.context
@@ -56,7 +59,7 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
             self._drops.dropped()
             return
         try:
-            item: Any = (span.resource, span.instrumentation_scope, _otlp_encoding.encode_span(span))
+            item: Any = (span.resource, span.instrumentation_scope, self._encoding.encode_span(span))
         except Exception:  # a value the encoder does not know: the export thread encodes it, as the SDK does
             item = span
         batch.emit(item)
