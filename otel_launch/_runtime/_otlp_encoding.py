@@ -219,11 +219,11 @@ def _scope_parts(scope: Any) -> tuple[bytes, bytes]:
 
 
 def encode_span(span: Any) -> bytes:
-    """One span as it sits in a ScopeSpans message: its encoded Span, length first.
+    """One span as it sits in a ScopeSpans message: field 2 (spans), its length, its Span.
 
     The lean batch processor (``_span_export``) encodes each span when it ends and queues
     ``(resource, scope, encode_span(span))``; :func:`encode_request` takes those as they are."""
-    return _with_length(_span(span))
+    return b"\x12" + _with_length(_span(span))
 
 
 def encode_request(spans: Sequence[Any]) -> bytes:
@@ -233,26 +233,31 @@ def encode_request(spans: Sequence[Any]) -> bytes:
     grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     resources: dict[int, Any] = {}
     scopes_seen: dict[int, Any] = {}
+    last_resource = last_scope = last = None  # the group of the item before: most items share it
     for number, span in enumerate(spans, 1):
         if type(span) is tuple:
             resource, scope, encoded = span
-            scope = scope or None
         else:
             if number % _YIELD_EVERY == 0:
                 # Let a waiting request thread have the GIL: the interpreter would only hand it
                 # over after its 5 ms switch interval, and that wait lands in request latency.
                 time.sleep(0)
-            resource, scope = span.resource, span.instrumentation_scope or None
-            encoded = _with_length(_span(span))
-        resource, scope = _first_equal(resource, resources), _first_equal(scope, scopes_seen)
+            resource, scope = span.resource, span.instrumentation_scope
+            encoded = b"\x12" + _with_length(_span(span))
+        if resource is last_resource and scope is last_scope and last is not None:
+            last.append(encoded)
+            continue
+        last_resource, last_scope = resource, scope
+        resource, scope = _first_equal(resource, resources), _first_equal(scope or None, scopes_seen)
         scopes = grouped.setdefault(id(resource), (resource, {}))[1]
-        scopes.setdefault(id(scope), (scope, []))[1].append(encoded)
+        last = scopes.setdefault(id(scope), (scope, []))[1]
+        last.append(encoded)
     out = []
     for resource, scopes in grouped.values():
         body = []
         for scope, encoded in scopes.values():
             head, tail = _group(scope, _scope_parts)
-            body.append(_field(b"\x12", head + b"".join(b"\x12" + s for s in encoded) + tail))
+            body.append(_field(b"\x12", head + b"".join(encoded) + tail))
         head, tail = _group(resource, _resource_parts)
         out.append(_field(b"\x0a", head + b"".join(body) + tail))
     return b"".join(out)
