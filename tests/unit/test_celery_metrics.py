@@ -221,3 +221,27 @@ def test_a_value_that_takes_the_sdks_path_keeps_the_binding(monkeypatch):
         sdk[2].record(value, attributes=dict(ATTRIBUTES))
         bound.record(value)
     assert binds == [] and repr(points(ours[1])) == repr(points(sdk[1]))
+
+
+@pytest.mark.parametrize("exemplar_filter", ["always_on", "always_off", "trace_based"])
+def test_each_of_the_sdks_exemplar_filters_gives_the_sdks_exemplars(monkeypatch, exemplar_filter):
+    """The filter is asked inline for the SDK's own three (OTEL_METRICS_EXEMPLAR_FILTER): outside a
+    span, inside a sampled one, inside an unsampled one."""
+    from opentelemetry import context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", exemplar_filter)
+    tracer = TracerProvider().get_tracer("test")
+    sdk, ours = pair()
+    bound = record_both(sdk, ours, VALUES[:3])
+    with tracer.start_as_current_span("run/x"):
+        record_both(sdk, ours, VALUES[3:6])
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(SpanContext(1, 2, False, TraceFlags(0)))))
+    try:
+        record_both(sdk, ours, VALUES[6:])
+    finally:
+        context.detach(token)
+    collected = points(sdk[1])
+    assert points(ours[1]) == collected
+    assert bound._aggregations
+    assert (collected[0][-2] == 0) is (exemplar_filter == "always_off")

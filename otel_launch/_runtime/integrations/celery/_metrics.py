@@ -27,7 +27,9 @@ SDK internals relied on (opentelemetry-sdk 1.43-1.45, read at binding time only)
 ``_ExplicitBucketHistogramAggregation.aggregate(measurement, should_sample_exemplar)``, which
 reads ``measurement.value`` only when no exemplar is to be sampled, and else offers its
 reservoir ``value``, ``time_unix_nano``, ``attributes`` and ``context``. When one of these is
-missing the binding fails and ``record()`` is used for good.
+missing the binding fails and ``record()`` is used for good. The SDK's trace-based exemplar filter
+is asked inline (the API's ``_SPAN_KEY``, in _compat's "unsampled-children"), its always-off one
+not at all.
 """
 
 from __future__ import annotations
@@ -49,6 +51,37 @@ class _Value:
 
     def __init__(self, value: float) -> None:
         self.value = value
+
+
+_TRACE_BASED: Any = object()  # the SDK's TraceBasedExemplarFilter, checked inline
+
+
+def _filter_of(exemplar_filter: Any) -> Any:
+    """The exemplar filter as ``record`` asks it: None for the SDK's always-off (no exemplar, no
+    time taken), ``_TRACE_BASED`` for its trace-based one (the current span read under the API's
+    key: the filter's own ``get_current_span()`` checks it against an ABC), any other as it is."""
+    from opentelemetry.sdk.metrics._internal.exemplar.exemplar_filter import (
+        AlwaysOffExemplarFilter,
+        TraceBasedExemplarFilter,
+    )
+
+    kind = type(exemplar_filter)
+    if kind is AlwaysOffExemplarFilter:
+        return None
+    if kind is TraceBasedExemplarFilter and _SPAN_KEY is not None:
+        return _TRACE_BASED
+    return exemplar_filter
+
+
+def _span_key() -> Any:
+    try:
+        from opentelemetry.trace.propagation import _SPAN_KEY
+    except ImportError:  # the API's key moved: the filter itself is asked
+        return None
+    return _SPAN_KEY
+
+
+_SPAN_KEY = _span_key()
 
 
 class _Measurement:
@@ -91,10 +124,15 @@ class BoundHistogram:
             ):
                 self._bind()
             return
-        now = time_ns()
         context = get_current()
-        if self._filter.should_sample(amount, now, self._cleaned, context):
-            measurement: Any = _Measurement(amount, now, self._cleaned, context)
+        wanted = self._filter
+        if wanted is _TRACE_BASED:  # the default filter, asked inline: is a sampled span current?
+            span = context.get(_SPAN_KEY)
+            wanted = span is not None and span.get_span_context().trace_flags.sampled
+        elif wanted is not None:
+            wanted = wanted.should_sample(amount, time_ns(), self._cleaned, context)
+        if wanted:
+            measurement: Any = _Measurement(amount, time_ns(), self._cleaned, context)
             for aggregation in aggregations:
                 aggregation.aggregate(measurement, True)
             return
@@ -148,5 +186,6 @@ class BoundHistogram:
                 found.append(aggregation)
         if not found:  # no reader (yet): nothing to feed
             return _UNBOUND
-        self._storages, self._filter, self._cleaned = storages, consumer._sdk_config.exemplar_filter, cleaned
+        self._storages, self._cleaned = storages, cleaned
+        self._filter = _filter_of(consumer._sdk_config.exemplar_filter)
         return tuple(found)

@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
 from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
@@ -69,8 +69,6 @@ def _tracer() -> Any:
 
 def instruments() -> tuple[Any, Any, Any, Any]:
     """(flower runtime or None, process duration, queue time, executions) of the current meter provider."""
-    from opentelemetry import metrics
-
     provider = metrics.get_meter_provider()
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
