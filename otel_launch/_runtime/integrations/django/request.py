@@ -440,6 +440,7 @@ def _asgi_hosts(scope: dict) -> list[str]:
 class _Request:
     __slots__ = (
         "config",
+        "recording",
         "span",
         "token",
         "route",
@@ -458,10 +459,11 @@ def _begin(request: Any) -> _Request | None:
     meta = request.META
     is_asgi = _is_asgi(request)
     carrier = request.scope if is_asgi else meta
-    if trace.get_current_span() is trace.INVALID_SPAN:
+    current = context_api.get_current()
+    if _no_span_in(current):
         parent, kind = propagate.extract(carrier, getter=_asgi_getter(c) if is_asgi else c.wsgi_getter), _SERVER
     else:
-        parent, kind = context_api.get_current(), _INTERNAL
+        parent, kind = current, _INTERNAL
     name = method_name(request.method or "")
     if c.sample_first:
         _pending.request, _pending.collected = (request, carrier, is_asgi), None
@@ -475,11 +477,13 @@ def _begin(request: Any) -> _Request | None:
         collected = _request_attributes(request, carrier, is_asgi) if span.is_recording() else None
         if collected:
             span.set_attributes(collected)
-    if collected is None and span.is_recording():  # a sampler that records without being asked (none known)
+    recording = span.is_recording()
+    if collected is None and recording:  # a sampler that records without being asked (none known)
         collected = _request_attributes(request, carrier, is_asgi)
         span.set_attributes(collected)
     state = _Request()
     state.config, state.span, state.is_asgi, state.exception, state.route = c, span, is_asgi, None, None
+    state.recording = recording
     state.active = state.watch = None
     if c.active is not None:  # opt-in: its attributes come from the contrib's collector
         state.active = _filter_semconv_active_request_count_attr(
@@ -490,7 +494,7 @@ def _begin(request: Any) -> _Request | None:
         )
         c.active.add(1, state.active)
     state.token = context_api.attach(trace.set_span_in_context(span, parent))
-    if kind is _SERVER and collected is not None:
+    if kind is _SERVER and recording:
         state.watch = n_plus_one.begin(span)
     state.started = default_timer()
     request._otel_launch_request = state
@@ -506,7 +510,7 @@ def _name(request: Any, state: _Request) -> None:
             route = f"/{route}"
         state.route = route
     span = state.span
-    if span.is_recording():
+    if state.recording:
         if route:
             span.set_attribute("http.route", route)
         method = method_name(request.method or "")
@@ -534,7 +538,7 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
     c = state.config
     span = state.span
     try:
-        recording = span.is_recording()
+        recording = state.recording
         code = None
         if response is not None:
             code = response.status_code
@@ -565,6 +569,26 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
     finally:
         span.end()
         context_api.detach(state.token)
+
+
+def _span_key() -> Any:
+    try:
+        from opentelemetry.trace.propagation import _SPAN_KEY
+    except ImportError:  # the API's key moved: get_current_span() says
+        return None
+    return _SPAN_KEY
+
+
+_SPAN_KEY = _span_key()
+
+
+def _no_span_in(current: Any) -> bool:
+    """``trace.get_current_span(current) is INVALID_SPAN``, read under the API's key (its own
+    check of the span against an ABC costs more than the rest)."""
+    if _SPAN_KEY is None:
+        return trace.get_current_span(current) is trace.INVALID_SPAN
+    span = current.get(_SPAN_KEY)
+    return span is None or span is trace.INVALID_SPAN
 
 
 def _asgi_getter(c: _Config) -> Any:
@@ -672,13 +696,16 @@ def _safely(step: Any, *args: Any) -> Any:
     try:
         return step(*args)
     except Exception as exc:
-        global _failed
-        if not _failed:
-            _failed = True
-            from otel_launch._runtime._log import warn
+        return _report(exc)
 
-            warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
-        return None
+
+def _report(exc: Exception) -> None:
+    global _failed
+    if not _failed:
+        _failed = True
+        from otel_launch._runtime._log import warn
+
+        warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
 
 
 _failed = False
@@ -700,7 +727,10 @@ class OpenTelemetryMiddleware:
     def __call__(self, request: Any) -> Any:
         if self._is_async:
             return self._call_async(request)
-        state = _safely(_begin, request)
+        try:  # _safely, written out: the sync path is every WSGI request's
+            state = _begin(request)
+        except Exception as exc:
+            state = _report(exc)
         if state is None:
             return self.get_response(request)
         try:
@@ -708,7 +738,10 @@ class OpenTelemetryMiddleware:
         except BaseException as exc:  # Django turns view errors into responses; this is rarer
             _safely(_finish, request, state, None, exc)
             raise
-        _safely(_finish, request, state, response)
+        try:
+            _finish(request, state, response)
+        except Exception as exc:
+            _report(exc)
         return response
 
     async def _call_async(self, request: Any) -> Any:
