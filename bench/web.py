@@ -22,6 +22,7 @@ from _common import (
     BIN,
     OURS,
     OURS_SAMPLED,
+    OURS_UNSAMPLED,
     PLAIN,
     PYTHON,
     SHOP,
@@ -130,7 +131,7 @@ def main() -> None:
     workdir = scratch("web")
     with OTLPReceiver(grpc_port=0, http_port=0, keep=False) as receiver:
         others = peers(receiver.http_endpoint)
-        ours = [OURS, OURS_SAMPLED, collector_down(OURS)]
+        ours = [OURS, OURS_SAMPLED, OURS_UNSAMPLED, collector_down(OURS)]
         chosen = {v.name: v for v in (PLAIN, UPSTREAM, UPSTREAM_SAMPLED, *ours, *before_src(ours), *others)}
         variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, UPSTREAM, OURS, *others]
         env = base_env(receiver.grpc_endpoint, workdir)
