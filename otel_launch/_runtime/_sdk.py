@@ -294,12 +294,12 @@ def tracer_provider() -> Any:
         rate_limit(*_EXPORT_LOGGERS)  # now: the queue may fill before the first export
         counting = _counting(BatchSpanProcessor, "on_end", "spans")
         for kind in exporter_kinds("traces"):
-            # Our OTLP exporters: spans encoded as they end, batches sent as bytes (_span_export).
             processor_class = counting
             if kind in ("grpc", "http/protobuf"):
                 from otel_launch._runtime import _span_export
 
-                processor_class = _span_export.EncodingBatchSpanProcessor if _span_export.usable() else counting
+                if _span_export.usable():  # our OTLP exporters: spans encoded as they end, sent as bytes
+                    processor_class = _counting(_span_export.EncodingBatchSpanProcessor, "on_end", "spans")
             provider.add_span_processor(processor_class(PerProcessExporter("traces", kind), meter_provider=internal))
         return provider
 

@@ -16,9 +16,9 @@ and one made cheap:
   and sends them: the OTLP/gRPC exporter gets them as they are (``_otlp_encoding.send_bytes``),
   the OTLP/HTTP exporter serializes nothing again (``_otlp_encoding.serialized_spans``).
 - **A full queue drops the span that ends** (the SDK drops the oldest queued one), before
-  it is encoded, and counts it (``DropReport``: one line at the first drop, then the number
-  once a minute). The SDK also builds a "Queue full" log record for every span it drops
-  (~15 us each): with the collector down, that cost every request.
+  it is encoded. The SDK also builds a "Queue full" log record for every span it drops
+  (~15 us each): with the collector down, that cost every request. The drops are counted and
+  said by the wrapper every batch processor of otel-launch's gets (``_sdk._counting``).
 
 What the app's own span processors, sampler and exporters see is unchanged: this processor only
 serves the OTLP exporters otel-launch builds (``_sdk.tracer_provider``), and only when the SDK's
@@ -27,16 +27,15 @@ reports them). tests/unit/test_span_export.py exports the same spans through bot
 and compares the bytes a receiver gets.
 
 SDK internals relied on (_compat: "span-encoding"): ``BatchSpanProcessor._batch_processor`` and
-its ``_queue``, ``_max_queue_size``, ``_shutdown`` and ``emit()``.
+its ``_queue``, ``_max_queue_size``, ``_shutdown``, ``_pid`` and ``emit()``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-from otel_launch._runtime._log import DropReport
 
 
 class EncodingBatchSpanProcessor(BatchSpanProcessor):
@@ -47,7 +46,6 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
         from otel_launch._runtime import _otlp_encoding
 
         super().__init__(span_exporter, **kwargs)
-        self._drops = DropReport("spans")
         self._encoding = _otlp_encoding
 
     def on_end(self, span: Any) -> None:
@@ -55,18 +53,13 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
         if not (context and context.trace_flags.sampled):
             return
         batch = self._batch_processor
-        if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
-            self._drops.dropped()
-            return
+        if len(batch._queue) >= batch._max_queue_size and not batch._shutdown and batch._pid == os.getpid():
+            return  # full: dropped unencoded (a forked child's first span goes on: emit() renews the queue)
         try:
             item: Any = (span.resource, span.instrumentation_scope, self._encoding.encode_span(span))
         except Exception:  # a value the encoder does not know: the export thread encodes it, as the SDK does
             item = span
         batch.emit(item)
-
-    def shutdown(self) -> Any:
-        self._drops.flush()
-        return super().shutdown()
 
 
 def usable() -> bool:

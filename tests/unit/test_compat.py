@@ -28,6 +28,7 @@ def test_instance_attributes_we_use_exist_on_real_objects():
             assert [name for name in _compat.INSTANCE_ATTRIBUTES[feature] if not hasattr(processor, name)] == []
         batch = processor._batch_processor
         assert isinstance(len(batch._queue), int) and batch._max_queue_size > 0 and batch._shutdown is False
+        assert batch._pid == os.getpid()  # _span_export: a full queue in a child no fork hook renewed
     finally:
         processor.shutdown()
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
+import os
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_launch._receiver import OTLPReceiver
-from otel_launch._runtime import _otlp_encoding, _span_export
+from otel_launch._runtime import _otlp_encoding, _sdk, _span_export
 from otel_launch._runtime._span_export import EncodingBatchSpanProcessor
 
 RESOURCE = Resource({"service.name": "shop", "service.instance.id": "abc"})
@@ -134,9 +135,8 @@ def test_a_full_queue_drops_the_ending_span_before_encoding_it_and_logs_no_recor
     made, module = exporter("grpc", recording)
     _otlp_encoding.install(module.__name__)
     provider = TracerProvider(resource=RESOURCE)
-    processor = EncodingBatchSpanProcessor(
-        made, max_queue_size=3, max_export_batch_size=3, schedule_delay_millis=60_000
-    )
+    counted = _sdk._counting(EncodingBatchSpanProcessor, "on_end", "spans")  # as _sdk.tracer_provider makes it
+    processor = counted(made, max_queue_size=3, max_export_batch_size=3, schedule_delay_millis=60_000)
     processor._batch_processor._worker_awaken.set = lambda: None  # the export thread sleeps: the queue stays full
     provider.add_span_processor(processor)
     try:
@@ -144,7 +144,7 @@ def test_a_full_queue_drops_the_ending_span_before_encoding_it_and_logs_no_recor
         for number in range(5):
             tracer.start_span(f"span {number}").end()
         assert encoded == ["span 0", "span 1", "span 2"]  # the last two were dropped, never encoded
-        assert processor._drops.total == 2
+        assert processor._drops.total == 2  # counted by _sdk's wrapper, said once a minute
         assert processor.force_flush()
     finally:
         provider.shutdown()
@@ -197,3 +197,25 @@ def test_the_lean_processor_serves_only_while_the_sdks_internal_metrics_are_off(
     assert _span_export.usable()
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     assert not _span_export.usable()
+
+
+def test_a_full_queue_inherited_from_a_parent_is_renewed_not_dropped_into(monkeypatch, recording):
+    """A child forked with no fork hook run (the SDK then renews its queue at the first record,
+    seeing another pid) must not drop every span because the parent's queue it copied was full."""
+    made, module = exporter("grpc", recording)
+    _otlp_encoding.install(module.__name__)
+    provider = TracerProvider(resource=RESOURCE)
+    processor = EncodingBatchSpanProcessor(made, max_queue_size=2, max_export_batch_size=2, schedule_delay_millis=6e4)
+    processor._batch_processor._worker_awaken.set = lambda: None
+    provider.add_span_processor(processor)
+    try:
+        tracer = provider.get_tracer("t")
+        for number in range(2):
+            tracer.start_span(f"parent {number}").end()
+        batch = processor._batch_processor
+        assert len(batch._queue) == 2  # full
+        batch._pid = -1  # as in a child that no fork hook told
+        tracer.start_span("child").end()
+        assert batch._pid == os.getpid() and len(batch._queue) == 1  # renewed, the child's span queued
+    finally:
+        provider.shutdown()
