@@ -40,6 +40,10 @@ UPSTREAM = Variant("opentelemetry-instrument", (str(BIN / "opentelemetry-instrum
 OURS = Variant("otel-launch", (str(BIN / "otel-launch"),))
 OURS_SAMPLED = Variant("otel-launch 10%", OURS.prefix, TEN_PERCENT)
 UPSTREAM_SAMPLED = Variant("opentelemetry-instrument 10%", UPSTREAM.prefix, TEN_PERCENT)
+# Every trace dropped by the same sampler: what 90% of requests and tasks cost at 10%.
+OURS_UNSAMPLED = Variant(
+    "otel-launch 0%", OURS.prefix, {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+)
 
 
 def peers(http_endpoint: str) -> list[Variant]:
@@ -60,6 +64,21 @@ def peers(http_endpoint: str) -> list[Variant]:
         developer = {"NEW_RELIC_DEVELOPER_MODE": "true", "NEW_RELIC_APP_NAME": "bench"}
         found.append(Variant("newrelic (developer mode)", (str(BIN / "newrelic-admin"), "run-program"), developer))
     return found
+
+
+def before_src(variants: list[Variant]) -> list[Variant]:
+    """With ``BENCH_BEFORE_SRC=<dir>`` (a checkout's root: ``git archive <commit> otel_launch | tar
+    -x -C <dir>``), each otel-launch variant again as "... (before)", run from that checkout's
+    ``otel_launch`` (on PYTHONPATH, ahead of the installed one: launcher, bootstrap and runtime):
+    before and after in one run, on the same machine load."""
+    src = os.environ.get("BENCH_BEFORE_SRC")
+    if not src:
+        return []
+    return [
+        Variant(f"{variant.name} (before)", variant.prefix, {**variant.env, "PYTHONPATH": src})
+        for variant in variants
+        if variant.prefix == OURS.prefix
+    ]
 
 
 def collector_down(variant: Variant) -> Variant:

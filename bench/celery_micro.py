@@ -2,44 +2,30 @@
 what a prefork child runs for each message) called N times on a trivial task.
 
 ``python bench/celery_micro.py VARIANT [N]``; VARIANT is ``plain``, ``otel-launch`` (our runtime,
-started as the launcher starts it), ``otel-launch-nometrics`` (OTEL_METRICS_EXPORTER=none),
-``otel-launch-10`` (parentbased_traceidratio 0.1) or ``contrib`` (CeleryInstrumentor, as
-``opentelemetry-instrument`` would). Spans go to an OTLP receiver in another process (started
-here), so export costs what it costs in a worker. Under callgrind the warm-up is excluded by
-running it twice, with N and with more, and dividing the difference::
-
-    valgrind --tool=callgrind .venv/bin/python bench/celery_micro.py otel-launch 200
-    valgrind --tool=callgrind .venv/bin/python bench/celery_micro.py otel-launch 1200
-
-instructions a task = (Ir of the second - Ir of the first) / 1000. Without valgrind it prints
-microseconds a task.
+started with the environment the launcher writes), ``otel-launch-nometrics``
+(OTEL_METRICS_EXPORTER=none), ``otel-launch-10`` (parentbased_traceidratio 0.1),
+``otel-launch-0`` (the same sampler at 0: every task unsampled) or ``contrib``
+(CeleryInstrumentor, as ``opentelemetry-instrument`` would); ``BENCH_BEFORE_SRC`` and
+``BENCH_PROFILE`` as in django_micro.py. Spans go to an OTLP receiver in another process, so
+export costs what it costs in a worker. It prints the CPU time a task (all threads); for
+instructions a task (callgrind), see instructions.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 import sys
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _micro import GCPauses, prepare, profiled, receiver, shutdown
 
 
-def environment(variant: str) -> None:
-    os.environ.setdefault("OTEL_SERVICE_NAME", "micro")
-    os.environ["OTEL_LOGS_EXPORTER"] = "none"
-    # Exports by batch size only (512 spans), and no metric export during the run: counts that do
-    # not depend on how long the run takes (under callgrind, 50 times longer).
-    os.environ.update(OTEL_BSP_SCHEDULE_DELAY="600000", OTEL_METRIC_EXPORT_INTERVAL="600000")
-    if variant == "otel-launch-nometrics":
+def environment(variant: str, endpoint: str) -> None:
+    prepare(variant, endpoint)
+    if variant == "otel-launch-nometrics":  # read when the meter provider is built, on first use
         os.environ["OTEL_METRICS_EXPORTER"] = "none"
-    if variant == "otel-launch-10":
-        os.environ.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="0.1")
-    if variant.startswith("otel-launch"):
-        from otel_launch._runtime import start
-
-        start()
 
 
 def contrib() -> None:
@@ -85,17 +71,8 @@ def measured(tracer, name: str, count: int, hostname: str) -> None:
 def main() -> None:
     variant = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    sys.path.insert(0, HERE)
-    from _common import free_port
-
-    port = free_port()
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER, str(port)], stdout=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        receiver.stdout.readline()  # "ready"
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
-        environment(variant)
+    with receiver() as collector:
+        environment(variant, collector.endpoint)
         import celery.apps.worker  # noqa: F401  (what `celery worker` imports: our worker hooks)
         from celery import Celery
 
@@ -114,32 +91,18 @@ def main() -> None:
         app.finalize()
         signals.worker_init.send(sender=None)
         signals.worker_process_init.send(sender=None)
-        tracer = build_tracer(tick.name, tick, app=app, hostname="micro@bench")
+        task = app.tasks[tick.name]  # the task itself, as a worker's pool child has it (``tick`` is a proxy)
+        tracer = build_tracer(task.name, task, app=app, hostname="micro@bench")
         measured(tracer, tick.name, 200, "micro@bench")  # warm-up: caches, first provider use
-        started = time.perf_counter()
-        measured(tracer, tick.name, count, "micro@bench")
-        elapsed = time.perf_counter() - started
-        from otel_launch._runtime import _lifecycle
+        cpu, wall = time.process_time(), time.perf_counter()
+        with profiled(), GCPauses() as pauses:
+            measured(tracer, tick.name, count, "micro@bench")
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        shutdown(variant)
+        spans = collector.spans()
+    result = {"variant": variant, "tasks": count, "spans_received": spans, "cpu_us": round(1e6 * cpu / count, 1)}
+    print(json.dumps({**result, "wall_us": round(1e6 * wall / count, 1), **pauses.summary(count)}), flush=True)
 
-        if variant.startswith("otel-launch"):
-            _lifecycle.shutdown()
-        else:
-            from opentelemetry import trace
-
-            getattr(trace.get_tracer_provider(), "shutdown", lambda: None)()
-        print(f"{variant}: {1e6 * elapsed / count:.1f} us a task ({count} tasks)", flush=True)
-    finally:
-        os.killpg(receiver.pid, 9)
-        receiver.wait(10)
-
-
-RECEIVER = """
-import sys, time
-from otel_launch._receiver import OTLPReceiver
-with OTLPReceiver(grpc_port=int(sys.argv[1]), http_port=None, keep=False):
-    print("ready", flush=True)
-    time.sleep(600)
-"""
 
 if __name__ == "__main__":
     main()

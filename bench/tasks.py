@@ -4,7 +4,8 @@ The queue is filled first (by a plain process, so every variant consumes the sam
 the worker starts. Each task appends its end time to a file; throughput is the tasks between the
 first and the last end time over that span, so worker start-up is not counted.
 Run alone: ``.venv/bin/python bench/tasks.py [tasks] [variant ...]`` (variants: plain,
-otel-launch, opentelemetry-instrument, "otel-launch 10%", "opentelemetry-instrument 10%", and with
+otel-launch, opentelemetry-instrument, "otel-launch 10%", "otel-launch 0%", "opentelemetry-instrument 10%",
+with ``BENCH_BEFORE_SRC`` "otel-launch (before)" etc. (see _common.py), and with
 ``BENCH_BEFORE_VENV=<venv>`` "before" and "before 10%": that venv's otel-launch and Celery).
 """
 
@@ -23,12 +24,14 @@ from _common import (
     BIN,
     OURS,
     OURS_SAMPLED,
+    OURS_UNSAMPLED,
     PLAIN,
     PYTHON,
     SHOP,
     UPSTREAM,
     UPSTREAM_SAMPLED,
     Variant,
+    before_src,
     children,
     cpu_seconds,
     memory_kb,
@@ -119,7 +122,8 @@ def main() -> None:
     from otel_launch._receiver import OTLPReceiver
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, *before_variants())}
+    ours = [OURS, OURS_SAMPLED, OURS_UNSAMPLED]
+    chosen = {v.name: v for v in (PLAIN, UPSTREAM, UPSTREAM_SAMPLED, *ours, *before_src(ours), *before_variants())}
     variants = [chosen[name] for name in sys.argv[2:]] or list(chosen.values())
     workdir = scratch("tasks")
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, redis(workdir) as (url, which):

@@ -2,7 +2,8 @@
 
 Every variant serves the shop's trivial view (``/health/``) and its list view (``/customers/``,
 1 + 10 SQL queries) from one gunicorn per round; the variants take turns in a rotating order.
-Run alone for a quick look: ``.venv/bin/python bench/web.py [seconds] [variant ...]``.
+Run alone for a quick look: ``.venv/bin/python bench/web.py [seconds] [variant ...]`` (variant
+names as in the table; with ``BENCH_BEFORE_SRC`` also "otel-launch (before)" etc., see _common.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from _common import (
     BIN,
     OURS,
     OURS_SAMPLED,
+    OURS_UNSAMPLED,
     PLAIN,
     PYTHON,
     SHOP,
@@ -99,8 +102,9 @@ def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: fl
     return {"views": views, "worker_peak_rss_mb": peak_mb, "spans": receiver.counts["traces"] - before}
 
 
-def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, seconds: float) -> list[float]:
-    """The worker's resident set (MB) every 5 s while wrk drives the trivial view for ``seconds``."""
+def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, seconds: float) -> tuple[list[float], float]:
+    """The worker's resident set (MB) every 5 s while wrk drives the trivial view for ``seconds``,
+    and the seconds gunicorn took to exit after SIGTERM (its worker flushing what it holds)."""
     with gunicorn(variant, env, workdir, seconds + 120) as (port, worker):
         load = subprocess.Popen(
             ["wrk", "-t2", "-c8", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/health/"],
@@ -114,11 +118,12 @@ def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, secon
         finally:
             load.kill()
             load.wait(10)
-    return samples
+        stopping = time.monotonic()
+    return samples, time.monotonic() - stopping
 
 
 def main() -> None:
-    from _common import base_env, peers, scratch
+    from _common import base_env, before_src, collector_down, peers, scratch
 
     from otel_launch._receiver import OTLPReceiver
 
@@ -126,7 +131,8 @@ def main() -> None:
     workdir = scratch("web")
     with OTLPReceiver(grpc_port=0, http_port=0, keep=False) as receiver:
         others = peers(receiver.http_endpoint)
-        chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, *others)}
+        ours = [OURS, OURS_SAMPLED, OURS_UNSAMPLED, collector_down(OURS)]
+        chosen = {v.name: v for v in (PLAIN, UPSTREAM, UPSTREAM_SAMPLED, *ours, *before_src(ours), *others)}
         variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, UPSTREAM, OURS, *others]
         env = base_env(receiver.grpc_endpoint, workdir)
         seed(env)

@@ -45,6 +45,8 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
             "opentelemetry.instrumentation._semconv:HTTP_DURATION_HISTOGRAM_BUCKETS_NEW",
             "opentelemetry.instrumentation.django:_get_django_otel_middleware_position",
             "opentelemetry.semconv._incubating.metrics.http_metrics:create_http_server_active_requests",
+            "opentelemetry.instrumentation.wsgi:_apply_user_agent_attributes",
+            "opentelemetry.instrumentation.wsgi:_set_http_net_peer_name_server",
         ),
     ),
     "django-contrib-fixes": (
@@ -131,6 +133,23 @@ INTERNALS: dict[str, tuple[str, tuple[str, ...]]] = {
             "opentelemetry.util._once:Once",
         ),
     ),
+    "span-encoding": (  # _span_export.py
+        "the SDK's batch span processor (spans encoded by its export thread)",
+        ("opentelemetry.sdk._shared_internal:BatchProcessor.emit",),
+    ),
+    "otlp-grpc-bytes": (  # _otlp_encoding.send_bytes
+        "the OTLP/gRPC exporter parsing each batch's bytes into a message",
+        ("opentelemetry.exporter.otlp.proto.grpc.exporter:OTLPExporterMixin._initialize_channel_and_stub",),
+    ),
+    "unsampled-children": (  # django/sql.py: queries inside an unsampled span
+        "the sampler asked for each query inside an unsampled span",
+        (
+            "opentelemetry.sdk.trace.sampling:ParentBased.should_sample",
+            "opentelemetry.sdk.trace.sampling:StaticSampler",
+            "opentelemetry.sdk.trace.sampling:Decision.DROP",
+            "opentelemetry.trace.propagation:_SPAN_KEY",
+        ),
+    ),
 }
 # The contrib middleware's fixes name its spans with our request path's method names.
 INTERNALS["django-contrib-fixes"] = (
@@ -156,6 +175,10 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
     # of a BatchSpanProcessor's _batch_processor, and of a Resource's attributes, in _lifecycle.py
     "unannounced-fork": ("_pid", "_queue", "_bsp_reset_once"),
+    "span-encoding": ("_batch_processor",),  # of a BatchSpanProcessor, in _span_export.py
+    "otlp-grpc-bytes": ("_stub", "_channel", "_client"),  # of an OTLP/gRPC exporter
+    # of the SDK's ParentBased and StaticSampler, in django/sql.py
+    "unsampled-children": ("_local_parent_not_sampled", "_remote_parent_not_sampled", "_decision"),
 }
 
 

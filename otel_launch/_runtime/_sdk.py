@@ -93,12 +93,16 @@ class PerProcessExporter:
         # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
         if self._pid != os.getpid():
             rate_limit(*_EXPORT_LOGGERS)
-            if self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding"):
+            encoding = self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding")
+            if encoding:
                 from otel_launch._runtime import _otlp_encoding
 
-                _otlp_encoding.install(self._path.partition(":")[0])
+                if not _otlp_encoding.install(self._path.partition(":")[0]):  # replaced by another hand
+                    warn(f"{self._path} does not encode with otel-launch's encoder: spans queued encoded are lost")
             self._real = self._make()
             _failed_exports_free_their_batch(self._real)
+            if encoding and self._path == _OTLP_SPAN_EXPORTERS[0] and _compat.usable("otlp-grpc-bytes"):
+                _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are (gRPC)
             self._pid = os.getpid()
         return self._real
 
@@ -328,7 +332,13 @@ def tracer_provider() -> Any:
         rate_limit(*_EXPORT_LOGGERS)  # now: the queue may fill before the first export
         counting = _counting(BatchSpanProcessor, "on_end", "spans")
         for kind in exporter_kinds("traces"):
-            provider.add_span_processor(counting(PerProcessExporter("traces", kind), meter_provider=internal))
+            processor_class = counting
+            if kind in ("grpc", "http/protobuf"):
+                from otel_launch._runtime import _span_export
+
+                if _span_export.usable():  # our OTLP exporters: spans encoded as they end, sent as bytes
+                    processor_class = _counting(_span_export.EncodingBatchSpanProcessor, "on_end", "spans")
+            provider.add_span_processor(processor_class(PerProcessExporter("traces", kind), meter_provider=internal))
         return provider
 
     return _build_once("traces", build)

@@ -35,7 +35,11 @@ def points(reader: InMemoryMetricReader) -> list[tuple]:
                         fields += (p.count, p.sum, p.min, p.max, tuple(p.bucket_counts), tuple(p.explicit_bounds))
                     else:
                         fields += (p.value,)
-                    found.append(fields + (len(p.exemplars),))
+                    exemplars = tuple(
+                        (e.value, e.span_id, e.trace_id, tuple(sorted((e.filtered_attributes or {}).items())))
+                        for e in p.exemplars
+                    )
+                    found.append(fields + (len(p.exemplars), exemplars))
     return sorted(found)
 
 
@@ -126,17 +130,35 @@ def test_a_reader_added_later_gets_the_later_measurements():
     assert points(ours[1]) == points(sdk[1])
 
 
-def test_exemplars_inside_a_sampled_span_are_the_sdks():
+def test_exemplars_inside_a_sampled_span_are_the_sdks(monkeypatch):
     tracer = TracerProvider().get_tracer("test")
     sdk, ours = pair()
     bound = record_both(sdk, ours, VALUES[:2])
+    through_record = []
+    record = ours[2].record
+    monkeypatch.setattr(ours[2], "record", lambda *a, **k: through_record.append(a) or record(*a, **k))
     with tracer.start_as_current_span("run/x"):
         sdk[2].record(0.5, attributes=dict(ATTRIBUTES))
         bound.record(0.5)
+    assert through_record == []  # offered on the bound path, not through the SDK's record()
     assert trace.get_current_span() is trace.INVALID_SPAN
     collected = points(sdk[1])
     assert points(ours[1]) == collected
-    assert collected[0][-1] == 1  # one exemplar, from inside the span
+    assert collected[0][-2] == 1  # one exemplar, from inside the span
+
+
+def test_exemplars_of_a_view_that_drops_attributes_keep_the_dropped_ones_as_the_sdks_do():
+    """The reservoir keeps what the point's attributes leave out (``filtered_attributes``)."""
+    tracer = TracerProvider().get_tracer("test")
+    view = View(instrument_name="messaging.process.duration", attribute_keys={"celery.task_name"})
+    sdk, ours = pair(views=[view])
+    with tracer.start_as_current_span("run/x"):
+        bound = record_both(sdk, ours, VALUES[:3])
+    collected = points(sdk[1])
+    assert points(ours[1]) == collected
+    (point,) = collected
+    assert point[-2] >= 1 and dict(point[-1][0][3]) == {k: v for k, v in ATTRIBUTES.items() if k != "celery.task_name"}
+    assert bound._aggregations
 
 
 def test_an_api_only_instrument_is_recorded_through_its_own_record():
@@ -199,3 +221,27 @@ def test_a_value_that_takes_the_sdks_path_keeps_the_binding(monkeypatch):
         sdk[2].record(value, attributes=dict(ATTRIBUTES))
         bound.record(value)
     assert binds == [] and repr(points(ours[1])) == repr(points(sdk[1]))
+
+
+@pytest.mark.parametrize("exemplar_filter", ["always_on", "always_off", "trace_based"])
+def test_each_of_the_sdks_exemplar_filters_gives_the_sdks_exemplars(monkeypatch, exemplar_filter):
+    """The filter is asked inline for the SDK's own three (OTEL_METRICS_EXEMPLAR_FILTER): outside a
+    span, inside a sampled one, inside an unsampled one."""
+    from opentelemetry import context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", exemplar_filter)
+    tracer = TracerProvider().get_tracer("test")
+    sdk, ours = pair()
+    bound = record_both(sdk, ours, VALUES[:3])
+    with tracer.start_as_current_span("run/x"):
+        record_both(sdk, ours, VALUES[3:6])
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(SpanContext(1, 2, False, TraceFlags(0)))))
+    try:
+        record_both(sdk, ours, VALUES[6:])
+    finally:
+        context.detach(token)
+    collected = points(sdk[1])
+    assert points(ours[1]) == collected
+    assert bound._aggregations
+    assert (collected[0][-2] == 0) is (exemplar_filter == "always_off")

@@ -25,11 +25,25 @@ def test_instance_attributes_we_use_exist_on_real_objects():
     assert [name for name in _compat.INSTANCE_ATTRIBUTES["django-sql"] if not hasattr(integration, name)] == []
     processor = BatchSpanProcessor(ConsoleSpanExporter())
     try:
-        assert [name for name in _compat.INSTANCE_ATTRIBUTES["drop-counts"] if not hasattr(processor, name)] == []
+        for feature in ("drop-counts", "span-encoding"):
+            assert [name for name in _compat.INSTANCE_ATTRIBUTES[feature] if not hasattr(processor, name)] == []
         batch = processor._batch_processor
         assert isinstance(len(batch._queue), int) and batch._max_queue_size > 0 and batch._shutdown is False
+        assert batch._pid == os.getpid()  # _span_export: a full queue in a child no fork hook renewed
     finally:
         processor.shutdown()
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    samplers = (ParentBased(ALWAYS_OFF), ALWAYS_OFF)
+    names = _compat.INSTANCE_ATTRIBUTES["unsampled-children"]
+    assert [name for name in names if not any(hasattr(sampler, name) for sampler in samplers)] == []
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9")
+    try:
+        assert [name for name in _compat.INSTANCE_ATTRIBUTES["otlp-grpc-bytes"] if not hasattr(exporter, name)] == []
+    finally:
+        exporter.shutdown()
 
 
 def test_a_missing_internal_turns_its_feature_off_with_one_warning(monkeypatch, capsys):

@@ -15,7 +15,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.span import TraceState
 
 from otel_launch._runtime import _otlp_encoding
-from otel_launch._runtime._otlp_encoding import encode_request, fast_encode_spans
+from otel_launch._runtime._otlp_encoding import encode_request, encode_span, fast_encode_spans, serialized_spans
 
 
 def finished_spans(resource: Resource, *scopes: tuple[str, str | None, str | None]) -> list:
@@ -54,6 +54,22 @@ def finished_spans(resource: Resource, *scopes: tuple[str, str | None, str | Non
     # The same key with values equal in Python but of different types must not share a cache entry.
     for value in (True, 1, 1.0, 1, True):
         first.start_span("typed", attributes={"same": value}).end()
+    for status in (Status(StatusCode.ERROR, "timed out"), Status(StatusCode.ERROR), Status(StatusCode.OK)):
+        failed = first.start_span("no event, a status", attributes={"text": "GET"})
+        failed.set_status(status)
+        failed.end()
+    from opentelemetry.sdk.trace import SpanLimits
+
+    limits = SpanLimits(max_span_attributes=2, max_event_attributes=1, max_events=1)
+    limited = TracerProvider(resource=resource, span_limits=limits)
+    limited.add_span_processor(SimpleSpanProcessor(exporter))
+    dropping = limited.get_tracer(*scopes[0][:2]).start_span("dropped", attributes={"a": 1, "b": 2, "c": 3})
+    dropping.add_event("first", {"x": "1", "y": ("a", "b")})  # one attribute dropped
+    dropping.add_event("", {})  # the event dropped
+    dropping.end()
+    marked = first.start_span("an event of ours")
+    marked.add_event("n_plus_one", {"otel_launch.n_plus_one.count": 10})
+    marked.end()
     return list(exporter.get_finished_spans())
 
 
@@ -89,9 +105,8 @@ def test_an_encoding_error_falls_back_to_the_sdk_encoder(monkeypatch):
     assert fast_encode_spans(spans) == encode_spans(spans)
 
 
-@pytest.mark.parametrize("module", ["grpc.trace_exporter", "http.trace_exporter"])
-def test_install_makes_the_otlp_exporter_module_encode_fast(monkeypatch, module):
-    name = f"opentelemetry.exporter.otlp.proto.{module}"
+def test_install_makes_the_otlp_grpc_exporter_module_encode_fast(monkeypatch):
+    name = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
     exporter_module = importlib.import_module(name)
     monkeypatch.setattr(exporter_module, "encode_spans", encode_spans)
     _otlp_encoding.install(name)
@@ -99,3 +114,32 @@ def test_install_makes_the_otlp_exporter_module_encode_fast(monkeypatch, module)
     spans = finished_spans(RESOURCE, ("a", None, None))
     assert isinstance(exporter_module.encode_spans(spans), ExportTraceServiceRequest)
     assert exporter_module.encode_spans(spans) == encode_spans(spans)
+
+
+def test_install_gives_the_otlp_http_exporter_module_the_bytes_it_serializes(monkeypatch):
+    name = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+    exporter_module = importlib.import_module(name)
+    monkeypatch.setattr(exporter_module, "encode_spans", encode_spans)
+    _otlp_encoding.install(name)
+    assert exporter_module.encode_spans is serialized_spans
+    spans = finished_spans(RESOURCE, ("a", None, None))
+    request = exporter_module.encode_spans(spans)
+    expected = encode_spans(spans)
+    assert request.SerializePartialToString() == request.SerializeToString() == expected.SerializeToString()
+    assert request == expected  # and as a message, for anything else an exporter may ask of it
+    assert len(request.resource_spans[0].scope_spans[0].spans) == len(spans)
+
+
+def test_spans_encoded_as_they_ended_make_the_same_request():
+    """What the lean batch processor queues, (resource, scope, encode_span(span)), mixed with
+    spans it could not encode, gives the bytes the SDK's encoder writes for the spans."""
+    web = finished_spans(RESOURCE, ("a", None, None), ("b", "1.0", None))
+    worker = finished_spans(Resource.create({"service.name": "worker"}), ("a", None, None))
+    spans = [span for pair in zip(web, worker, strict=True) for span in pair]
+    items = [
+        span if number % 3 == 0 else (span.resource, span.instrumentation_scope, encode_span(span))
+        for number, span in enumerate(spans)
+    ]
+    assert encode_request(items) == encode_spans(spans).SerializeToString()
+    assert fast_encode_spans(items) == encode_spans(spans)
+    assert serialized_spans(items).SerializeToString() == encode_spans(spans).SerializeToString()

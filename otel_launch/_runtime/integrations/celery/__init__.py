@@ -28,8 +28,10 @@ import time
 from types import ModuleType
 from typing import Any
 
-from otel_launch._runtime.integrations.celery import worker
-
+# worker.py is imported where it is used, not here: the Django request path binds its histograms
+# with ``_metrics`` (which imports this package), and a web worker that never runs a task must not
+# load the worker side and the contrib's Celery instrumentation (~4 MB).
+PUBLISHED = "otel_launch_published"  # header: seconds since the epoch, set by the producer
 _started = False
 _worker_started = False
 WORKER_SCHEDULE_DELAY_MS = "1000"
@@ -45,6 +47,7 @@ def on_import(_: ModuleType | None = None) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     from otel_launch._runtime.integrations._instrumentor import instrument_once
+    from otel_launch._runtime.integrations.celery import worker
 
     _keep_only_the_producer_side(CeleryInstrumentor)
     instrument_once(CeleryInstrumentor())
@@ -71,7 +74,7 @@ def on_worker_import(apps_worker: ModuleType) -> None:
     from celery import signals
     from celery.worker.request import Request
 
-    from otel_launch._runtime.integrations.celery import killed
+    from otel_launch._runtime.integrations.celery import killed, worker
 
     killed.install(Request)
     signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")
@@ -80,7 +83,7 @@ def on_worker_import(apps_worker: ModuleType) -> None:
 
 def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
     if headers is not None:
-        headers[worker.PUBLISHED] = time.time()
+        headers[PUBLISHED] = time.time()
 
 
 def _keep_only_the_producer_side(instrumentor_class: Any) -> None:

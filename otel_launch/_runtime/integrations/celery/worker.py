@@ -30,13 +30,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
 from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
-PUBLISHED = "otel_launch_published"  # seconds since the epoch, set by the producer
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
 SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
 _SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
@@ -69,8 +69,6 @@ def _tracer() -> Any:
 
 def instruments() -> tuple[Any, Any, Any, Any]:
     """(flower runtime or None, process duration, queue time, executions) of the current meter provider."""
-    from opentelemetry import metrics
-
     provider = metrics.get_meter_provider()
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
@@ -253,10 +251,12 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     destination = queue(request.delivery_info)
     waited = queue_time(request, now)
     system = _system[0] if _system else messaging_system(task.app)
-    if span.is_recording():  # an unsampled task costs no attribute work
+    recording = span.is_recording()  # an unsampled task costs propagation and its measurements only
+    if recording:
         span.set_attributes(span_attributes(request, task.name, destination, system, waited))
     token = context.attach(trace.set_span_in_context(span, parent))
-    watch = n_plus_one.begin(span)  # statements repeated on Django's connections mark the run span
+    # Statements repeated on Django's connections mark a recorded run span.
+    watch = n_plus_one.begin(span) if recording else None
     # What postrun needs, read here once (each read of task.request goes through Celery's stack).
     _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system]
 

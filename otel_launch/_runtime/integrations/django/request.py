@@ -17,8 +17,14 @@ What differs, on purpose:
   the sampler decides on trace id, parent, kind and that name. Request attributes are collected
   only when it said "record", and handed to the span inside the sampling result, so span
   processors see them at ``on_start`` as with the contrib. An unsampled request costs context
-  propagation (its children and the tasks it sends stay unsampled; ``traceparent`` flows on) and
-  the duration metric, whose few attributes are read straight from the WSGI environ.
+  propagation (its children and the tasks it sends stay unsampled; ``traceparent`` flows on),
+  its non-recording span and the duration metric: no attribute collector, no N+1 watch, and
+  its SQL queries start no span (``sql.py``).
+- **The duration histograms** are recorded through measurements bound to their attribute set
+  (``celery/_metrics.BoundHistogram``), found by the raw values the attributes come from (a few
+  environ or scope reads); the attributes are built, by lean readers of the environ and scope
+  (``_metric_attributes``, ``_asgi_metric_attributes``: the keys and values the contrib's
+  collectors give them, tests/unit/test_django_lean_readers.py), once per combination.
 - ``http.server.active_requests`` (development status; 2 of the contrib's 3 measurements a
   request) only with ``OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS=true``.
 - One context attach a request (the contrib attaches twice), the absolute URL built only when
@@ -29,6 +35,7 @@ What differs, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from timeit import default_timer
 from typing import Any
@@ -128,6 +135,11 @@ class _Config:
         self.request_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST)
         self.response_headers = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE)
         self.sanitize = SanitizeValue(get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS))
+        from opentelemetry.instrumentation.wsgi import wsgi_getter
+
+        self.wsgi_getter, self.asgi_getter = wsgi_getter, None  # the ASGI one imported when first needed
+        # Bound duration measurements of requests that are not recorded, by their raw values (_durations).
+        self.bound: dict[tuple, tuple[Any, Any]] = {}
 
 
 _methods: dict[str, str] = {}  # sanitize_method reads the environment on every call
@@ -215,9 +227,7 @@ def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
             attributes.update(extract_attributes_from_object(request, c.traced_attrs))
             attributes.update(extract_attributes_from_object(types.SimpleNamespace(**headers), c.traced_attrs))
         return attributes
-    from opentelemetry.instrumentation.wsgi import collect_request_attributes as collect
-
-    attributes = collect(carrier, c.mode)
+    attributes = _wsgi_request_attributes(carrier, c)
     if c.request_headers:
         from opentelemetry.instrumentation.wsgi import collect_custom_request_headers_attributes
 
@@ -225,6 +235,108 @@ def _request_attributes(request: Any, carrier: Any, is_asgi: bool) -> dict:
     if c.traced_attrs:
         attributes.update(extract_attributes_from_object(request, c.traced_attrs))
     return attributes
+
+
+_sanitized: dict[str, str] = {}  # the contrib's sanitize_method() of a raw method, read once
+
+
+def _wsgi_request_attributes(environ: dict, c: _Config) -> dict:
+    """The contrib's ``opentelemetry.instrumentation.wsgi.collect_request_attributes`` (0.64b0-0.66b1),
+    its common path written out: the same keys, values and order in each semconv mode, without
+    its ~25 helper calls (each asking which mode is on) a request. The rare parts (no target, a
+    ``REMOTE_HOST``, a user agent) are the contrib's own functions; tests/unit/test_django_lean_readers.py
+    compares the two on a range of environs."""
+    from opentelemetry.instrumentation import wsgi
+
+    old, new = c.old, c.new
+    result: dict[str, Any] = {}
+    original = environ.get("REQUEST_METHOD", "")
+    normalized = _sanitized.get(original)
+    if normalized is None:
+        normalized = sanitize_method(original).strip()
+        if len(_sanitized) < 64:  # any string can be a method: keep the table small
+            _sanitized[original] = normalized
+    original = original.strip()
+    if original != normalized and new and original:
+        result["http.request.method_original"] = original
+    if normalized:
+        if old:
+            result["http.method"] = normalized
+        if new:
+            result["http.request.method"] = normalized
+    if old:
+        result["http.server_name"] = environ.get("SERVER_NAME")
+    scheme = environ.get("wsgi.url_scheme")
+    if scheme:
+        if old:
+            result["http.scheme"] = scheme
+        if new:
+            result["url.scheme"] = scheme
+    host = environ.get("HTTP_HOST")
+    if host:
+        if old:
+            result["net.host.name"] = host
+        if new:
+            result["server.address"] = host
+        if old:
+            result["http.host"] = host
+    port = environ.get("SERVER_PORT")
+    if port:
+        port = int(port)  # raises, as the contrib's does, for a port that is not a number
+        if port:
+            if old:
+                result["net.host.port"] = port
+            if new:
+                result["server.port"] = port
+    target = environ.get("RAW_URI")
+    if target is None:
+        target = environ.get("REQUEST_URI")
+    if target:
+        if old:
+            result["http.target"] = target
+        if new:
+            path, query = environ.get("PATH_INFO"), environ.get("QUERY_STRING")
+            if path:
+                result["url.path"] = path
+            if query:
+                result["url.query"] = query
+    elif old:
+        from wsgiref.util import request_uri
+
+        from opentelemetry.util.http import redact_url
+
+        result["http.url"] = redact_url(request_uri(environ))
+    address = environ.get("REMOTE_ADDR")
+    if address:
+        if old:
+            result["net.peer.ip"] = address
+        if new and not result.get("client.address"):
+            result["client.address"] = address
+    peer_port = environ.get("REMOTE_PORT")
+    if peer_port:
+        try:
+            number = int(peer_port)
+        except (ValueError, TypeError):
+            pass
+        else:
+            if old:
+                result["net.peer.port"] = number
+            if new:
+                result["client.port"] = number
+    remote_host = environ.get("REMOTE_HOST")
+    if remote_host and remote_host != address:
+        wsgi._set_http_net_peer_name_server(result, remote_host, c.mode)
+    if environ.get("HTTP_USER_AGENT"):
+        wsgi._apply_user_agent_attributes(result, environ, c.mode)
+    flavor = environ.get("SERVER_PROTOCOL", "")
+    if flavor.upper().startswith("HTTP/"):
+        flavor = flavor[5:]
+    if flavor:
+        if old:
+            result["http.flavor"] = flavor
+        if new:
+            result["network.protocol.version"] = flavor
+    return result
 
 
 def path_of(target: str) -> str:
@@ -236,8 +348,9 @@ def path_of(target: str) -> str:
 
 
 def _metric_attributes(environ: dict, c: _Config) -> dict:
-    """What the duration histograms keep of the request attributes, read straight from the WSGI
-    environ for an unsampled request (the same keys and values the contrib's collector gives)."""
+    """What the duration histograms keep of the WSGI collector's request attributes, read straight
+    from the environ (the same keys and values ``opentelemetry.instrumentation.wsgi``'s
+    ``collect_request_attributes`` gives them; tests/unit/test_django_lean_readers.py compares)."""
     attributes: dict[str, Any] = {}
     method = method_name(environ.get("REQUEST_METHOD", ""))
     method = "_OTHER" if method == "HTTP" else method
@@ -274,11 +387,71 @@ def _metric_attributes(environ: dict, c: _Config) -> dict:
     return attributes
 
 
+def _asgi_metric_attributes(scope: dict, c: _Config) -> dict:
+    """The same for an ASGI scope: what ``opentelemetry.instrumentation.asgi``'s
+    ``collect_request_attributes`` gives the keys the duration histograms keep."""
+    attributes: dict[str, Any] = {}
+    method = (scope.get("method") or "").strip()
+    if method:
+        method = sanitize_method(method).strip()
+    scheme = scope.get("scheme")
+    flavor = scope.get("http_version")
+    if c.old:
+        server = scope.get("server") or ["0.0.0.0", 80]
+        port = server[1]
+        host = server[0] + (":" + str(port) if str(port) != "80" else "")
+        if scheme:
+            attributes["http.scheme"] = scheme
+        if host:
+            attributes["http.host"] = host
+        if port:
+            with contextlib.suppress(ValueError, TypeError):  # the contrib's set_int_attribute
+                attributes["net.host.port"] = int(port)
+        if flavor:
+            attributes["http.flavor"] = flavor
+        path = scope.get("path")
+        if path:
+            attributes["http.target"] = path
+        if method:
+            attributes["http.method"] = method
+        names = _asgi_hosts(scope)
+        if names:
+            attributes["http.server_name"] = ",".join(names)
+    if c.new:
+        if scheme:
+            attributes["url.scheme"] = scheme
+        if flavor:
+            attributes["network.protocol.version"] = flavor
+        if method:
+            attributes["http.request.method"] = method
+    return attributes
+
+
+def _asgi_hosts(scope: dict) -> list[str]:
+    """The Host header's values in an ASGI scope, decoded as the contrib's ``asgi_getter`` does."""
+    return [
+        value.decode("utf8") if isinstance(value, bytes) else value
+        for key, value in scope.get("headers") or ()
+        if (key.decode("utf8") if isinstance(key, bytes) else key).lower() == "host"
+    ]
+
+
 # --- the middleware ------------------------------------------------------------------------------------
 
 
 class _Request:
-    __slots__ = ("span", "token", "metric_attributes", "started", "exception", "active", "watch", "is_asgi")
+    __slots__ = (
+        "config",
+        "recording",
+        "span",
+        "token",
+        "route",
+        "started",
+        "exception",
+        "active",
+        "watch",
+        "is_asgi",
+    )
 
 
 def _begin(request: Any) -> _Request | None:
@@ -288,11 +461,11 @@ def _begin(request: Any) -> _Request | None:
     meta = request.META
     is_asgi = _is_asgi(request)
     carrier = request.scope if is_asgi else meta
-    if trace.get_current_span() is trace.INVALID_SPAN:
-        getter = _asgi_getter() if is_asgi else _wsgi_getter()
-        parent, kind = propagate.extract(carrier, getter=getter), _SERVER
+    current = context_api.get_current()
+    if _no_span_in(current):
+        parent, kind = propagate.extract(carrier, getter=_asgi_getter(c) if is_asgi else c.wsgi_getter), _SERVER
     else:
-        parent, kind = context_api.get_current(), _INTERNAL
+        parent, kind = current, _INTERNAL
     name = method_name(request.method or "")
     if c.sample_first:
         _pending.request, _pending.collected = (request, carrier, is_asgi), None
@@ -306,25 +479,25 @@ def _begin(request: Any) -> _Request | None:
         collected = _request_attributes(request, carrier, is_asgi) if span.is_recording() else None
         if collected:
             span.set_attributes(collected)
+    recording = span.is_recording()
+    if collected is None and recording:  # a sampler that records without being asked (none known)
+        collected = _request_attributes(request, carrier, is_asgi)
+        span.set_attributes(collected)
     state = _Request()
-    state.span, state.is_asgi, state.exception = span, is_asgi, None
-    if collected is not None:
-        state.metric_attributes = dict(collected)
-    elif is_asgi or c.active is not None:  # rare paths: the contrib's collector, not the lean one
-        state.metric_attributes = _request_attributes(request, carrier, is_asgi)
-    else:
-        state.metric_attributes = _metric_attributes(meta, c)
-    state.active = None
-    if c.active is not None:
+    state.config, state.span, state.is_asgi, state.exception, state.route = c, span, is_asgi, None, None
+    state.recording = recording
+    state.active = state.watch = None
+    if c.active is not None:  # opt-in: its attributes come from the contrib's collector
         state.active = _filter_semconv_active_request_count_attr(
-            state.metric_attributes,
+            collected if collected is not None else _request_attributes(request, carrier, is_asgi),
             _server_active_requests_count_attrs_old,
             _server_active_requests_count_attrs_new,
             c.mode,
         )
         c.active.add(1, state.active)
     state.token = context_api.attach(trace.set_span_in_context(span, parent))
-    state.watch = n_plus_one.begin(span) if kind is _SERVER else None
+    if kind is _SERVER and recording:
+        state.watch = n_plus_one.begin(span)
     state.started = default_timer()
     request._otel_launch_request = state
     return state
@@ -332,18 +505,14 @@ def _begin(request: Any) -> _Request | None:
 
 def _name(request: Any, state: _Request) -> None:
     """Named from Django's match once a view is chosen (the contrib's ``process_view``)."""
-    c = config()
     match = request.resolver_match
     route = getattr(match, "route", None)
     if route:
         if not route.startswith(("/", "^")):
             route = f"/{route}"
-        if c.old:
-            state.metric_attributes["http.target"] = route
-        if c.new:
-            state.metric_attributes["http.route"] = route
+        state.route = route
     span = state.span
-    if span.is_recording():
+    if state.recording:
         if route:
             span.set_attribute("http.route", route)
         method = method_name(request.method or "")
@@ -368,41 +537,146 @@ def _full_name(request: Any, method: str) -> str:
 
 
 def _finish(request: Any, state: _Request, response: Any, raised: BaseException | None = None) -> None:
-    c = config()
+    c = state.config
     span = state.span
-    attributes = state.metric_attributes
     try:
-        recording = span.is_recording()
+        recording = state.recording
+        code = None
         if response is not None:
-            if recording and getattr(request, "resolver_match", None) is None:  # no view ran
-                span.update_name(_full_name(request, method_name(request.method or "")))
             code = response.status_code
-            _set_status(span, attributes, code, str(code), server_span=True, sem_conv_opt_in_mode=c.mode)
-            if recording and c.response_headers and span.kind is _SERVER:
-                span.set_attributes(_response_headers(response, state.is_asgi, c))
+            if recording:
+                if getattr(request, "resolver_match", None) is None:  # no view ran
+                    span.update_name(_full_name(request, method_name(request.method or "")))
+                _set_status(span, {}, code, str(code), server_span=True, sem_conv_opt_in_mode=c.mode)
+                if c.response_headers and span.kind is _SERVER:
+                    span.set_attributes(_response_headers(response, state.is_asgi, c))
             propagator = get_global_response_propagator()
             if propagator:
                 propagator.inject(response)
-        exception = raised or state.exception
-        if exception is not None and (response is None or response.status_code >= 500) and recording:
-            span.record_exception(exception)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
-        n_plus_one.end(state.watch)
+        if recording:
+            exception = raised or state.exception
+            if exception is not None and (response is None or response.status_code >= 500):
+                span.record_exception(exception)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+        if state.watch is not None:
+            n_plus_one.end(state.watch)
         duration = default_timer() - state.started
-        if c.duration_old is not None:
-            old = {k: v for k, v in attributes.items() if k in _server_duration_attrs_old}
-            target = attributes.get("http.target")
-            if target:
-                old["http.target"] = path_of(target)
-            c.duration_old.record(max(round(duration * 1000), 0), old)
-        if c.duration_new is not None:
-            new = {k: v for k, v in attributes.items() if k in _server_duration_attrs_new}
-            c.duration_new.record(max(duration, 0), new)
+        old, new = _durations(request, state, code)
+        if old is not None:
+            old.record(max(round(duration * 1000), 0))
+        if new is not None:
+            new.record(max(duration, 0))
         if state.active is not None:
             c.active.add(-1, state.active)
     finally:
         span.end()
         context_api.detach(state.token)
+
+
+def _span_key() -> Any:
+    try:
+        from opentelemetry.trace.propagation import _SPAN_KEY
+    except ImportError:  # the API's key moved: get_current_span() says
+        return None
+    return _SPAN_KEY
+
+
+_SPAN_KEY = _span_key()
+
+
+def _no_span_in(current: Any) -> bool:
+    """``trace.get_current_span(current) is INVALID_SPAN``, read under the API's key (its own
+    check of the span against an ABC costs more than the rest)."""
+    if _SPAN_KEY is None:
+        return trace.get_current_span(current) is trace.INVALID_SPAN
+    span = current.get(_SPAN_KEY)
+    return span is None or span is trace.INVALID_SPAN
+
+
+def _asgi_getter(c: _Config) -> Any:
+    if c.asgi_getter is None:
+        from opentelemetry.instrumentation.asgi import asgi_getter
+
+        c.asgi_getter = asgi_getter
+    return c.asgi_getter
+
+
+# --- the duration metric: bound measurements ------------------------------------------------------------
+
+_BOUND_LIMIT = 1000  # keys kept per configuration: a Host header or an unrouted path is the client's to vary
+
+
+def _durations(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
+    """The duration histograms' measurements for this request's attribute values, bound once per
+    combination (``celery/_metrics.BoundHistogram``: the SDK's own aggregation, without hashing
+    the attributes again on every request). The key is the raw values the attributes come from;
+    the attributes themselves are built only for a key not seen yet."""
+    c = state.config
+    route = state.route
+    if state.is_asgi:
+        scope = request.scope
+        path = None if route else scope.get("path")
+        server = scope.get("server")
+        key: tuple = (
+            scope.get("method"),
+            scope.get("scheme"),
+            scope.get("http_version"),
+            tuple(server) if server else None,
+            tuple(_asgi_hosts(scope)) if c.old else None,
+            route,
+            path,
+            code,
+        )
+    else:
+        meta = request.META
+        target = None
+        if not route:
+            target = meta.get("RAW_URI")
+            if target is None:
+                target = meta.get("REQUEST_URI")
+        key = (
+            meta.get("REQUEST_METHOD"),
+            meta.get("wsgi.url_scheme"),
+            meta.get("SERVER_PROTOCOL"),
+            meta.get("SERVER_NAME"),
+            meta.get("HTTP_HOST"),
+            meta.get("SERVER_PORT"),
+            route,
+            target,
+            code,
+        )
+    bound = c.bound.get(key)
+    if bound is None:
+        if len(c.bound) >= _BOUND_LIMIT:
+            c.bound.clear()
+        bound = c.bound[key] = _bind(request, state, code)
+    return bound
+
+
+def _bind(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
+    """The two bound measurements (old and new conventions; None where the mode has none)."""
+    from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
+
+    c = state.config
+    attributes = _asgi_metric_attributes(request.scope, c) if state.is_asgi else _metric_attributes(request.META, c)
+    route = state.route
+    if route:
+        if c.old:
+            attributes["http.target"] = route
+        if c.new:
+            attributes["http.route"] = route
+    if code is not None:
+        _set_status(trace.INVALID_SPAN, attributes, code, str(code), server_span=True, sem_conv_opt_in_mode=c.mode)
+    old = new = None
+    if c.duration_old is not None:
+        kept = {k: v for k, v in attributes.items() if k in _server_duration_attrs_old}
+        target = attributes.get("http.target")
+        if target:
+            kept["http.target"] = path_of(target)
+        old = BoundHistogram(c.duration_old, kept)
+    if c.duration_new is not None:
+        new = BoundHistogram(c.duration_new, {k: v for k, v in attributes.items() if k in _server_duration_attrs_new})
+    return old, new
 
 
 def _response_headers(response: Any, is_asgi: bool, c: _Config) -> dict:
@@ -419,30 +693,21 @@ def _response_headers(response: Any, is_asgi: bool, c: _Config) -> dict:
     return collect_custom_response_headers_attributes(response.items())
 
 
-def _wsgi_getter() -> Any:
-    from opentelemetry.instrumentation.wsgi import wsgi_getter
-
-    return wsgi_getter
-
-
-def _asgi_getter() -> Any:
-    from opentelemetry.instrumentation.asgi import asgi_getter
-
-    return asgi_getter
-
-
 def _safely(step: Any, *args: Any) -> Any:
     """Telemetry never fails a request: a step that raises is reported once and skipped."""
     try:
         return step(*args)
     except Exception as exc:
-        global _failed
-        if not _failed:
-            _failed = True
-            from otel_launch._runtime._log import warn
+        return _report(exc)
 
-            warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
-        return None
+
+def _report(exc: Exception) -> None:
+    global _failed
+    if not _failed:
+        _failed = True
+        from otel_launch._runtime._log import warn
+
+        warn(f"django request telemetry failed, the request is served ({type(exc).__name__}: {exc})")
 
 
 _failed = False
@@ -456,14 +721,18 @@ class OpenTelemetryMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self._is_async = iscoroutinefunction(get_response)  # asked once: it costs ~2 us a call
+        if self._is_async:
             markcoroutinefunction(self)
             self.process_view = self._process_view_async  # Django awaits it, with no thread hop
 
     def __call__(self, request: Any) -> Any:
-        if iscoroutinefunction(self.get_response):
+        if self._is_async:
             return self._call_async(request)
-        state = _safely(_begin, request)
+        try:  # _safely, written out: the sync path is every WSGI request's
+            state = _begin(request)
+        except Exception as exc:
+            state = _report(exc)
         if state is None:
             return self.get_response(request)
         try:
@@ -471,7 +740,10 @@ class OpenTelemetryMiddleware:
         except BaseException as exc:  # Django turns view errors into responses; this is rarer
             _safely(_finish, request, state, None, exc)
             raise
-        _safely(_finish, request, state, response)
+        try:
+            _finish(request, state, response)
+        except Exception as exc:
+            _report(exc)
         return response
 
     async def _call_async(self, request: Any) -> Any:

@@ -164,8 +164,17 @@ def _operation(statement: str) -> str:
 
 def trace_query(execute: Any, sql: Any, params: Any, many: bool, context: dict) -> Any:
     """The execute wrapper: one CLIENT span a query (or an ``executemany``)."""
-    if not isinstance(sql, str) or context_api.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+    if not isinstance(sql, str):
         return execute(sql, params, many, context)
+    current = context_api.get_current()
+    if current.get(_SUPPRESS_INSTRUMENTATION_KEY):
+        return execute(sql, params, many, context)
+    if _inside_an_unsampled_span(current):
+        # Its span would be dropped, and no N+1 watch is open: only the opt-in metrics remain.
+        queries = getattr(context["connection"], "_otel_launch_queries", None)
+        if queries is None or queries.metrics is None:
+            return execute(sql, params, many, context)
+        return _measured_only(queries, execute, sql, params, many, context)
     statement = sql  # the text the contrib records: Django's, before a backend rewrites placeholders
     # Counted on every Django connection, also those a driver's instrumentation traces itself
     # (psycopg's cursor factory): N+1 is about the app's statements, whoever makes their spans.
@@ -200,6 +209,89 @@ def trace_query(execute: Any, sql: Any, params: Any, many: bool, context: dict) 
             span.end()
         except Exception as exc:  # never in place of the query's own result or error
             _report(exc)
+
+
+def _measured_only(queries: _Queries, execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
+    """A query with no span, whose ``db.client.*`` measurements are still taken (metrics are never sampled)."""
+    started = time.perf_counter()
+    error = None
+    try:
+        return execute(sql, params, many, context)
+    except Exception as exc:
+        error = exc.__cause__ if type(exc).__module__ == "django.db.utils" and exc.__cause__ is not None else exc
+        raise
+    finally:
+        try:
+            _record_metrics(queries.metrics, context["cursor"], _operation(sql), started, error)
+        except Exception as exc:
+            _report(exc)
+
+
+# [tracer provider, whether its sampler drops every child of an unsampled span]
+_sampler_verdict: list[Any] = [None, False]
+# (the span last asked about, the answer), one tuple (threads read it whole): a request's queries
+# share their parent, asked about once
+_last_parent: tuple[Any, bool] = (None, False)
+
+
+def _inside_an_unsampled_span(current: Any) -> bool:
+    """Whether a query span would be dropped before it starts: the current span is valid and not
+    sampled, and the provider's sampler is the SDK's ``ParentBased`` with its default (drop) for
+    unsampled parents (``parentbased_*``: the launcher's default), which decides on the parent
+    alone (or ``always_off``). Any other sampler is asked for each query, as before.
+
+    ``current``: the current context. Its span is read under the API's own key (_compat:
+    "unsampled-children"), without ``get_current_span()``'s check of the span against an ABC."""
+    global _last_parent
+    span = current.get(_SPAN_KEY) if _SPAN_KEY is not None else trace.get_current_span(current)
+    if span is None:
+        return False
+    last = _last_parent
+    if span is last[0]:
+        return last[1]
+    parent = span.get_span_context()
+    answer = False
+    if parent.is_valid and not parent.trace_flags.sampled:
+        provider = trace.get_tracer_provider()
+        if _sampler_verdict[0] is not provider:
+            _sampler_verdict[:] = provider, drops_children_of_unsampled_spans(getattr(provider, "sampler", None))
+        answer = _sampler_verdict[1]
+    _last_parent = span, answer
+    return answer
+
+
+def _span_key() -> Any:
+    try:
+        from opentelemetry.trace.propagation import _SPAN_KEY
+    except ImportError:  # the API's key moved: get_current_span() finds the span
+        return None
+    return _SPAN_KEY
+
+
+_SPAN_KEY = _span_key()
+
+
+def drops_children_of_unsampled_spans(sampler: Any) -> bool:
+    """Whether ``sampler`` drops every span whose parent is not sampled, without a look at the
+    span: the SDK's ``ALWAYS_OFF``, or its ``ParentBased`` (not a subclass deciding otherwise)
+    whose samplers for an unsampled parent, local and remote, are ``ALWAYS_OFF`` (the default).
+    False for any other sampler, and when these internals are not found (_compat:
+    "unsampled-children")."""
+    if sampler is None or not _compat.usable("unsampled-children"):
+        return False
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+
+        def drops(sampler: Any) -> bool:
+            return type(sampler) is StaticSampler and sampler._decision is Decision.DROP
+
+        if drops(sampler):
+            return True
+        if not isinstance(sampler, ParentBased) or type(sampler).should_sample is not ParentBased.should_sample:
+            return False
+        return drops(sampler._local_parent_not_sampled) and drops(sampler._remote_parent_not_sampled)
+    except Exception:  # internals gone: each query asks the sampler, as before
+        return False
 
 
 def _start(queries: _Queries, statement: str, operation: str) -> Any:
