@@ -13,7 +13,9 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install --quiet ".[test,demo,ui,catalogue,config]"
 	touch $@
 
+# build/ first: setuptools keeps what it copied there, so a module deleted or moved would stay in the wheel.
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
+	rm -rf build
 	$(PIP) install --quiet --no-deps --force-reinstall .
 	touch $@
 
