@@ -13,15 +13,17 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install --quiet ".[test,demo,ui,catalogue,config]"
 	touch $@
 
+# build/ first: setuptools keeps what it copied there, so a module deleted or moved would stay in the wheel.
 $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
+	rm -rf build
 	$(PIP) install --quiet --no-deps --force-reinstall .
 	touch $@
 
 install: $(VENV)/.installed
 
 lint: install
-	$(PY) -m ruff check otel_launch tests examples bench .ci
-	$(PY) -m ruff format --check otel_launch tests examples bench .ci
+	$(PY) -m ruff check otel_launch tests examples bench .ci scripts
+	$(PY) -m ruff format --check otel_launch tests examples bench .ci scripts
 
 # CI: the supported-versions matrix (.ci/matrix.py; each cell in its own .venv-<cell>, lint in the
 # first), then a table of every interpreter, OpenTelemetry set, Django and Celery with pass counts.
@@ -51,13 +53,20 @@ demo: install
 	$(PY) examples/run_demo.py $(DEMO_FLAGS)
 
 # Not part of `make test` (about 8 minutes; needs wrk): writes bench/results.json, bench/results.md
-# and the README's table.
+# and the table in docs/cost.md.
 bench: install
 	$(PIP) install --quiet ".[bench]"
 	$(PY) bench/run.py
 
-docs: install
-	$(PY) -m otel_launch._docs README.md
+# The documentation site from docs/ into site/, strictly (a broken link or anchor fails). The
+# settings reference is generated while it builds (scripts/settings_reference.py, an MkDocs hook);
+# `python -m` from here puts the working tree's otel_launch first, whose settings it documents.
+$(VENV)/.docs: $(VENV)/.deps
+	$(PIP) install --quiet ".[docs]"
+	touch $@
+
+docs: install $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .venv-*/ build *.egg-info
+	rm -rf $(VENV) .venv-*/ build *.egg-info site

@@ -4,8 +4,8 @@ plain / opentelemetry-instrument / otel-launch (and both at 10% sampling, otel-l
 trace sampled, and otel-launch with its collector down, over gRPC and over HTTP), the peers,
 alternated in a rotating order, every measured figure repeated, with the package's OTLP receiver
 consuming the export (counting, not decoding). Writes bench/results.json and bench/results.md,
-and puts the table in the README between its bench-results markers, with otel-launch held
-against the targets of issue 24 (``TARGETS``). Not part of ``make test``; about 10 minutes on 2 cores.
+and puts the table in docs/cost.md between its bench-results markers (``put_table``), with
+otel-launch held against its targets (``TARGETS``). Not part of ``make test``; about 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -123,14 +123,25 @@ def main() -> None:
     (OUT / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     (OUT / "results.md").write_text(table)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    block = f"<!-- bench-results:start -->\n{table}<!-- bench-results:end -->"
-    readme.write_text(
-        re.sub(r"<!-- bench-results:start -->.*<!-- bench-results:end -->", lambda _: block, text, flags=re.S)
-    )
+    put_table(COST_PAGE, table)
     print(table)
-    print(f"wrote {OUT / 'results.json'}, {OUT / 'results.md'} and the README's table in {report['minutes']} min")
+    print(f"wrote {OUT / 'results.json'}, {OUT / 'results.md'} and the table in {COST_PAGE} in {report['minutes']} min")
+
+
+# The documentation's page on cost holds the latest table between these markers.
+COST_PAGE = ROOT / "docs" / "cost.md"
+BENCH_BLOCK = re.compile(r"<!-- bench-results:start -->.*?<!-- bench-results:end -->", re.S)
+
+
+def put_table(page: Path, table: str) -> None:
+    """Replace the table between the bench-results markers of ``page``; a page without them is an
+    error (the run's table would otherwise be lost without a word)."""
+    text = page.read_text(encoding="utf-8")
+    block = f"<!-- bench-results:start -->\n{table}<!-- bench-results:end -->"
+    updated, found = BENCH_BLOCK.subn(lambda _: block, text)
+    if found != 1:
+        raise ValueError(f"{page}: expected one <!-- bench-results:start --> ... end block, found {found}")
+    page.write_text(updated, encoding="utf-8")
 
 
 # otel-launch's targets (issue 24): throughput ratios to plain at 100% sampling, p99 ratios to

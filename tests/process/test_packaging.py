@@ -95,7 +95,7 @@ def test_wheel_holds_the_bootstrap_the_viewer_page_and_the_license(built: Built)
     assert "Description-Content-Type: text/markdown" in metadata
     assert "otel-launch = otel_launch._cli:main" in entry_points
     assert "[opentelemetry_tracer_provider]" in entry_points
-    assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/"))}
+    assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/", "scripts/", "docs/"))}
 
 
 def test_sdist_carries_license_changelog_and_builds_the_same_wheel(built: Built):

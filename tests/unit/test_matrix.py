@@ -50,7 +50,7 @@ def test_classifiers_name_the_pythons_and_frameworks_the_cells_run():
 
 def test_the_floors_cell_the_runtime_and_the_readme_name_the_same_floors():
     """One story: what the floors cell installs, what the runtime checks (below it the contrib
-    serves), what pyproject declares and what the README's table says."""
+    serves), what pyproject declares and what the docs' table (docs/versions.md) says."""
     from otel_launch._runtime import _compat
 
     (cell,) = [cell for cell in matrix.CELLS if cell.floors]
@@ -58,7 +58,7 @@ def test_the_floors_cell_the_runtime_and_the_readme_name_the_same_floors():
     assert {library: matrix.FLOOR_PINS[library] for library in _compat.FLOORS} == {
         library: floor for library, (_, floor) in _compat.FLOORS.items()
     }
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "versions.md").read_text()
     rows = dict(re.findall(r"^\| ([A-Za-z-]+) \| ([^|]+) \|", readme, re.MULTILINE))
     for name, floor in _compat.FLOORS.values():
         assert rows[name].startswith(f"{floor} and later"), name
