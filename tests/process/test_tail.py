@@ -446,6 +446,7 @@ def test_calls_that_never_send_do_not_stall_an_export(workdir: Path):
     try:
         for _ in range(2):  # as many as tail read at a time before
             channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            grpc.channel_ready_future(channel).result(timeout=10)  # connected: the call starts at once
             stalled = channel.stream_unary(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                 request_serializer=bytes,

@@ -493,9 +493,9 @@ def test_traces_are_listed_as_they_arrived_a_clock_ahead_cannot_hold_the_top(ui:
 def test_many_reads_of_a_large_trace_at_once_hold_two_in_memory(workdir: Path):
     with running_ui(workdir) as ui:
         client = HttpClient(ui.http_port)
-        for part in range(5):  # 1000 spans of 10 KB: 10 MB as stored, more as JSON
+        for part in range(5):  # 1000 spans of 16 KiB (a value's most): 16 MB as stored and as JSON
             spans = [
-                span(0xA8, part * 200 + index + 1, attributes={"payload": f"{index:05}" + "p" * 10_000})
+                span(0xA8, part * 200 + index + 1, attributes={"payload": f"{index:05}" + "p" * 16_380})
                 for index in range(200)
             ]
             client.export(trace_request(spans))
@@ -506,7 +506,7 @@ def test_many_reads_of_a_large_trace_at_once_hold_two_in_memory(workdir: Path):
         def read() -> None:
             try:
                 with urllib.request.urlopen(f"{ui.url}/api/traces/{0xA8:032x}", timeout=120) as response:
-                    assert len(response.read()) > 10_000_000
+                    assert len(response.read()) > 16_000_000
             except Exception as exc:  # noqa: BLE001 - said by the test below
                 errors.append(exc)
 
@@ -517,4 +517,6 @@ def test_many_reads_of_a_large_trace_at_once_hold_two_in_memory(workdir: Path):
             reader.join(180)
         _, peak = memory(ui.process.pid)
         assert errors == [] and not any(reader.is_alive() for reader in readers), errors
-        assert peak - rss < GROWTH_BOUND, (rss >> 20, peak >> 20)
+        # README: two read at once, each costing its rows and a piece of JSON (before: 24 parsed copies,
+        # 460 MiB more)
+        assert peak - rss < 100 * 1024 * 1024, (rss >> 20, peak >> 20)

@@ -56,6 +56,17 @@ BODY = trace_request([span(0xAB, 1, name="one")]).SerializeToString()
 TWO = trace_request([span(0xAB, 1, name="one"), span(0xAB, 2, parent=1, name="two")]).SerializeToString()
 
 
+def _cut_at_a_flush() -> bytes:
+    """A gzip stream of two requests one after the other (one request of two resources), cut just
+    after the first was flushed: it inflates to a whole request, but the stream has no end."""
+    first = trace_request([span(0xAC, 1, name="first")]).SerializeToString()
+    deflater = zlib.compressobj(wbits=31)
+    return deflater.compress(first) + deflater.flush(zlib.Z_FULL_FLUSH)
+
+
+AT_A_FLUSH = _cut_at_a_flush()
+
+
 # -- HTTP/1.1 as a server must ----------------------------------------------------------------
 
 
@@ -87,7 +98,7 @@ def test_bodies_that_cannot_be_framed_are_refused(headers: list[str], status: by
 @pytest.mark.parametrize(
     "head, body, status",
     [
-        (["Content-Length: \u00b2"], b"", b"400"),  # a digit to str.isdigit(), not to int()
+        (["Content-Length: \u00b2"], b"", b"400"),  # (latin-1) a digit to str.isdigit(), not to int()
         (["Content-Length: " + "9" * 5000], b"", b"400"),  # more digits than int() takes
         (["Transfer-Encoding: chunked"], b"1" * 70_000 + b"\r\n", b"400"),  # a chunk size of 70,000 digits
         (["Transfer-Encoding: chunked"], b"1" * 2**20 + b"\r\n", b"431"),  # a line h11 holds over 64 KiB
@@ -101,7 +112,7 @@ def test_bodies_that_cannot_be_framed_are_refused(headers: list[str], status: by
 def test_malformed_requests_are_answered_not_crashed_on(capfd, head: list[str], body: bytes, status: bytes):
     with OTLPReceiver(grpc_port=None) as receiver:
         lines = ["POST /v1/traces HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/x-protobuf", *head]
-        answer = raw(receiver.http_port, "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n" + body, shut=True)
+        answer = raw(receiver.http_port, "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body, shut=True)
         assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
         assert receiver.spans == []
         assert raw(receiver.http_port, post("/v1/traces", BODY, f"Content-Length: {len(BODY)}")).startswith(
@@ -240,12 +251,13 @@ def test_a_host_check_refuses_other_names():
     "body, encoding, names",
     [
         (gzip.compress(TWO)[:-21], "gzip", None),  # cut short: the trailer and some data missing
+        (AT_A_FLUSH, "gzip", None),  # cut where what came so far is a whole request of one span
         (gzip.compress(TWO)[:10], "gzip", None),  # the header only
         (b"", "gzip", None),  # nothing at all
         (zlib.compress(TWO) + b"more", "deflate", None),  # bytes after the end
         (gzip.compress(TWO[:40]) + gzip.compress(TWO[40:]), "gzip", ["one", "two"]),  # two members: one body
     ],
-    ids=["cut", "header only", "empty", "trailing bytes", "two members"],
+    ids=["cut", "cut at a flush", "header only", "empty", "trailing bytes", "two members"],
 )
 def test_compressed_bodies_are_taken_whole_or_refused(body: bytes, encoding: str, names):
     with OTLPReceiver(grpc_port=None) as receiver:

@@ -33,7 +33,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +44,7 @@ from otel_launch.local.ui.store import NotAStore, QueryTooLong, TraceStore
 
 STATIC = resources.files("otel_launch.local.ui") / "static"
 TRACE_READS = 2  # traces read and sent at once: each may be an eighth of --max-bytes
+TRACE_WAIT = 30.0  # seconds a trace read waits for its place, then 503
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -160,7 +161,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 class OneTrace:
     """``GET /api/traces/{trace_id}``, at most :data:`TRACE_READS` at a time, each holding its place
     until its answer is sent: a page (or a site the browser visits) asking many times over holds
-    that many traces in memory, not one per request."""
+    that many traces in memory, not one per request. A read that waits :data:`TRACE_WAIT` seconds
+    for its place is answered 503 (the page asks again)."""
 
     def __init__(self, store: TraceStore) -> None:
         self.store = store
@@ -168,17 +170,25 @@ class OneTrace:
 
     def answer(self, trace_id: str) -> Response:
         try:
-            trace = self.store.get_trace(trace_id.lower())
+            pieces = self.store.trace_json(trace_id.lower())
         except QueryTooLong as exc:
             return JSONResponse({"error": str(exc)}, status_code=503, headers=NO_STORE)
-        if trace is None:
+        if pieces is None:
             return JSONResponse({"error": "no such trace"}, status_code=404, headers=NO_STORE)
-        return JSONResponse(trace, headers=NO_STORE)
+        return StreamingResponse(pieces, media_type="application/json", headers=NO_STORE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with self.places:
+        try:
+            await asyncio.wait_for(self.places.acquire(), TRACE_WAIT)
+        except asyncio.TimeoutError:
+            busy = {"error": f"{TRACE_READS} traces are being read; retry"}
+            await JSONResponse(busy, status_code=503, headers={**NO_STORE, "Retry-After": "1"})(scope, receive, send)
+            return
+        try:
             response = await run_in_threadpool(self.answer, scope["path_params"]["trace_id"])
             await response(scope, receive, send)
+        finally:
+            self.places.release()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -36,7 +36,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ WAL_BYTES = 4 * MiB  # the write-ahead log is cut back to this after checkpoints
 SERVICE_CHARS = 256  # a span's service name as listed and filtered
 SERVICES_LISTED = 1000  # /api/services
 SERVICES_A_TRACE = 20  # a trace's summary
+JSON_PIECE = 256 * 1024  # a trace's JSON is sent in pieces of about this many bytes
 _OUR_TABLES = {"traces", "spans", "resources"}
 
 _SCHEMA = """
@@ -529,8 +530,16 @@ class TraceStore:
         }
 
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
+        """:meth:`trace_json`, read back: the trace as a dict; None if unknown."""
+        pieces = self.trace_json(trace_id)
+        return None if pieces is None else json.loads(b"".join(pieces))
+
+    def trace_json(self, trace_id: str) -> Iterator[bytes] | None:
         """Every span of the trace, by start time, with the trace's summary and its resources (each
-        once, by the key its spans name in ``resource_id``); None if unknown."""
+        once, by the key its spans name in ``resource_id``), as JSON in pieces of about
+        ``JSON_PIECE`` bytes; None if unknown. The rows are read at once (one snapshot, within
+        ``query_seconds``); the JSON is made as the pieces are taken, the stored attributes and
+        events as they are, so that a trace costs its rows and a piece, not a parsed copy."""
         summary, spans, resources = self._reads(
             (f"SELECT t.*, {_SERVICES} FROM traces t WHERE trace_id = ?", (trace_id,)),
             ("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,)),
@@ -541,15 +550,25 @@ class TraceStore:
         )
         if not summary:
             return None
-        return {
-            **self._summary(summary[0]),
-            "resources": {str(row["id"]): json.loads(row["json"]) for row in resources},
-            "spans": [self._span(span) for span in spans],
-        }
+        head = json.dumps(self._summary(summary[0]), ensure_ascii=False)[:-1]
+        head += ', "resources": {' + ", ".join(f'"{row["id"]}": {row["json"]}' for row in resources) + '}, "spans": ['
+        spans.reverse()  # taken from the end, so that each row goes once written
+        return self._pieces(head, spans)
+
+    def _pieces(self, head: str, spans_last_first: list[sqlite3.Row]) -> Iterator[bytes]:
+        parts, size = [head], len(head)
+        while spans_last_first:
+            parts.append(self._span_json(spans_last_first.pop()) + (", " if spans_last_first else ""))
+            size += len(parts[-1])
+            if size >= JSON_PIECE:
+                yield "".join(parts).encode()
+                parts, size = [], 0
+        parts.append("]}")
+        yield "".join(parts).encode()
 
     @staticmethod
-    def _span(row: sqlite3.Row) -> dict[str, Any]:
-        return {
+    def _span_json(row: sqlite3.Row) -> str:
+        fields = {
             "trace_id": row["trace_id"],
             "span_id": row["span_id"],
             "parent_span_id": row["parent_span_id"] or None,
@@ -561,13 +580,14 @@ class TraceStore:
             "duration_ms": round((row["end_ns"] - row["start_ns"]) / 1e6, 3),
             "status": row["status"],
             "status_message": row["status_message"],
-            "attributes": json.loads(row["attributes"]),
-            "events": json.loads(row["events"]),
             "resource_id": str(row["resource"]),
             "scope": row["scope"],
             "dropped_attributes_count": row["dropped_attributes"],
             "dropped_events_count": row["dropped_events"],
         }
+        # The attributes and events were stored as JSON (finite numbers only): written out as stored.
+        stored = f', "attributes": {row["attributes"]}, "events": {row["events"]}}}'
+        return json.dumps(fields, ensure_ascii=False)[:-1] + stored
 
     def services(self) -> list[str]:
         """The services seen, the first :data:`SERVICES_LISTED` by name."""
