@@ -17,7 +17,7 @@ traceback, and the receiver keeps serving.
 OTLP/HTTP takes ``application/x-protobuf`` only, plain, gzip or deflate (415 otherwise, as the
 OpenTelemetry Collector answers), on a bounded server (``_receiver_http``); ``allowed_host``
 refuses requests whose ``Host`` it does not accept (403). gRPC reads ``grpc_workers`` calls at
-a time, takes at most ``max_connections`` calls and connections at once (RESOURCE_EXHAUSTED
+a time, takes at most ``max_connections`` calls at once (RESOURCE_EXHAUSTED
 beyond), and closes a connection after ``GRPC_CONNECTION_AGE`` seconds (clients reconnect), so
 that a call that never sends its request holds a worker for a bounded time. Both transports
 hand the request's bytes over undecoded; one export is decompressed, parsed and decoded at a
@@ -738,7 +738,6 @@ class OTLPReceiver:
             ("grpc.max_receive_message_length", self.max_request_bytes),
             ("grpc.max_connection_age_ms", age_ms),
             ("grpc.max_connection_age_grace_ms", age_ms),
-            ("grpc.max_allowed_incoming_connections", self.max_connections),
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.grpc_workers, thread_name_prefix="otlp-grpc"),
