@@ -186,6 +186,41 @@ def test_bodies_announced_and_never_sent_hold_no_budget():
                 sock.close()
 
 
+def test_a_grpc_call_that_never_sends_holds_its_reader_for_the_connections_age_only(monkeypatch):
+    import otel_launch._receiver as receiver_module
+
+    monkeypatch.setattr(receiver_module, "GRPC_CONNECTION_AGE", 1.0)
+    monkeypatch.setattr(receiver_module, "GRPC_AGE_GRACE", 1.0)
+    hold = threading.Event()
+
+    def never():
+        hold.wait(60)
+        yield from ()
+
+    with OTLPReceiver(http_port=None, grpc_workers=1) as receiver:
+        channel = grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}")
+        try:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            stalled = channel.stream_unary(export, request_serializer=bytes, response_deserializer=bytes)
+            call = stalled.future(never(), timeout=60)
+            # the one reader is held until the stalled call's connection is closed, a few seconds on;
+            # an export that waited that long may be cut with its own connection: exporters retry it
+            for _ in range(10):
+                try:
+                    grpc_export(receiver.grpc_port, trace_request([span(0xAD, 1)]), timeout=30)
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+            else:
+                pytest.fail("no export went through")
+            assert call.exception(timeout=30).code() == grpc.StatusCode.UNAVAILABLE
+            assert receiver.counts["traces"] == 1
+        finally:
+            hold.set()
+            channel.close()
+
+
 def test_connections_beyond_the_bound_are_answered_503_and_the_server_keeps_serving():
     with OTLPReceiver(grpc_port=None, max_connections=4) as receiver:
         idle = [socket.create_connection(("127.0.0.1", receiver.http_port)) for _ in range(4)]
