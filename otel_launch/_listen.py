@@ -22,12 +22,9 @@ import functools
 import ipaddress
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import click
-
-if TYPE_CHECKING:
-    from otel_launch._receiver import OTLPReceiver
 
 BACKLOG = 128
 PORT = click.IntRange(0, 65535)
@@ -148,8 +145,14 @@ class Size(click.ParamType):
         return size
 
 
-def listen(receiver: OTLPReceiver) -> None:
-    """Start the receiver; a port in use is our one-line error."""
+class Server(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def listen(receiver: Server) -> None:
+    """Start the receiver (``OTLPReceiver``); a port in use is our one-line error."""
     try:
         receiver.start()
     except (OSError, RuntimeError) as exc:

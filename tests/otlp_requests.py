@@ -203,3 +203,45 @@ class Peak:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def restarts_at_once(workdir: Path, args: list[str], grpc_port: int, http_port: int, stop: int, hold=list) -> None:
+    """Start ``args``, send a burst of exports (connections the server closes: TIME_WAIT on its
+    side), keep an exporter's connection and whatever ``hold()`` opens, stop it by ``stop``; then the
+    same command must start at once on the same ports, and a third must fail in one line."""
+    import signal
+
+    from tests.conftest import clean_env, kill_group, run, start
+
+    first = start(args, clean_env(), workdir)
+    held = []
+    try:
+        started = first.stdout.readline()
+        assert started.startswith("otel-launch "), first.stderr.read()
+        for trace in range(1, 20):
+            exporter = HttpClient(http_port)
+            exporter.export(trace_request([span(trace, 1)]))
+            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
+            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
+            exporter.close()
+            grpc_export(grpc_port, trace_request([span(0x100 + trace, 1)]))
+        held += list(hold())
+        exporter = HttpClient(http_port)
+        exporter.export(trace_request([span(0x200, 1)]))
+        held.append(exporter.connection)  # kept open across the stop
+        first.send_signal(stop)
+        first.wait(15)
+    finally:
+        kill_group(first)
+    second = start(args, clean_env(), workdir)
+    try:
+        line = second.stdout.readline()
+        assert line.split("(")[0] == started.split("(")[0], (line, started, second.stderr.read())  # the same ports
+        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
+        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=15)
+        for connection in held:
+            connection.close()
+    assert second.returncode == 0, second.returncode

@@ -35,6 +35,7 @@ from tests.otlp_requests import (
     many_minimal_spans,
     memory,
     one_kb_rounds,
+    restarts_at_once,
     span,
     trace_request,
 )
@@ -318,33 +319,7 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: 
 def test_restarts_on_the_same_ports_at_once_after_exports_and_a_held_connection(workdir: Path, stop: int):
     ports = [free_port(), free_port()]
     args = [*launcher(), "tail", "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--no-metrics"]
-    first = start(args, clean_env(), workdir)
-    held = None
-    try:
-        assert first.stdout.readline().startswith("otel-launch tail:"), first.stderr.read()
-        for trace in range(1, 20):
-            exporter = HttpClient(ports[1])
-            exporter.export(trace_request([span(trace, 1)]))
-            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
-            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
-            exporter.close()
-            grpc_export(ports[0], trace_request([span(0x100 + trace, 1)]))
-        held = HttpClient(ports[1])
-        held.export(trace_request([span(0x200, 1)]))  # kept open across the stop
-        first.send_signal(stop)
-        first.wait(15)
-    finally:
-        kill_group(first)
-    second = start(args, clean_env(), workdir)
-    try:
-        line = second.stdout.readline()
-        assert line.startswith(f"otel-launch tail: OTLP/gRPC on 127.0.0.1:{ports[0]}"), second.stderr.read()
-        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
-        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
-    finally:
-        finish(second)
-        if held is not None:
-            held.close()
+    restarts_at_once(workdir, args, ports[0], ports[1], stop)
 
 
 # -- what one export can cost ------------------------------------------------------------------

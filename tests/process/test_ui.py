@@ -37,6 +37,7 @@ from tests.otlp_requests import (
     many_minimal_spans,
     memory,
     one_kb_rounds,
+    restarts_at_once,
     span,
     trace_request,
 )
@@ -371,38 +372,14 @@ def test_restarts_on_the_same_ports_at_once_after_exports_and_a_held_connection(
     ports = [free_port() for _ in range(3)]
     args = [*launcher(), "ui", "--db", ":memory:"]
     args += ["--port", str(ports[0]), "--grpc-port", str(ports[1]), "--http-port", str(ports[2])]
-    first = start(args, clean_env(), workdir)
-    held = []
-    try:
-        assert first.stdout.readline().startswith("otel-launch ui:"), first.stderr.read()
-        for trace in range(1, 20):
-            exporter = HttpClient(ports[2])
-            exporter.export(trace_request([span(trace, 1)]))
-            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
-            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
-            exporter.close()
-            grpc_export(ports[1], trace_request([span(0x100 + trace, 1)]))
+
+    def a_page_connection():
         page = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
         page.request("GET", "/api/services")
         assert page.getresponse().read()
-        exporter = HttpClient(ports[2])
-        exporter.export(trace_request([span(0x200, 1)]))
-        held += [page, exporter]  # both kept open across the stop
-        first.send_signal(stop)
-        first.wait(15)
-    finally:
-        kill_group(first)
-    second = start(args, clean_env(), workdir)
-    try:
-        line = second.stdout.readline()
-        assert line.startswith(f"otel-launch ui: http://127.0.0.1:{ports[0]}/"), second.stderr.read()
-        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
-        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(15)
-        for connection in held:
-            connection.close()
+        return [page]
+
+    restarts_at_once(workdir, args, ports[1], ports[2], stop, hold=a_page_connection)
 
 
 # -- the store's file is the user's choice -----------------------------------------------------
