@@ -240,7 +240,7 @@ class BoundedHTTPServer:
         except _Refused as refused:
             refusal, length = self._refusal(refused.status, str(refused)), None
         if refusal is not None:
-            await self._refuse_unread(conn, reader, writer, refusal, length)
+            await self._refuse_unread(conn, reader, writer, refusal, length, request.method)
             return False
         if conn.they_are_waiting_for_100_continue:
             writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason="Continue")))
@@ -250,11 +250,13 @@ class BoundedHTTPServer:
             try:
                 request.body = await self._body(conn, reader, loop.time() + self.body_timeout, charged)
             except _Refused as refused:
-                await self._refuse_unread(conn, reader, writer, self._refusal(refused.status, str(refused)), None)
+                refusal = self._refusal(refused.status, str(refused))
+                await self._refuse_unread(conn, reader, writer, refusal, None, request.method)
                 return False
             except h11.RemoteProtocolError as exc:
                 await self._refuse_broken(conn, reader, writer, exc)
                 return False
+            method = request.method
             try:
                 response = await loop.run_in_executor(self._pool, self._handle, request)
             except Exception as exc:  # noqa: BLE001 - the handler's failure is the client's 500, never the server's end
@@ -262,7 +264,7 @@ class BoundedHTTPServer:
             del request
         finally:
             await self._budget.release(charged[0])
-        await self._send(conn, writer, response, close=False)
+        await self._send(conn, writer, response, close=False, method=method)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     @staticmethod
@@ -319,12 +321,13 @@ class BoundedHTTPServer:
         writer: asyncio.StreamWriter,
         response: Response,
         length: int | None,
+        method: str,
     ) -> None:
         """Answer now, then read and drop what the client still sends (bounded), then close."""
         if response.status == 503:
             response.headers.setdefault("Retry-After", "1")
         expects_continue = conn.they_are_waiting_for_100_continue
-        await self._send(conn, writer, response, close=True)
+        await self._send(conn, writer, response, close=True, method=method)
         if expects_continue or length == 0 or conn.their_state is not h11.SEND_BODY:
             return  # a client that asked first sends no body after a refusal
         await self._drain(reader, DRAIN_BYTES if length is None else min(length, DRAIN_BYTES))
@@ -348,7 +351,10 @@ class BoundedHTTPServer:
             remaining -= len(chunk)
 
     @staticmethod
-    async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, close: bool) -> None:
+    async def _send(
+        conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, close: bool, method: str = ""
+    ) -> None:
+        """Write the answer (its head alone to a HEAD request) and wait until it is sent."""
         try:
             reason = HTTPStatus(response.status).phrase
         except ValueError:
@@ -360,6 +366,8 @@ class BoundedHTTPServer:
             *([("Connection", "close")] if close else []),
         ]
         data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
-        data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
+        if method != "HEAD":
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
         writer.write(data)
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)

@@ -121,6 +121,16 @@ def test_malformed_requests_are_answered_not_crashed_on(capfd, head: list[str], 
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["HEAD", "GET", "PUT"])
+def test_other_methods_are_405_a_head_request_answered_without_a_body(capfd, method: str):
+    with OTLPReceiver(grpc_port=None) as receiver:
+        answer = raw(receiver.http_port, f"{method} /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405") and b"Allow: POST" in head, answer
+        assert (body == b"") == (method == "HEAD"), answer
+    assert capfd.readouterr().err == ""
+
+
 def test_a_413_is_read_by_a_client_that_sends_its_whole_body_first():
     """Most clients write the whole body before reading: the server answers, then drains."""
     with OTLPReceiver(grpc_port=None, max_request_bytes=1024 * 1024) as receiver:
