@@ -17,9 +17,10 @@ nothing (keep-alive), and only a whole request reaches the handler, on a small t
   that announces a large body and sends nothing holds nothing. A body that cannot get its share
   within ``body_timeout`` is answered 503 (exporters retry it).
 
-A refusal decided from the head alone (``screen``) is answered without reading the body,
-which is then drained the same way. Every refusal closes the connection. A connection that
-fails in a way not foreseen here is closed with one line on stderr, never a traceback.
+A refusal decided from the head alone (``screen``) is answered without reading the body, and
+every refusal (a request h11 could not read too) is followed by the same bounded drain, then
+the connection is closed. A connection that fails in a way not foreseen here is closed with one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
