@@ -11,15 +11,24 @@ only where the machine has no IPv6.
 A page or API bound to loopback answers only to a loopback ``Host`` (``localhost`` or a
 loopback address, any port), as Jupyter does without ``allow_remote_access``: a page on
 another site whose name was re-bound to 127.0.0.1 (DNS rebinding) still sends its own name.
+
+Also the options ``tail`` and ``ui`` share: a port, a size in bytes, and starting a receiver
+with a one-line error.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
+from typing import Any, Protocol
+
+import click
 
 BACKLOG = 128
+PORT = click.IntRange(0, 65535)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 @functools.cache
@@ -107,3 +116,45 @@ def is_loopback_host(header: str | None) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def size_text(size: int) -> str:
+    for unit in ("G", "M", "K"):
+        if size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]} {unit}iB"
+    return f"{size} bytes"
+
+
+class Size(click.ParamType):
+    """A number of bytes: ``64M``, ``1G``, ``512K`` (binary units) or plain bytes, at least ``minimum``."""
+
+    name = "SIZE"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        found = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+        if not found:
+            self.fail(f"{str(value)[:40]!r} is not a size (bytes, or a number with K, M or G)", param, ctx)
+        size = int(found.group(1)) * _UNITS[found.group(2).upper()]
+        if size < self.minimum:
+            self.fail(f"{str(value)[:40]!r} is under the least it can be, {size_text(self.minimum)}", param, ctx)
+        return size
+
+
+class Server(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def listen(receiver: Server) -> None:
+    """Start the receiver (``OTLPReceiver``); a port in use is our one-line error."""
+    try:
+        receiver.start()
+    except (OSError, RuntimeError) as exc:
+        receiver.stop()
+        raise click.ClickException(str(exc)) from None

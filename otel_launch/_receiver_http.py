@@ -1,37 +1,43 @@
-"""The OTLP receiver's HTTP/1.1 server: one asyncio loop, bounded in connections, time and bytes.
+"""The OTLP receiver's HTTP/1.1 server: h11 reads and writes the protocol, one asyncio loop
+bounds connections, time and bytes.
 
-Waiting costs no thread: a connection is a coroutine while it sends its headers, its body or
+Waiting costs no thread: a connection is a coroutine while it sends its head, its body or
 nothing (keep-alive), and only a whole request reaches the handler, on a small thread pool.
 
 - At most ``max_connections`` open connections; one more is answered 503 and closed.
 - The request head within ``header_timeout`` seconds of the connection or of the previous
   answer (the Collector's read-header and idle time-outs, one minute), the body within
   ``body_timeout``; a body too slow is answered 408.
-- Bodies framed by ``Content-Length`` or chunked; neither is 411, both 400, another transfer
-  coding 501. More than ``max_body`` bytes is 413, answered at once; then up to
-  ``DRAIN_BYTES`` of the rest are read and dropped, so that a client that sends its whole body
-  before reading (as most do) reads the 413 instead of a reset connection.
-- At most ``body_budget`` bytes of bodies held at once; a request that cannot get its share
+- Bodies framed by ``Content-Length`` or chunked; a POST with neither is 411, both 400, another
+  transfer coding 501, anything h11 cannot read 400 (or 431 for a head over ``HEAD_LIMIT``).
+  More than ``max_body`` bytes is 413, answered at once; then up to ``DRAIN_BYTES`` of the rest
+  are read and dropped, so that a client that sends its whole body before reading (as most do)
+  reads the 413 instead of a reset connection.
+- At most ``body_budget`` bytes of bodies held at once, charged as they arrive: a connection
+  that announces a large body and sends nothing holds nothing. A body that cannot get its share
   within ``body_timeout`` is answered 503 (exporters retry it).
 
-A refusal decided from the head alone (``screen``) is answered without reading the body,
-which is then drained the same way. Every refusal closes the connection.
+A refusal decided from the head alone (``screen``) is answered without reading the body, and
+every refusal (a request h11 could not read too) is followed by the same bounded drain, then
+the connection is closed. A connection that fails in a way not foreseen here is closed with one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-import io
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.message import Message
 from http import HTTPStatus
 
-HEAD_LIMIT = 64 * 1024  # request line and headers
+import h11
+
+HEAD_LIMIT = 64 * 1024  # request line and headers; a chunk's size line and trailer
+READ_BYTES = 256 * 1024
 DRAIN_BYTES = 64 * 1024 * 1024
 DRAIN_SECONDS = 10.0
 DRAIN_IDLE = 1.0
@@ -42,8 +48,16 @@ WRITE_TIMEOUT = 30.0
 class Request:
     method: str
     path: str  # without the query
-    headers: Message
+    headers: list[tuple[str, str]]  # names in lower case, in the order sent
     body: bytes = b""
+
+    def values(self, name: str) -> list[str]:
+        """Every value of the header ``name`` (lower case)."""
+        return [value for key, value in self.headers if key == name]
+
+    def header(self, name: str) -> str:
+        """The header's value ('' when absent); several values are joined with commas."""
+        return ", ".join(self.values(name))
 
 
 @dataclass
@@ -74,23 +88,24 @@ class _Budget:
             self.used += size
 
     async def release(self, size: int) -> None:
-        async with self._changed:
-            self.used -= size
-            self._changed.notify_all()
+        if size:
+            async with self._changed:
+                self.used -= size
+                self._changed.notify_all()
 
 
 class BoundedHTTPServer:
     """Serves ``handle(Request) -> Response`` on ``sock`` (already listening) from a thread of its own.
 
-    ``screen(method, path, headers)`` may refuse a request from its head (a Response) before
-    the body is read; ``refusal(status, message)`` makes the body of every refusal.
+    ``screen(Request)`` may refuse a request from its head (a Response) before the body is read;
+    ``refusal(status, message)`` makes the body of every refusal.
     """
 
     def __init__(
         self,
         sock: socket.socket,
         handle: Callable[[Request], Response],
-        screen: Callable[[str, str, Message], Response | None],
+        screen: Callable[[Request], Response | None],
         refusal: Callable[[int, str], Response],
         *,
         max_body: int,
@@ -121,7 +136,7 @@ class BoundedHTTPServer:
     def start(self) -> None:
         async def begin() -> None:
             self._budget = _Budget(self.body_budget)
-            self._server = await asyncio.start_server(self._connection, sock=self._sock, limit=HEAD_LIMIT)
+            self._server = await asyncio.start_server(self._connection, sock=self._sock)
 
         self._loop.run_until_complete(begin())
         self._thread = threading.Thread(target=self._loop.run_forever, name="otlp-http", daemon=True)
@@ -158,160 +173,178 @@ class BoundedHTTPServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
         try:
             if len(self._tasks) > self.max_connections:
                 refusal = self._refusal(503, f"more than {self.max_connections} connections at once; retry")
                 refusal.headers["Retry-After"] = "1"
-                await self._send(writer, refusal, close=True)
+                await self._send(conn, writer, refusal, close=True)
                 return
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            while await self._one_request(conn, reader, writer):
+                conn.start_next_cycle()
+        except (ConnectionError, asyncio.TimeoutError, OSError):
             pass
         except asyncio.CancelledError:
             pass  # stop() closes every connection; ending normally keeps asyncio from logging it
+        except Exception as exc:  # noqa: BLE001 - one connection's failure is never the server's end
+            sys.stderr.write(f"otel-launch: receiver: an HTTP connection failed: {type(exc).__name__}: {exc}"[:300])
+            sys.stderr.write("\n")
         finally:
             self._tasks.discard(task)
             writer.close()
 
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float) -> object:
+        """The next h11 event, reading as needed until ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await asyncio.wait_for(reader.read(READ_BYTES), max(deadline - loop.time(), 0))
+            conn.receive_data(data)
+
+    async def _one_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         """Serve one request; whether the connection stays open for another."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.header_timeout
         try:
-            first = await asyncio.wait_for(reader.readexactly(1), self.header_timeout)
-            if not (first.isupper() or first in b"\r\n"):  # not a method: a TLS hello, or noise
-                await self._send(writer, self._refusal(400, "not an HTTP request (TLS to a plain port?)"), True)
-                return False
-            head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), max(deadline - loop.time(), 0))
-        except asyncio.LimitOverrunError:
-            await self._send(writer, self._refusal(431, f"request head over {HEAD_LIMIT} bytes"), close=True)
-            return False
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-            return False  # closed or idle: nothing to answer
-        request_line, _, rest = head.lstrip(b"\r\n").partition(b"\r\n")
-        parts = request_line.decode("latin-1").split()
-        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-            await self._send(writer, self._refusal(400, "not an HTTP/1.x request line"), close=True)
-            return False
-        method, target, version = parts
-        try:
-            headers = http.client.parse_headers(io.BytesIO(rest))
-        except http.client.HTTPException as exc:
-            await self._send(writer, self._refusal(431, f"request headers refused: {exc}"), close=True)
-            return False
-        connection = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
-        keep_alive = version == "HTTP/1.1" and "close" not in connection
-        expects_continue = headers.get("Expect", "").strip().lower() == "100-continue"
-        try:
-            length = self._framing(method, headers)
-        except _Refused as refused:
-            await self._send(writer, self._refusal(refused.status, str(refused)), close=True)
-            return False
-        early = self._screen(method, target.partition("?")[0], headers)
-        if early is None and length is not None and length > self.max_body:
-            early = self._refusal(413, f"request of {length} bytes; at most {self.max_body}")
-        if early is not None:
-            await self._refuse_unread(reader, writer, early, length, expects_continue)
-            return False
-        reserved = self.max_body if length is None else length
-        assert self._budget is not None
-        try:
-            await self._budget.acquire(reserved, self.body_timeout)
+            if not conn.trailing_data[0]:
+                first = await asyncio.wait_for(reader.read(READ_BYTES), self.header_timeout)
+                if first and not (first[:1].isupper() or first[:1] in b"\r\n"):  # a TLS hello, or noise
+                    refusal = self._refusal(400, "not an HTTP request (TLS to a plain port?)")
+                    await self._send(conn, writer, refusal, close=True)
+                    return False
+                conn.receive_data(first)
+            event = await self._next_event(conn, reader, deadline)
         except asyncio.TimeoutError:
-            busy = self._refusal(503, "too many request bodies at once; retry")
-            busy.headers["Retry-After"] = "1"
-            await self._refuse_unread(reader, writer, busy, length, expects_continue)
+            return False  # idle: nothing to answer
+        except h11.RemoteProtocolError as exc:
+            await self._refuse_broken(conn, reader, writer, exc)
             return False
+        except (ValueError, TypeError) as exc:  # what an older h11 raises for some heads it cannot read
+            await self._send(conn, writer, self._refusal(400, f"request head refused: {exc}"[:200]), close=True)
+            return False
+        if not isinstance(event, h11.Request):
+            return False  # the client closed the connection
+        request = Request(
+            event.method.decode("ascii", "replace"),
+            event.target.decode("ascii", "replace").partition("?")[0],
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers],
+        )
         try:
-            if expects_continue:
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            length = self._framing(request)
+            refusal = self._screen(request)
+            if refusal is None and length is not None and length > self.max_body:
+                refusal = self._refusal(413, f"request of {length} bytes; at most {self.max_body}")
+        except _Refused as refused:
+            refusal, length = self._refusal(refused.status, str(refused)), None
+        if refusal is not None:
+            await self._refuse_unread(conn, reader, writer, refusal, length, request.method)
+            return False
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason="Continue")))
+        assert self._budget is not None
+        charged = [0]
+        try:
             try:
-                body = await asyncio.wait_for(self._body(reader, length), self.body_timeout)
-            except asyncio.TimeoutError:
-                await self._send(writer, self._refusal(408, f"body not received within {self.body_timeout:g} s"), True)
-                return False
+                request.body = await self._body(conn, reader, loop.time() + self.body_timeout, charged)
             except _Refused as refused:
-                await self._refuse_unread(reader, writer, self._refusal(refused.status, str(refused)), None, False)
+                refusal = self._refusal(refused.status, str(refused))
+                await self._refuse_unread(conn, reader, writer, refusal, None, request.method)
                 return False
-            request = Request(method, target.partition("?")[0], headers, body)
-            del body
+            except h11.RemoteProtocolError as exc:
+                await self._refuse_broken(conn, reader, writer, exc)
+                return False
+            method = request.method
             try:
                 response = await loop.run_in_executor(self._pool, self._handle, request)
             except Exception as exc:  # noqa: BLE001 - the handler's failure is the client's 500, never the server's end
                 response = self._refusal(500, f"the request could not be handled: {type(exc).__name__}")
             del request
         finally:
-            await self._budget.release(reserved)
-        await self._send(writer, response, close=not keep_alive)
-        return keep_alive
+            await self._budget.release(charged[0])
+        await self._send(conn, writer, response, close=False, method=method)
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     @staticmethod
-    def _framing(method: str, headers: Message) -> int | None:
-        """The body's length, or None when it is chunked."""
-        codings = [c.strip().lower() for value in headers.get_all("Transfer-Encoding", []) for c in value.split(",")]
-        lengths = {value.strip() for value in headers.get_all("Content-Length", [])}
-        if codings:
-            if lengths:
-                raise _Refused(400, "both Transfer-Encoding and Content-Length")
-            if codings != ["chunked"]:
-                raise _Refused(501, f"transfer coding {', '.join(codings)[:60]!r} is not supported; use chunked")
+    def _framing(request: Request) -> int | None:
+        """The body's length, or None when it is chunked (h11 has refused other transfer codings)."""
+        chunked = bool(request.values("transfer-encoding"))
+        lengths = request.values("content-length")
+        if chunked and lengths:
+            raise _Refused(400, "both Transfer-Encoding and Content-Length")
+        if chunked:
             return None
         if lengths:
-            (value, *others) = sorted(lengths)
-            if others or not value.isdigit():
-                raise _Refused(400, "Content-Length is not one number of bytes")
-            return int(value)
-        if method == "POST":
+            return int(lengths[0])  # h11 has checked it is one number
+        if request.method == "POST":
             raise _Refused(411, "a body needs Content-Length or chunked Transfer-Encoding")
         return 0
 
-    async def _body(self, reader: asyncio.StreamReader, length: int | None) -> bytes:
-        if length is not None:
-            return await reader.readexactly(length)
-        chunks, total = [], 0
+    async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float, charged: list) -> bytes:
+        """The whole body, each part charged to the budget as it arrives (``charged[0]``: bytes charged)."""
+        assert self._budget is not None
+        loop = asyncio.get_running_loop()
+        parts = []
         while True:
-            size_line = await reader.readuntil(b"\r\n")
             try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _Refused(400, "bad chunk size") from None
-            if size < 0:
-                raise _Refused(400, "bad chunk size")
-            if size == 0:
-                break
-            total += size
-            if total > self.max_body:
+                event = await self._next_event(conn, reader, deadline)
+            except asyncio.TimeoutError:
+                raise _Refused(408, f"body not received within {self.body_timeout:g} s") from None
+            if isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            if not isinstance(event, h11.Data):
+                raise h11.RemoteProtocolError("the connection closed in the middle of the body", 400)
+            if charged[0] + len(event.data) > self.max_body:
                 raise _Refused(413, f"chunked request over {self.max_body} bytes")
-            chunks.append(await reader.readexactly(size))
-            if await reader.readexactly(2) != b"\r\n":
-                raise _Refused(400, "chunk not followed by CRLF")
-        for _ in range(100):  # trailer fields, up to the empty line
-            if await reader.readuntil(b"\r\n") == b"\r\n":
-                return b"".join(chunks)
-        raise _Refused(400, "too many trailer fields")
+            try:
+                await self._budget.acquire(len(event.data), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise _Refused(503, "too many request bodies at once; retry") from None
+            charged[0] += len(event.data)
+            parts.append(bytes(event.data))
+
+    async def _refuse_broken(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, exc: Exception
+    ) -> None:
+        """Answer a request h11 could not read (if an answer can still be sent), drain, close."""
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            status = getattr(exc, "error_status_hint", 400)
+            await self._send(conn, writer, self._refusal(status, f"bad request: {exc}"[:200]), close=True)
+            await self._drain(reader, DRAIN_BYTES)
 
     async def _refuse_unread(
         self,
+        conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         response: Response,
         length: int | None,
-        expects_continue: bool,
+        method: str,
     ) -> None:
         """Answer now, then read and drop what the client still sends (bounded), then close."""
-        await self._send(writer, response, close=True)
-        if expects_continue or length == 0:
+        if response.status == 503:
+            response.headers.setdefault("Retry-After", "1")
+        expects_continue = conn.they_are_waiting_for_100_continue
+        await self._send(conn, writer, response, close=True, method=method)
+        if expects_continue or length == 0 or conn.their_state is not h11.SEND_BODY:
             return  # a client that asked first sends no body after a refusal
+        await self._drain(reader, DRAIN_BYTES if length is None else min(length, DRAIN_BYTES))
+
+    @staticmethod
+    async def _drain(reader: asyncio.StreamReader, remaining: int) -> None:
+        """Read and drop up to ``remaining`` bytes, for at most DRAIN_SECONDS (DRAIN_IDLE of quiet ends
+        it): a client that writes its whole request before reading then reads the answer."""
         loop = asyncio.get_running_loop()
-        remaining = DRAIN_BYTES if length is None else min(length, DRAIN_BYTES)
         deadline = loop.time() + DRAIN_SECONDS
         while remaining > 0:
             wait = min(DRAIN_IDLE, deadline - loop.time())
             if wait <= 0:
                 return
             try:
-                chunk = await asyncio.wait_for(reader.read(min(256 * 1024, remaining)), wait)
+                chunk = await asyncio.wait_for(reader.read(min(READ_BYTES, remaining)), wait)
             except asyncio.TimeoutError:
                 return
             if not chunk:
@@ -319,18 +352,23 @@ class BoundedHTTPServer:
             remaining -= len(chunk)
 
     @staticmethod
-    async def _send(writer: asyncio.StreamWriter, response: Response, close: bool) -> None:
+    async def _send(
+        conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, close: bool, method: str = ""
+    ) -> None:
+        """Write the answer (its head alone to a HEAD request) and wait until it is sent."""
         try:
             reason = HTTPStatus(response.status).phrase
         except ValueError:
-            reason = "Status"
-        lines = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
-            *(f"{name}: {value}" for name, value in response.headers.items()),
+            reason = ""
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *response.headers.items(),
+            *([("Connection", "close")] if close else []),
         ]
-        if close:
-            lines.append("Connection: close")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        if method != "HEAD":
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
+        writer.write(data)
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)

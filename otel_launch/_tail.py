@@ -10,8 +10,10 @@ later ones print on their own, marked ``(continued: ...)``.
 
 Bounded: tail holds the spans of unfinished traces (and of those printed less than ``--wait``
 seconds ago) up to ``--max-bytes``; beyond it the oldest printed ones are let go first, then
-the oldest unfinished traces print early, marked. Every control character from span, metric
-or log data is printed escaped (``\\x1b``), so that a span cannot drive the terminal.
+the oldest unfinished traces print early, marked. A resource counts once in each trace
+that holds it. Every control character from span, metric or log data is printed escaped
+(``\\x1b``), so that a span cannot drive the terminal; every value is capped, and a tree of any
+depth prints (its indent capped, the depth then written out).
 """
 
 from __future__ import annotations
@@ -28,34 +30,34 @@ from typing import Any
 
 import click
 
-from otel_launch._listen import is_loopback_address, is_loopback_host, port_free
+from otel_launch._listen import PORT, Size, is_loopback_address, listen, size_text
 from otel_launch._receiver import (
-    VIEWER_LIMITS,
+    KIND_NAMES,
+    Export,
     MiB,
     OTLPReceiver,
     ReceivedLog,
     ReceivedPoint,
     ReceivedSpan,
     Rejected,
-    check_spans,
     closes_cycle,
     span_size,
+    value_size,
 )
 
 PRODUCER, CONSUMER = 4, 5
-KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATEMENT_CAP = 80
-REQUEST_BYTES = 20 * MiB  # the OpenTelemetry Collector's default request size limit
+_MAX_INDENT = 32  # levels of a tree indented; deeper spans say their depth
 _FORGOTTEN_IDS = 10_000  # printed traces remembered (ids only) to mark their late spans
 
 
 def _escape_table() -> dict[int, str]:
     table = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
     table.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
-    # Bidirectional controls reorder what follows them on the line ("Trojan Source").
-    table.update(
-        {code: f"\\u{code:04x}" for code in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
-    )
+    # Bidirectional controls reorder what follows them on the line ("Trojan Source"); the Unicode
+    # line and paragraph separators break it.
+    bidi = [0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    table.update({code: f"\\u{code:04x}" for code in bidi})
     return table
 
 
@@ -105,17 +107,19 @@ def span_details(span: ReceivedSpan) -> list[str]:
     queue_time = attrs.get("celery.task.queue_time")
     if queue_time is not None:
         details.append(f"queued={_seconds(queue_time)}")
-    for key, value in sorted(attrs.items()):
-        if key.startswith("otel_launch.n_plus_one."):
-            details.append(f"n+1 {key.removeprefix('otel_launch.n_plus_one.')}={_short(value, 60)}")
+    flags = sorted(key for key in attrs if key.startswith("otel_launch.n_plus_one."))
+    for key in flags[:4]:
+        details.append(f"n+1 {_short(key.removeprefix('otel_launch.n_plus_one.'), 40)}={_short(attrs[key], 60)}")
+    if len(flags) > 4:
+        details.append(f"+{len(flags) - 4} more n+1 flags")
     return details
 
 
 def _seconds(value: Any) -> str:
     try:
         return f"{float(value) * 1000:.1f} ms"
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        return _short(value, 20)
 
 
 def missing_parts(spans: list[ReceivedSpan]) -> list[str]:
@@ -130,7 +134,9 @@ def missing_parts(spans: list[ReceivedSpan]) -> list[str]:
     consumed = {span.parent_span_id for span in spans if span.kind == CONSUMER}
     unconsumed = [span for span in spans if span.kind == PRODUCER and span.span_id not in consumed]
     if unconsumed:
-        missing.append(f"run span of {', '.join(sorted({span.name for span in unconsumed}))}")
+        names = sorted({_short(span.name, 60) for span in unconsumed})
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        missing.append(f"run span of {', '.join(names[:3])}{more}")
     return missing
 
 
@@ -149,8 +155,10 @@ def render_trace(trace_id: str, spans: list[ReceivedSpan], note: str = "") -> li
     total_ms = (max(s.end_ns for s in spans) - min(s.start_ns for s in spans)) / 1e6
     header = f"trace {trace_id}  {len(spans)} span{'s' if len(spans) != 1 else ''}, {total_ms:.1f} ms"
     lines = [header + (f"  ({note})" if note else "")]
-
-    def walk(span: ReceivedSpan, depth: int, parent: ReceivedSpan | None) -> None:
+    # Depth first, children in start order, with a stack of our own: a chain of any length prints.
+    stack: list[tuple[ReceivedSpan, int, ReceivedSpan | None]] = [(root, 0, None) for root in reversed(roots)]
+    while stack:
+        span, depth, parent = stack.pop()
         words = [_short(span.service, 60), _short(compact_name(span.name), 200), f"{span.duration_ms:.1f} ms"]
         words += span_details(span)
         if parent is not None and parent.kind == PRODUCER and span.kind == CONSUMER:
@@ -159,12 +167,9 @@ def render_trace(trace_id: str, spans: list[ReceivedSpan], note: str = "") -> li
             words.append("ERROR" + (f": {_short(span.status_message, 200)}" if span.status_message else ""))
         if span.parent_span_id and span.parent_span_id not in ids:
             words.append("(parent not received)")
-        lines.append("  " * (depth + 1) + "  ".join(words))
-        for child in children.get(span.span_id, []):
-            walk(child, depth + 1, span)
-
-    for root in roots:
-        walk(root, 0, None)
+        indent = "  " * (min(depth, _MAX_INDENT) + 1) + (f"[depth {depth}] " if depth > _MAX_INDENT else "")
+        lines.append(indent + "  ".join(words))
+        stack.extend((child, depth + 1, span) for child in reversed(children.get(span.span_id, [])))
     return lines
 
 
@@ -196,11 +201,23 @@ def span_json(span: ReceivedSpan) -> str:
 class _Trace:
     """One trace's spans (by span id) while tail holds them."""
 
-    __slots__ = ("spans", "parent_of", "last_seen", "bytes", "dropped", "printed", "printed_at", "late", "continued")
+    __slots__ = (
+        "spans",
+        "parent_of",
+        "resources",
+        "last_seen",
+        "bytes",
+        "dropped",
+        "printed",
+        "printed_at",
+        "late",
+        "continued",
+    )
 
     def __init__(self, continued: int = 0) -> None:
         self.spans: dict[str, ReceivedSpan] = {}
         self.parent_of: dict[str, str] = {}
+        self.resources: dict[int, dict] = {}  # by id: each resource object is counted once in the trace
         self.last_seen = 0.0
         self.bytes = 0
         self.dropped = 0  # spans over the per-trace cap, counted
@@ -213,8 +230,9 @@ class _Trace:
 class TraceAssembler:
     """Collects spans by trace; releases a trace once quiet and complete (or quiet for ``wait``).
 
-    Holds at most about ``max_bytes`` of spans (:func:`span_size`) and ``max_spans_per_trace``
-    spans of one trace (more are counted); a span that would close a loop of parents is refused.
+    Holds at most about ``max_bytes`` of spans (:func:`span_size`, and each resource once a trace)
+    and ``max_spans_per_trace`` spans of one trace (more are refused and counted); a span that
+    would close a loop of parents is refused.
     """
 
     def __init__(
@@ -240,6 +258,7 @@ class TraceAssembler:
         """Take the (checked) spans of one export; the ones refused, by reason."""
         now = time.monotonic() if now is None else now
         rejected = Rejected()
+        resource_sizes: dict[int, int] = {}
         with self._lock:
             for span in spans:
                 trace = self._trace(span.trace_id)
@@ -249,8 +268,14 @@ class TraceAssembler:
                 old = trace.spans.get(span.span_id)
                 if old is None and len(trace.spans) >= self.max_spans_per_trace:
                     trace.dropped += 1
+                    rejected.add(f"beyond the {self.max_spans_per_trace} spans a trace holds")
                     continue
                 size = span_size(span) - (span_size(old) if old is not None else 0)
+                if id(span.resource) not in trace.resources:
+                    trace.resources[id(span.resource)] = span.resource
+                    if id(span.resource) not in resource_sizes:
+                        resource_sizes[id(span.resource)] = value_size(span.resource)
+                    size += resource_sizes[id(span.resource)]
                 trace.spans[span.span_id] = span
                 trace.parent_of[span.span_id] = span.parent_span_id
                 trace.bytes += size
@@ -337,7 +362,11 @@ class TraceAssembler:
 
     def _emit_all(self, batches: list) -> None:
         for trace_id, spans, note in sorted(batches, key=lambda b: min(s.start_ns for s in b[1])):
-            self.emit(render_trace(trace_id, spans, note))
+            try:
+                lines = render_trace(trace_id, spans, note)
+            except Exception as exc:  # noqa: BLE001 - one trace that cannot print costs only itself
+                lines = [f"trace {trace_id}  could not be printed: {type(exc).__name__}: {exc}"[:300]]
+            self.emit(lines)
 
 
 def _describe_points(points: list[ReceivedPoint]) -> str:
@@ -353,57 +382,10 @@ def _describe_log(log: ReceivedLog) -> str:
     return f"log  {service}  {severity}  {_short(log.body, 1000)}{trace}"
 
 
-PORT = click.IntRange(0, 65535)
-_UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
-
-
-def size_text(size: int) -> str:
-    for unit in ("G", "M", "K"):
-        if size % _UNITS[unit] == 0:
-            return f"{size // _UNITS[unit]} {unit}iB"
-    return f"{size} bytes"
-
-
-class Size(click.ParamType):
-    """A number of bytes: ``64M``, ``1G``, ``512K`` (binary units) or plain bytes, at least ``minimum``."""
-
-    name = "SIZE"
-
-    def __init__(self, minimum: int) -> None:
-        self.minimum = minimum
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        found = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
-        if not found:
-            self.fail(f"{str(value)[:40]!r} is not a size (bytes, or a number with K, M or G)", param, ctx)
-        size = int(found.group(1)) * _UNITS[found.group(2).upper()]
-        if size < self.minimum:
-            self.fail(f"{str(value)[:40]!r} is under the least it can be, {size_text(self.minimum)}", param, ctx)
-        return size
-
-
 def _seconds_option(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and (math.isnan(value) or math.isinf(value) or value <= 0):
         raise click.BadParameter(f"{value!r} is not a positive number of seconds", ctx=ctx, param=param)
     return value
-
-
-def listen(receiver: OTLPReceiver, host: str) -> None:
-    """Start the receiver; a port in use is our one-line error, without gRPC's own log line."""
-    for port, what in ((receiver.grpc_port, "gRPC"), (receiver.http_port, "HTTP")):
-        if port:  # gRPC logs its own error line before failing: check the port first
-            error = port_free(host, port)
-            if error is not None:
-                raise click.ClickException(f"cannot listen for OTLP/{what} on {host}:{port}: {error.strerror}")
-    try:
-        receiver.start()
-    except (OSError, RuntimeError) as exc:
-        receiver.stop()
-        raise click.ClickException(
-            f"cannot listen on {host} (grpc {receiver.grpc_port}, http {receiver.http_port}): {exc}"
-        ) from None
 
 
 @click.command(name="tail", context_settings={"help_option_names": ["-h", "--help"]})
@@ -460,35 +442,23 @@ def tail_command(
 
     assembler = TraceAssembler(settle, emit, wait=wait, max_bytes=max_bytes)
 
-    def on_receive(signal: str, items: list) -> Rejected | None:
-        if signal == "traces":
-            kept, rejected = check_spans(items)
-            if as_json:
-                if kept:
-                    emit([span_json(span) for span in kept])
+    def on_receive(signal: str, export: Export) -> Rejected:
+        rejected = Rejected()
+        for items in export:
+            if signal == "traces" and as_json:
+                for span in items:  # a line at a time: a span's line may be megabytes
+                    emit([span_json(span)])
+            elif signal == "traces":
+                rejected.merge(assembler.add(items))
+            elif signal == "metrics":
+                emit([_describe_points(items)])
             else:
-                rejected.merge(assembler.add(kept))
-            return rejected if rejected.count else None
-        if signal == "metrics" and items:
-            emit([_describe_points(items)])
-        elif signal == "logs":
-            emit([_describe_log(item) for item in items])
-        return None
+                emit([_describe_log(item) for item in items])
+        return rejected
 
     signals = ("traces",) if as_json else ("traces", "logs", *(("metrics",) if metrics else ()))
-    receiver = OTLPReceiver(
-        grpc_port=grpc_port,
-        http_port=http_port,
-        host=host,
-        on_receive=on_receive,
-        keep=False,
-        limits=VIEWER_LIMITS,
-        signals=signals,
-        max_request_bytes=REQUEST_BYTES,
-        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
-        allowed_host=is_loopback_host if is_loopback_address(host) else None,
-    )
-    listen(receiver, host)
+    receiver = OTLPReceiver.viewer(on_receive, host, grpc_port, http_port, signals, is_loopback_address(host))
+    listen(receiver)
     message = (
         f"otel-launch tail: OTLP/gRPC on {host}:{receiver.grpc_port}, OTLP/HTTP on {host}:{receiver.http_port}"
         " (Ctrl-C to stop)"

@@ -3,6 +3,8 @@ hostile text, loops of parents, impossible times, and load in bulk. Plus the cli
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import http.client
 import os
 import time
@@ -120,11 +122,11 @@ class HttpClient:
         self.connection.close()
 
 
-def grpc_export(port: int, request) -> trace_pb.ExportTraceServiceResponse:
+def grpc_export(port: int, request, timeout: float = 30) -> trace_pb.ExportTraceServiceResponse:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         if isinstance(request, logs_pb.ExportLogsServiceRequest):
-            return logs_grpc.LogsServiceStub(channel).Export(request, timeout=30)
-        return trace_grpc.TraceServiceStub(channel).Export(request, timeout=30)
+            return logs_grpc.LogsServiceStub(channel).Export(request, timeout=timeout)
+        return trace_grpc.TraceServiceStub(channel).Export(request, timeout=timeout)
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -149,3 +151,97 @@ def free_port() -> int:
 def file_bytes(path: Path) -> int:
     """A SQLite database and its write-ahead log, on disk."""
     return sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def many_minimal_spans(count: int, one_trace: bool) -> bytes:
+    """One export of ``count`` spans with nothing but ids and times (about 48 bytes each), all in one
+    trace or each in its own, gzipped: what the smallest request that decodes to the most objects is."""
+    request = trace_pb.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(kv("service.name", "tiny"))
+    spans = resource_spans.scope_spans.add().spans
+    for index in range(count):
+        spans.add(
+            trace_id=(1 if one_trace else index + 1).to_bytes(16, "big"),
+            span_id=(index + 1).to_bytes(8, "big"),
+            start_time_unix_nano=NOW,
+            end_time_unix_nano=NOW + 1,
+        )
+    return gzip.compress(request.SerializeToString(), compresslevel=6)
+
+
+def heavy_resource_request(spans: list[trace_pb2.Span], values: int = 127, size: int = 16384):
+    """An export whose one resource has ``values`` attributes of ``size`` characters: megabytes of
+    resource for the few kilobytes the request takes gzipped."""
+    request = trace_request(spans, service="heavy")
+    for index in range(values):
+        request.resource_spans[0].resource.attributes.append(kv(f"r{index:03}", "a" * size))
+    return request
+
+
+class Peak:
+    """Samples, on a thread of its own, the largest value of ``measure()`` until stopped (a file
+    that grows and shrinks within a request: a short peak between samples can be missed)."""
+
+    def __init__(self, measure, every: float = 0.01) -> None:
+        import threading
+
+        self.measure, self.every, self.value = measure, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):  # a file not there yet
+                self.value = max(self.value, self.measure())
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def restarts_at_once(workdir: Path, args: list[str], grpc_port: int, http_port: int, stop: int, hold=list) -> None:
+    """Start ``args``, send a burst of exports (connections the server closes: TIME_WAIT on its
+    side), keep an exporter's connection and whatever ``hold()`` opens, stop it by ``stop``; then the
+    same command must start at once on the same ports, and a third must fail in one line."""
+    import signal
+
+    from tests.conftest import clean_env, kill_group, run, start
+
+    first = start(args, clean_env(), workdir)
+    held = []
+    try:
+        started = first.stdout.readline()
+        assert started.startswith("otel-launch "), first.stderr.read()
+        for trace in range(1, 20):
+            exporter = HttpClient(http_port)
+            exporter.export(trace_request([span(trace, 1)]))
+            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
+            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
+            exporter.close()
+            grpc_export(grpc_port, trace_request([span(0x100 + trace, 1)]))
+        held += list(hold())
+        exporter = HttpClient(http_port)
+        exporter.export(trace_request([span(0x200, 1)]))
+        held.append(exporter.connection)  # kept open across the stop
+        first.send_signal(stop)
+        first.wait(15)
+    finally:
+        kill_group(first)
+    second = start(args, clean_env(), workdir)
+    try:
+        line = second.stdout.readline()
+        assert line.split("(")[0] == started.split("(")[0], (line, started, second.stderr.read())  # the same ports
+        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
+        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=15)
+        for connection in held:
+            connection.close()
+    assert second.returncode == 0, second.returncode

@@ -152,3 +152,33 @@ def test_the_order_trace_in_the_browser_publish_and_run_nested_under_the_post(sh
             assert framed.url.startswith("chrome-error:") or framed.locator("#app").count() == 0, framed.url
         finally:
             browser.close()
+
+
+def test_a_trace_4999_spans_deep_draws_whole(ui):
+    """A chain of parents as deep as a trace may hold: every span drawn, lists nested to a bound,
+    the indent capped and the depth written out; no error on the page."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    from tests.otlp_requests import NOW, grpc_export, span, trace_request
+
+    url, endpoint = ui
+    chain = [span(0xDEE9, index + 1, parent=index, name=f"s{index}", start=NOW + index) for index in range(4999)]
+    grpc_export(int(endpoint.rsplit(":", 1)[1]), trace_request(chain))
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.set_default_timeout(60_000)
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}/trace/{0xDEE9:032x}")
+            deepest = page.locator('li.span[data-name="s4998"] > .row')
+            deepest.wait_for(state="attached")
+            assert page.locator("li.span").count() == 4999 and errors == [], errors
+            assert "depth 4998" in deepest.inner_text()
+            padding = deepest.locator(".label").evaluate("label => getComputedStyle(label).paddingLeft")
+            assert padding == f"{8 + 16 * 16}px", padding
+            assert page.locator("#trace-title").inner_text() == "s0"
+        finally:
+            browser.close()

@@ -3,6 +3,7 @@ terminal-safe output, bounded memory, one bad span costing only itself, restarta
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import signal
@@ -10,10 +11,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,12 +26,16 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 from otel_launch._receiver import OTLPReceiver
 from tests.conftest import clean_env, kill_group, launcher, run, start
 from tests.otlp_requests import (
+    NOW,
     HttpClient,
     free_port,
     grpc_export,
+    heavy_resource_request,
     log_request,
+    many_minimal_spans,
     memory,
     one_kb_rounds,
+    restarts_at_once,
     span,
     trace_request,
 )
@@ -311,30 +319,138 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: 
 def test_restarts_on_the_same_ports_at_once_after_exports_and_a_held_connection(workdir: Path, stop: int):
     ports = [free_port(), free_port()]
     args = [*launcher(), "tail", "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--no-metrics"]
-    first = start(args, clean_env(), workdir)
-    held = None
+    restarts_at_once(workdir, args, ports[0], ports[1], stop)
+
+
+# -- what one export can cost ------------------------------------------------------------------
+
+# README: one export, however its 20 MiB are made, raises the peak by at most 160 MiB (measured: about
+# 105 MiB for 430,000 spans of 48 bytes, most of it the parsed protobuf message).
+GROWTH_BOUND = 160 * 1024 * 1024
+
+
+def test_a_chain_of_1000_spans_prints_whole(workdir: Path):
+    process, _, http_port = binary_tail(workdir, "--settle", "0.2", "--no-metrics")
     try:
-        assert first.stdout.readline().startswith("otel-launch tail:"), first.stderr.read()
-        for trace in range(1, 20):
-            exporter = HttpClient(ports[1])
-            exporter.export(trace_request([span(trace, 1)]))
-            body = trace_request([span(0x80 + trace, 1)]).SerializeToString()
-            assert exporter.post("/v1/traces", body, Connection="close")[0] == 200  # the server closes it
-            exporter.close()
-            grpc_export(ports[0], trace_request([span(0x100 + trace, 1)]))
-        held = HttpClient(ports[1])
-        held.export(trace_request([span(0x200, 1)]))  # kept open across the stop
-        first.send_signal(stop)
-        first.wait(15)
+        chain = [span(0xF1, index + 1, parent=index, start=NOW + index) for index in range(1000)]
+        client = HttpClient(http_port)
+        client.export(trace_request(chain))
+        client.close()
     finally:
-        kill_group(first)
-    second = start(args, clean_env(), workdir)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and b"Traceback" not in err, err[-2000:]
+    lines = out.decode().splitlines()
+    assert lines[0].startswith(f"trace {0xF1:032x}  1000 spans"), lines[:2]
+    assert len(lines) == 1001 and lines[-1].startswith(" " * 66 + "[depth 999] svc  span"), lines[-1]
+
+
+def exports_in_a_row(http_port: int, bodies, **headers: str) -> list[trace_pb.ExportTraceServiceResponse]:
+    client, answers = HttpClient(http_port), []
+    for body in bodies:
+        status, answer = client.post("/v1/traces", body, **headers)
+        assert status == 200, (status, answer[:300])
+        answers.append(trace_pb.ExportTraceServiceResponse.FromString(answer))
+    client.close()
+    return answers
+
+
+def unfinished_traces_under_their_own_resource(count: int, values: int, size: int) -> Iterator[bytes]:
+    """Exports of one span whose parent never comes (its trace stays unfinished), each under a
+    resource of its own of ``values`` values of ``size`` characters, gzipped."""
+    for number in range(count):
+        request = heavy_resource_request([span(0x1000 + number, 1, parent=7)], values=values, size=size)
+        yield gzip.compress(request.SerializeToString())
+
+
+def test_each_resource_counts_in_the_bound(workdir: Path):
+    """Resources of 12 KiB under 300 one-span traces: over 1 MiB only when they count."""
+    process, _, http_port = binary_tail(workdir, "--wait", "60", "--max-bytes", "1M", "--no-metrics")
     try:
-        line = second.stdout.readline()
-        assert line.startswith(f"otel-launch tail: OTLP/gRPC on 127.0.0.1:{ports[0]}"), second.stderr.read()
-        third = run(args, clean_env(), workdir, timeout=30)  # two instances still cannot share a port
-        assert third.returncode == 1 and third.stderr.count("\n") == 1 and "cannot listen" in third.stderr
+        exports_in_a_row(http_port, unfinished_traces_under_their_own_resource(300, 60, 200), **GZIP)
     finally:
-        finish(second)
-        if held is not None:
-            held.close()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert out.count(b"(printed early: tail holds at most 1 MiB of spans") > 200, out[-1000:]
+
+
+def test_exports_of_megabyte_resources_leave_memory_flat(workdir: Path):
+    """Resources of 127 values of 16 KiB (2 MiB; a few kilobytes gzipped) under 300 unfinished traces."""
+    process, _, http_port = binary_tail(workdir, "--wait", "60", "--max-bytes", "8M", "--no-metrics")
+    try:
+        rss, _ = memory(process.pid)
+        exports_in_a_row(http_port, unfinished_traces_under_their_own_resource(300, 127, 16384), **GZIP)
+        _, peak = memory(process.pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert peak - rss < GROWTH_BOUND, ((rss >> 20), (peak >> 20))  # MiB
+    assert out.count(b"  heavy  span") == 300
+
+
+def test_an_export_of_430000_tiny_spans_in_one_trace_holds_5000_and_says_so(workdir: Path):
+    process, _, http_port = binary_tail(workdir, "--wait", "60", "--max-bytes", "8M", "--no-metrics")
+    try:
+        rss, _ = memory(process.pid)
+        (answer,) = exports_in_a_row(http_port, [many_minimal_spans(430_000, one_trace=True)], **GZIP)
+        _, peak = memory(process.pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert answer.partial_success.rejected_spans == 425_000, answer
+    assert "425000 beyond the 5000 spans a trace holds" in answer.partial_success.error_message
+    assert peak - rss < GROWTH_BOUND, ((rss >> 20), (peak >> 20))  # MiB
+    # printed once quiet (while the rest of the export was refused), then whole again with late ones
+    assert out.startswith(b"trace %032x  5000 spans" % 1), out[:500]
+
+
+GZIP = {"Content-Encoding": "gzip"}
+
+
+def test_calls_that_never_send_do_not_stall_an_export(workdir: Path):
+    process, grpc_port, _ = binary_tail(workdir, "--no-metrics")
+    hold, channels = threading.Event(), []
+
+    def never():
+        hold.wait(30)
+        yield from ()
+
+    try:
+        for _ in range(2):  # as many as tail read at a time before
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            grpc.channel_ready_future(channel).result(timeout=10)  # connected: the call starts at once
+            stalled = channel.stream_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=bytes,
+                response_deserializer=bytes,
+            )
+            channels.append((channel, stalled.future(never(), timeout=30)))
+        answer = grpc_export(grpc_port, trace_request([span(0xF2, 1)]), timeout=10)
+        assert answer.partial_success.rejected_spans == 0
+    finally:
+        hold.set()
+        for channel, _ in channels:
+            channel.close()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+
+def test_json_lines_hold_no_bare_nan(workdir: Path):
+    process, _, http_port = binary_tail(workdir, "--json")
+    try:
+        made = span(0xF3, 1)
+        made.attributes.add(key="ratio").value.double_value = float("nan")
+        made.attributes.add(key="limit").value.double_value = float("inf")
+        exports_in_a_row(http_port, [trace_request([made]).SerializeToString()])
+        line = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+    def refuse(constant: str):
+        raise ValueError(f"bare {constant} in a JSON line")
+
+    assert json.loads(line, parse_constant=refuse)["attributes"] == {"ratio": "NaN", "limit": "Infinity"}

@@ -3,9 +3,11 @@ the viewers' limits; the spans a viewer refuses, answered as OTLP's partial succ
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
+import zlib
 
 import grpc
 import pytest
@@ -51,6 +53,18 @@ def post(path: str, body: bytes, *headers: str) -> bytes:
 
 
 BODY = trace_request([span(0xAB, 1, name="one")]).SerializeToString()
+TWO = trace_request([span(0xAB, 1, name="one"), span(0xAB, 2, parent=1, name="two")]).SerializeToString()
+
+
+def _cut_at_a_flush() -> bytes:
+    """A gzip stream of two requests one after the other (one request of two resources), cut just
+    after the first was flushed: it inflates to a whole request, but the stream has no end."""
+    first = trace_request([span(0xAC, 1, name="first")]).SerializeToString()
+    deflater = zlib.compressobj(wbits=31)
+    return deflater.compress(first) + deflater.flush(zlib.Z_FULL_FLUSH)
+
+
+AT_A_FLUSH = _cut_at_a_flush()
 
 
 # -- HTTP/1.1 as a server must ----------------------------------------------------------------
@@ -79,6 +93,42 @@ def test_bodies_that_cannot_be_framed_are_refused(headers: list[str], status: by
         answer = raw(receiver.http_port, post("/v1/traces", b"", *headers), shut=True)
         assert answer.startswith(b"HTTP/1.1 " + status), answer
         assert receiver.spans == []
+
+
+@pytest.mark.parametrize(
+    "head, body, status",
+    [
+        (["Content-Length: \u00b2"], b"", b"400"),  # (latin-1) a digit to str.isdigit(), not to int()
+        (["Content-Length: " + "9" * 5000], b"", b"400"),  # more digits than int() takes
+        (["Transfer-Encoding: chunked"], b"1" * 70_000 + b"\r\n", b"400"),  # a chunk size of 70,000 digits
+        (["Transfer-Encoding: chunked"], b"1" * 2**20 + b"\r\n", b"431"),  # a line h11 holds over 64 KiB
+        (["Transfer-Encoding: chunked"], b"0\r\nX: " + b"y" * 2**20 + b"\r\n\r\n", b"431"),  # a trailer too
+        # a whole request, but for the two bytes after its chunk (h11 before 0.16 skipped them unread)
+        (["Transfer-Encoding: chunked"], b"%x\r\n%sXY0\r\n\r\n" % (len(BODY), BODY), b"400"),
+        (["Host: second.example", f"Content-Length: {len(BODY)}"], BODY, b"400"),  # two Host headers
+        (["Content-Type: text/plain", f"Content-Length: {len(BODY)}"], BODY, b"400"),  # two Content-Types
+    ],
+)
+def test_malformed_requests_are_answered_not_crashed_on(capfd, head: list[str], body: bytes, status: bytes):
+    with OTLPReceiver(grpc_port=None) as receiver:
+        lines = ["POST /v1/traces HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/x-protobuf", *head]
+        answer = raw(receiver.http_port, "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body, shut=True)
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+        assert receiver.spans == []
+        assert raw(receiver.http_port, post("/v1/traces", BODY, f"Content-Length: {len(BODY)}")).startswith(
+            b"HTTP/1.1 200"
+        )
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET", "PUT"])
+def test_other_methods_are_405_a_head_request_answered_without_a_body(capfd, method: str):
+    with OTLPReceiver(grpc_port=None) as receiver:
+        answer = raw(receiver.http_port, f"{method} /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405") and b"Allow: POST" in head, answer
+        assert (body == b"") == (method == "HEAD"), answer
+    assert capfd.readouterr().err == ""
 
 
 def test_a_413_is_read_by_a_client_that_sends_its_whole_body_first():
@@ -129,6 +179,56 @@ def test_a_body_that_never_comes_is_answered_408_and_costs_no_thread():
         finally:
             for sock in sockets:
                 sock.close()
+
+
+def test_bodies_announced_and_never_sent_hold_no_budget():
+    """Two connections announce the largest body allowed and send nothing: the next export goes through."""
+    with OTLPReceiver(grpc_port=None, max_request_bytes=1024 * 1024, body_timeout=30) as receiver:
+        stalled = [socket.create_connection(("127.0.0.1", receiver.http_port)) for _ in range(3)]
+        try:
+            for sock in stalled:
+                sock.sendall(post("/v1/traces", b"", f"Content-Length: {1024 * 1024}"))
+            # well under the 30 s a stalled body may take: an answer at once, not after their time-out
+            answer = raw(receiver.http_port, post("/v1/traces", BODY, f"Content-Length: {len(BODY)}"), timeout=10)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_a_grpc_call_that_never_sends_holds_its_reader_for_the_connections_age_only(monkeypatch):
+    import otel_launch._receiver as receiver_module
+
+    monkeypatch.setattr(receiver_module, "GRPC_CONNECTION_AGE", 1.0)
+    monkeypatch.setattr(receiver_module, "GRPC_AGE_GRACE", 1.0)
+    hold = threading.Event()
+
+    def never():
+        hold.wait(60)
+        yield from ()
+
+    with OTLPReceiver(http_port=None, grpc_workers=1) as receiver:
+        channel = grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}")
+        try:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            stalled = channel.stream_unary(export, request_serializer=bytes, response_deserializer=bytes)
+            call = stalled.future(never(), timeout=60)
+            # the one reader is held until the stalled call's connection is closed, a few seconds on;
+            # an export that waited that long may be cut with its own connection: exporters retry it
+            for _ in range(10):
+                try:
+                    grpc_export(receiver.grpc_port, trace_request([span(0xAD, 1)]), timeout=30)
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+            else:
+                pytest.fail("no export went through")
+            assert call.exception(timeout=30).code() == grpc.StatusCode.UNAVAILABLE
+            assert receiver.counts["traces"] == 1
+        finally:
+            hold.set()
+            channel.close()
 
 
 def test_connections_beyond_the_bound_are_answered_503_and_the_server_keeps_serving():
@@ -192,14 +292,40 @@ def test_a_host_check_refuses_other_names():
         )
 
 
+@pytest.mark.parametrize(
+    "body, encoding, names",
+    [
+        (gzip.compress(TWO)[:-21], "gzip", None),  # cut short: the trailer and some data missing
+        (AT_A_FLUSH, "gzip", None),  # cut where what came so far is a whole request of one span
+        (gzip.compress(TWO)[:10], "gzip", None),  # the header only
+        (b"", "gzip", None),  # nothing at all
+        (zlib.compress(TWO) + b"more", "deflate", None),  # bytes after the end
+        (gzip.compress(TWO[:40]) + gzip.compress(TWO[40:]), "gzip", ["one", "two"]),  # two members: one body
+    ],
+    ids=["cut", "cut at a flush", "header only", "empty", "trailing bytes", "two members"],
+)
+def test_compressed_bodies_are_taken_whole_or_refused(body: bytes, encoding: str, names):
+    with OTLPReceiver(grpc_port=None) as receiver:
+        answer = raw(
+            receiver.http_port,
+            post("/v1/traces", body, f"Content-Length: {len(body)}", f"Content-Encoding: {encoding}"),
+        )
+        if names is None:
+            assert answer.startswith(b"HTTP/1.1 400"), answer
+            assert receiver.spans == []
+        else:
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert [s.name for s in receiver.spans] == names
+
+
 # -- what the front ends get and answer -------------------------------------------------------
 
 
 def test_a_viewer_keeps_nothing_and_answers_its_rejections_as_partial_success():
     handed: list[list[ReceivedSpan]] = []
 
-    def on_receive(signal, items):
-        handed.append(items)
+    def on_receive(signal, batches):
+        handed.append([span for batch in batches for span in batch])
         rejected = Rejected()
         rejected.add("not wanted", 2)
         return rejected
@@ -279,6 +405,48 @@ def test_nested_values_stop_at_the_depth_and_arrays_at_their_cap():
     (decoded,) = decode_spans(trace_request([made]), "http", limits)
     assert decoded.attributes["a"] == ["x", "y", "... [truncated: 3 values]"]
     assert decoded.attributes["b"] == [["[array of 1 values, nested too deep]"]]
+
+
+def test_doubles_that_are_not_finite_read_as_strings():
+    made = span(0xA, 1)
+    for key, number in (("nan", float("nan")), ("inf", float("inf")), ("minus", float("-inf")), ("pi", 3.14)):
+        made.attributes.add(key=key).value.double_value = number
+    made.attributes.add(key="list").value.array_value.values.add().double_value = float("nan")
+    (decoded,) = decode_spans(trace_request([made]), "http", VIEWER_LIMITS)
+    assert decoded.attributes == {"nan": "NaN", "inf": "Infinity", "minus": "-Infinity", "pi": 3.14, "list": ["NaN"]}
+
+
+def test_a_resource_keeps_what_fits_in_its_bytes_service_name_first():
+    request = trace_request([span(0xA, 1)], service="shop")
+    resource = request.resource_spans[0].resource
+    for index in range(40):
+        resource.attributes.append(kv(f"r{index:02}", "v" * 1000))
+    resource.attributes.append(kv("service.name", "shop"))  # a second one, last: the last value wins
+    (decoded,) = decode_spans(request, "http", Limits(resource_bytes=8 * 1024))
+    kept = decoded.resource
+    assert list(kept)[0] == "service.name" and kept["service.name"] == "shop"
+    assert 5 <= len(kept) - 2 <= 8 and kept["otel_launch.resource.dropped_attributes"] == 41 - (len(kept) - 1)
+    assert list(kept)[1:-1] == [f"r{index:02}" for index in range(len(kept) - 2)]  # in the order sent
+    (exact,) = decode_spans(request, "http")
+    assert len(exact.resource) == 41
+
+
+def test_an_export_is_handed_over_in_batches():
+    from otel_launch._receiver import BATCH, decoded
+
+    request = trace_request([span(0xA, index + 1) for index in range(2 * BATCH + 7)])
+    assert [len(batch) for batch in decoded("traces", request, "http", VIEWER_LIMITS)] == [BATCH, BATCH, 7]
+    sizes = []
+
+    def on_receive(signal, batches):
+        sizes.extend(len(batch) for batch in batches)
+
+    with OTLPReceiver(grpc_port=None, keep=False, on_receive=on_receive) as receiver:
+        answer = raw(
+            receiver.http_port, post("/v1/traces", body := request.SerializeToString(), f"Content-Length: {len(body)}")
+        )
+        assert answer.startswith(b"HTTP/1.1 200") and sizes == [BATCH, BATCH, 7]
+        assert receiver.counts["traces"] == 2 * BATCH + 7
 
 
 # -- which spans a viewer keeps ----------------------------------------------------------------

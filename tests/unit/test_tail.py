@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from otel_launch._receiver import ReceivedSpan, span_size
-from otel_launch._tail import TraceAssembler, compact_name, render_trace, span_json, terminal_safe
+from otel_launch._receiver import ReceivedSpan, span_size, value_size
+from otel_launch._tail import TraceAssembler, compact_name, missing_parts, render_trace, span_json, terminal_safe
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
@@ -194,7 +194,8 @@ def test_names_and_messages_are_capped_on_one_line():
 def test_over_its_bound_tail_prints_the_oldest_unfinished_traces_early():
     printed = []
     publishes = [span("publish", "b", trace=f"t{index}", kind=PRODUCER) for index in range(5)]
-    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10, max_bytes=span_size(publishes[0]) * 3)
+    one = span_size(publishes[0]) + value_size(publishes[0].resource)  # each trace holds its resource too
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10, max_bytes=one * 3)
     for publish in publishes:  # five unfinished traces: a publish each, no run span yet
         assembler.add([publish], now=0)
     assert [lines[0].split()[1] for lines in printed] == ["t0", "t1"]
@@ -239,3 +240,70 @@ def test_a_trace_whose_every_span_was_refused_prints_nothing():
     assert assembler.add([span("self", "a", parent="a")], now=0).count == 1
     assembler.release(now=0, everything=True)
     assert printed == [] and assembler.held_bytes == 0
+
+
+def test_spans_over_the_per_trace_cap_are_refused_with_the_reason():
+    assembler = TraceAssembler(settle=1.0, emit=[].append, max_spans_per_trace=2)
+    rejected = assembler.add([span("root", "a"), span("b", "b", parent="a"), span("c", "c", parent="a")], now=0)
+    assert rejected.reasons == {"beyond the 2 spans a trace holds": 1}
+
+
+def test_each_resource_counts_in_the_bound_once_a_trace():
+    """A resource is shared by the spans of one export: counted once in each trace that holds it."""
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append, wait=10, max_bytes=4 * 1024 * 1024)
+    for index in range(8):  # unfinished traces (their parents missing), a 1 MB resource each
+        lonely = span("run", "a", parent="gone", trace=f"t{index}")
+        lonely.resource = {"service.name": "w", "big": "x" * 1024 * 1024}
+        assembler.add([lonely], now=0)
+    assert assembler.held_bytes <= 4 * 1024 * 1024
+    assert [lines[0].split()[1] for lines in printed] == ["t0", "t1", "t2", "t3", "t4"]
+    shared = {"service.name": "w", "big": "x" * 1024 * 1024}
+    spans = [span(f"s{i}", f"{i}", parent="gone", trace="one") for i in range(50)]
+    for made in spans:
+        made.resource = shared
+    again = TraceAssembler(settle=1.0, emit=printed.append, max_bytes=4 * 1024 * 1024)
+    again.add(spans, now=0)
+    assert 1024 * 1024 < again.held_bytes < 2 * 1024 * 1024  # fifty spans, one resource
+
+
+def test_a_chain_of_any_depth_prints_its_indent_capped():
+    chain = [span(f"s{i}", f"{i}", parent=f"{i - 1}" if i else "", start=i) for i in range(5000)]
+    lines = render_trace("t1", chain)
+    assert len(lines) == 5001
+    assert lines[33].startswith(" " * 66 + "web  s32") and lines[34].startswith(" " * 66 + "[depth 33] web  s33")
+    assert lines[-1] == " " * 66 + "[depth 4999] web  s4999  1.0 ms"
+
+
+def test_a_trace_that_cannot_print_costs_one_line_and_the_others_print(monkeypatch):
+    import otel_launch._tail as tail_module
+
+    real = tail_module.render_trace
+
+    def fails_for_t1(trace_id, spans, note=""):
+        if trace_id == "t1":
+            raise ValueError("cannot")
+        return real(trace_id, spans, note)
+
+    monkeypatch.setattr(tail_module, "render_trace", fails_for_t1)
+    printed = []
+    assembler = TraceAssembler(settle=1.0, emit=printed.append)
+    assembler.add([span("a", "a", trace="t1"), span("b", "b", trace="t2", start=5)], now=0)
+    assembler.release(now=0, everything=True)
+    assert printed[0] == ["trace t1  could not be printed: ValueError: cannot"]
+    assert printed[1][1] == "  web  b  1.0 ms"
+
+
+def test_every_field_is_capped_and_line_separators_escaped():
+    hostile = span(
+        "run",
+        "a",
+        kind=CONSUMER,
+        celery__task__queue_time="q" * 5000,
+        **{f"otel_launch.n_plus_one.{'k' * 3000}{i}": "v" for i in range(10)},
+    )
+    publishes = [span(f"{i:02}" + "p" * 3000, f"p{i}", parent="a", kind=PRODUCER) for i in range(20)]
+    lines = render_trace("t1", [hostile, *publishes], "incomplete: no " + ", no ".join(missing_parts(publishes)))
+    assert all(len(line) < 1200 for line in lines), [len(line) for line in lines]
+    assert "+6 more n+1 flags" in lines[1] and "and 17 more" in lines[0]
+    assert terminal_safe("a\u2028b\u2029c") == "a\\u2028b\\u2029c"

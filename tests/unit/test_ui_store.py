@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from otel_launch._receiver import ReceivedSpan
-from otel_launch.local.ui.store import QueryTooLong, TraceStore
+from otel_launch.local.ui.store import NotAStore, QueryTooLong, TraceStore
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
@@ -54,7 +54,9 @@ def test_worker_spans_first_then_the_web_one_trace_rooted_at_the_post(store):
         ("publish", "a", "producer"),
         ("run/fulfil", "b", "consumer"),
     ]
-    assert set(spans[0]) >= {"span_id", "start_unix_nano", "end_unix_nano", "status", "events", "resource"}
+    assert set(spans[0]) >= {"span_id", "start_unix_nano", "end_unix_nano", "status", "events", "resource_id"}
+    resources = store.get_trace("t1")["resources"]
+    assert resources[spans[2]["resource_id"]] == {"service.name": "worker"}
 
 
 def test_a_span_delivered_twice_is_stored_once(store):
@@ -179,10 +181,13 @@ def test_a_read_stops_at_its_time_bound():
 
 
 def test_an_older_store_starts_afresh_with_space_given_back(tmp_path):
+    """A store an older otel-launch wrote (no application id, its two tables) is a cache: dropped."""
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, seq INTEGER)")
-    old.execute("INSERT INTO traces VALUES ('x', 1)")
+    old.execute("CREATE TABLE traces (trace_id TEXT PRIMARY KEY, seq INTEGER, root_name TEXT)")
+    old.execute("CREATE TABLE spans (trace_id TEXT, span_id TEXT, parent_span_id TEXT, resource TEXT)")
+    old.execute("INSERT INTO traces VALUES ('x', 1, 'root')")
+    old.execute("PRAGMA user_version = 2")
     old.commit()
     old.close()
     again = TraceStore(path)
@@ -193,6 +198,53 @@ def test_an_older_store_starts_afresh_with_space_given_back(tmp_path):
     assert not TraceStore(path).started_afresh
 
 
+def django_database(path: Path) -> bytes:
+    made = sqlite3.connect(path)
+    made.execute("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT)")
+    made.execute("INSERT INTO auth_user VALUES (1, 'admin')")
+    made.execute("CREATE TABLE django_migrations (id INTEGER PRIMARY KEY, app TEXT)")
+    made.commit()
+    made.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "tables",
+    [
+        "auth_user, django_migrations",
+        "traces, spans",  # our names, another program's columns
+    ],
+)
+def test_a_database_of_another_program_is_refused_and_left_untouched(tmp_path, tables):
+    path = tmp_path / "db.sqlite3"
+    if tables.startswith("auth_user"):
+        before = django_database(path)
+    else:
+        made = sqlite3.connect(path)
+        made.execute("CREATE TABLE traces (id INTEGER PRIMARY KEY, amount REAL)")
+        made.execute("CREATE TABLE spans (id INTEGER PRIMARY KEY, bridge TEXT)")
+        made.execute("INSERT INTO spans VALUES (1, 'Forth')")
+        made.commit()
+        made.close()
+        before = path.read_bytes()
+    with pytest.raises(NotAStore) as refused:
+        TraceStore(path)
+    assert all(name in str(refused.value) for name in tables.split(", ")), refused.value
+    assert "not an otel-launch trace store" in str(refused.value) and "left untouched" in str(refused.value)
+    assert path.read_bytes() == before and not Path(f"{path}-wal").exists()
+
+
+def test_a_file_that_is_not_a_database_or_cannot_be_made_is_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 200)
+    with pytest.raises(NotAStore) as refused:
+        TraceStore(text)
+    assert "notes.txt" in str(refused.value) and text.read_text() == "not a database\n" * 200
+    with pytest.raises(NotAStore) as refused:
+        TraceStore(text / "sub" / "traces.sqlite3")  # a directory under a file
+    assert "notes.txt" in str(refused.value)
+
+
 def test_memory_is_a_temporary_file_removed_on_close():
     temporary = TraceStore(":memory:")
     path = Path(temporary.path)
@@ -200,3 +252,88 @@ def test_memory_is_a_temporary_file_removed_on_close():
     assert path.exists()
     temporary.close()
     assert not path.parent.exists()
+
+
+# -- what one export can cost ------------------------------------------------------------------
+
+
+def test_a_resource_is_stored_once_not_with_every_span(tmp_path):
+    path = tmp_path / "traces.sqlite3"
+    store = TraceStore(path, max_traces=100_000)
+    resource = {"service.name": "s", **{f"r{i:03}": "a" * 16384 for i in range(30)}}  # about 500 KB
+    spans = [span("one", f"{i:x}", trace=f"t{i}") for i in range(300)]
+    for made in spans:
+        made.resource = resource  # one export: one resource object for all its spans
+    assert store.add(spans).count == 0
+    assert store.trace_count() == 300
+    assert store.disk_bytes() < 4 * 1024 * 1024, store.disk_bytes()  # 300 copies would be 150 MB
+    trace = store.get_trace("t7")
+    assert trace["resources"][trace["spans"][0]["resource_id"]] == resource
+    store.close()
+
+
+def test_of_an_exports_new_traces_the_last_max_traces_are_written_the_rest_refused_up_front(store):
+    store.add([span("known", "a", trace="old")])
+    spans = [span("n", "a", trace=f"new{i}") for i in range(5)] + [span("late", "b", parent="a", trace="old")]
+    rejected = store.add(spans)
+    reason = "in new traces before the last 3 of the export (the store's bound)"
+    assert rejected.count == 2 and rejected.reasons == {reason: 2}
+    # the known trace took its late span, then went as the oldest: the newest three are kept
+    assert [t["trace_id"] for t in store.list_traces()] == ["new4", "new3", "new2"]
+
+
+def test_spans_over_a_traces_caps_are_refused_with_the_reason():
+    capped = TraceStore(":memory:", max_spans_per_trace=2)
+    rejected = capped.add([span("a", "1"), span("b", "2", parent="1"), span("c", "3", parent="1")])
+    assert rejected.reasons == {"beyond the 2 spans a trace holds": 1}
+    capped.close()
+    small = TraceStore(":memory:", max_bytes=1024 * 1024)
+    rejected = small.add(kilobyte_spans("big", 300))
+    assert rejected.count > 100 and rejected.reasons == {
+        f"beyond the {1024 * 1024 // 8} bytes a trace holds": rejected.count
+    }
+    small.close()
+
+
+def test_the_byte_bound_holds_between_the_batches_of_one_export(tmp_path):
+    path = tmp_path / "traces.sqlite3"
+    bounded = TraceStore(path, max_traces=100_000, max_bytes=2 * 1024 * 1024)
+    peaks = []
+
+    def batches():
+        for number in range(40):  # about 10 MB of rows in one export
+            peaks.append(bounded.disk_bytes())
+            yield [s for index in range(5) for s in kilobyte_spans(f"t{number:02}{index}", 50, start=number * 1000)]
+
+    bounded.add_export(batches())
+    assert max(peaks) <= 2 * 1024 * 1024 and bounded.disk_bytes() <= 2 * 1024 * 1024, peaks
+    assert bounded.list_traces(limit=1)[0]["trace_id"] == "t394"
+    bounded.close()
+
+
+def test_traces_are_listed_in_the_order_they_arrived(store):
+    hour = 3600 * 10**9
+    store.add([span("from a clock an hour ahead", "a", trace="ahead", start=hour, end=hour + 1)])
+    store.add([span("now", "b", trace="now")])
+    assert [t["trace_id"] for t in store.list_traces()] == ["now", "ahead"]
+
+
+def test_service_names_are_capped_per_trace_and_in_the_list(monkeypatch):
+    import otel_launch.local.ui.store as store_module
+
+    monkeypatch.setattr(store_module, "SERVICES_LISTED", 5)
+    many = TraceStore(":memory:")
+    many.add([span("s", f"{i:x}", service=f"svc,{i:02}" + "x" * 300) for i in range(30)])
+    (trace,) = many.list_traces()
+    assert len(trace["services"]) == 20 and all(len(name) == 256 for name in trace["services"])
+    assert trace["services"][0].startswith("svc,00")  # a comma in a name stays in the name
+    assert len(many.services()) == 5
+    many.close()
+
+
+def test_reading_a_trace_stops_at_the_time_bound_too():
+    bounded = TraceStore(":memory:", query_seconds=0)
+    bounded.add([span(f"s{i}", f"{i:x}", parent="0" if i else "") for i in range(2000)])
+    with pytest.raises(QueryTooLong):
+        bounded.get_trace("t1")
+    bounded.close()

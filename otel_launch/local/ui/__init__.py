@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import click
 
-from otel_launch._listen import all_interfaces
+from otel_launch._listen import PORT, Size, all_interfaces
 from otel_launch._receiver import MiB
-from otel_launch._tail import PORT, Size
 
 INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
 

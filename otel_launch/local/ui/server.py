@@ -10,37 +10,41 @@ and ``Cross-Origin-Resource-Policy: same-origin``.
 
 API (what the page itself uses):
 
-- ``GET /api/traces?service=&status=error|ok&min_duration_ms=&q=&limit=``: trace summaries, newest first.
-- ``GET /api/traces/{trace_id}``: the trace and every span (ids, parent, name, service, kind,
-  start, end, status, attributes, events, resource).
+- ``GET /api/traces?service=&status=error|ok&min_duration_ms=&q=&limit=``: trace summaries, the
+  last received first.
+- ``GET /api/traces/{trace_id}``: the trace, its resources (each once) and every span (ids,
+  parent, name, service, kind, start, end, status, attributes, events, the key of its
+  resource); at most :data:`TRACE_READS` are read and sent at once.
 - ``GET /api/services``: the services seen, for the page's filter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
 
 import click
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otel_launch._listen import is_loopback_host, listening_socket, shown_host
-from otel_launch._receiver import VIEWER_LIMITS, OTLPReceiver, Rejected, check_spans
-from otel_launch._tail import REQUEST_BYTES, listen, size_text
-from otel_launch.local.ui.store import QueryTooLong, TraceStore
+from otel_launch._listen import is_loopback_host, listen, listening_socket, shown_host, size_text
+from otel_launch._receiver import Export, OTLPReceiver, Rejected
+from otel_launch.local.ui.store import NotAStore, QueryTooLong, TraceStore
 
 STATIC = resources.files("otel_launch.local.ui") / "static"
+TRACE_READS = 2  # traces read and sent at once: each may be an eighth of --max-bytes
+TRACE_WAIT = 30.0  # seconds a trace read waits for its place, then 503
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -135,15 +139,6 @@ def create_app(store: TraceStore, local_only: bool = True) -> ASGIApp:
             return JSONResponse({"error": f"{exc}; narrow the search"}, status_code=503, headers=NO_STORE)
         return JSONResponse({"traces": traces, "stored": stored, "max_traces": store.max_traces}, headers=NO_STORE)
 
-    def get_trace(request: Request) -> JSONResponse:
-        try:
-            trace = store.get_trace(request.path_params["trace_id"].lower())
-        except QueryTooLong as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503, headers=NO_STORE)
-        if trace is None:
-            return JSONResponse({"error": "no such trace"}, status_code=404, headers=NO_STORE)
-        return JSONResponse(trace, headers=NO_STORE)
-
     def services(request: Request) -> JSONResponse:
         return JSONResponse({"services": store.services()}, headers=NO_STORE)
 
@@ -152,7 +147,7 @@ def create_app(store: TraceStore, local_only: bool = True) -> ASGIApp:
             Route("/", index),
             Route("/trace/{trace_id}", index),
             Route("/api/traces", list_traces),
-            Route("/api/traces/{trace_id}", get_trace),
+            Route("/api/traces/{trace_id}", OneTrace(store), methods=["GET", "HEAD"]),
             Route("/api/services", services),
             Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
         ]
@@ -161,6 +156,39 @@ def create_app(store: TraceStore, local_only: bool = True) -> ASGIApp:
 
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+class OneTrace:
+    """``GET /api/traces/{trace_id}``, at most :data:`TRACE_READS` at a time, each holding its place
+    until its answer is sent: a page (or a site the browser visits) asking many times over holds
+    that many traces in memory, not one per request. A read that waits :data:`TRACE_WAIT` seconds
+    for its place is answered 503 (the page asks again)."""
+
+    def __init__(self, store: TraceStore) -> None:
+        self.store = store
+        self.places = asyncio.Semaphore(TRACE_READS)
+
+    def answer(self, trace_id: str) -> Response:
+        try:
+            pieces = self.store.trace_json(trace_id.lower())
+        except QueryTooLong as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers=NO_STORE)
+        if pieces is None:
+            return JSONResponse({"error": "no such trace"}, status_code=404, headers=NO_STORE)
+        return StreamingResponse(pieces, media_type="application/json", headers=NO_STORE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.wait_for(self.places.acquire(), TRACE_WAIT)
+        except asyncio.TimeoutError:
+            busy = {"error": f"{TRACE_READS} traces are being read; retry"}
+            await JSONResponse(busy, status_code=503, headers={**NO_STORE, "Retry-After": "1"})(scope, receive, send)
+            return
+        try:
+            response = await run_in_threadpool(self.answer, scope["path_params"]["trace_id"])
+            await response(scope, receive, send)
+        finally:
+            self.places.release()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -177,29 +205,22 @@ def serve(
 ) -> None:
     """Receive, store and serve until SIGINT/SIGTERM. ``local_only``: loopback ``Host`` only, on the
     page, the API and OTLP/HTTP."""
-    web_socket = _bind(host, port)
-    store = TraceStore(db, max_traces=max_traces, max_bytes=max_bytes)
-
-    def on_receive(kind: str, items: list[Any]) -> Rejected | None:
-        kept, rejected = check_spans(items)
-        if kept:
-            rejected.merge(store.add(kept))
-        return rejected if rejected.count else None
-
-    receiver = OTLPReceiver(
-        grpc_port=grpc_port,
-        http_port=http_port,
-        host=host,
-        on_receive=on_receive,
-        keep=False,
-        limits=VIEWER_LIMITS,
-        signals=("traces",),
-        max_request_bytes=REQUEST_BYTES,
-        grpc_workers=2,  # the others wait for the one decoding: each would hold a whole request
-        allowed_host=is_loopback_host if local_only else None,
-    )
     try:
-        listen(receiver, host)
+        store = TraceStore(db, max_traces=max_traces, max_bytes=max_bytes)
+    except NotAStore as exc:
+        raise click.BadParameter(str(exc), param_hint="'--db'") from None
+    try:
+        web_socket = _bind(host, port)
+    except click.ClickException:
+        store.close()
+        raise
+
+    def on_receive(kind: str, export: Export) -> Rejected:
+        return store.add_export(export, export.trace_ids_from_last())
+
+    receiver = OTLPReceiver.viewer(on_receive, host, grpc_port, http_port, ("traces",), local_only)
+    try:
+        listen(receiver)
     except click.ClickException:
         web_socket.close()
         store.close()

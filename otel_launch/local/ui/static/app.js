@@ -1,6 +1,9 @@
 // The trace viewer's page: plain JS over the JSON API (/api/traces, /api/traces/{id}).
 "use strict";
 
+const MAX_NEST = 64; // lists nested in the page at most this deep; deeper spans line up at this depth
+const MAX_INDENT = 16; // levels indented on screen; deeper spans show their depth
+
 const app = document.getElementById("app");
 const PALETTE = ["#3559e0", "#e07a35", "#2f9e6e", "#b0399c", "#c9a227", "#1c9fb8", "#7a5af8", "#d9485f"];
 const colours = new Map();
@@ -176,8 +179,12 @@ function renderTrace(trace, selectedId, onSelect) {
     } else roots.push(span);
   }
   roots.sort((a, b) => (a.parent_span_id ? 1 : 0) - (b.parent_span_id ? 1 : 0) || a.start_unix_nano - b.start_unix_nano);
-  const t0 = Math.min(...spans.map((s) => s.start_unix_nano));
-  const t1 = Math.max(...spans.map((s) => s.end_unix_nano));
+  let t0 = Infinity;
+  let t1 = -Infinity;
+  for (const span of spans) {
+    t0 = Math.min(t0, span.start_unix_nano);
+    t1 = Math.max(t1, span.end_unix_nano);
+  }
   const total = Math.max(t1 - t0, 1);
   const pct = (ns) => ((ns - t0) / total) * 100;
   const detail = el("section", { class: "detail", id: "span-detail" }, el("span", { class: "muted" }, "click a span for its attributes, events and resource"));
@@ -186,10 +193,10 @@ function renderTrace(trace, selectedId, onSelect) {
     onSelect(span.span_id);
     document.querySelectorAll(".row.selected").forEach((r) => r.classList.remove("selected"));
     row.classList.add("selected");
-    detail.replaceChildren(...renderDetail(span, byId.get(span.parent_span_id)));
+    detail.replaceChildren(...renderDetail(span, byId.get(span.parent_span_id), trace.resources[span.resource_id]));
   }
 
-  function node(span, depth) {
+  function row(span, depth) {
     const parent = byId.get(span.parent_span_id);
     const status = httpStatus(span);
     const badges = [];
@@ -208,20 +215,36 @@ function renderTrace(trace, selectedId, onSelect) {
     if (span.parent_span_id && !parent) badges.push(el("span", { class: "badge", title: "its parent span has not been received" }, "parent missing"));
     const left = pct(span.start_unix_nano);
     const width = Math.max(pct(span.end_unix_nano) - left, 0.15);
-    const row = el(
+    if (depth > MAX_INDENT) badges.unshift(el("span", { class: "badge", title: "depth in the tree" }, `depth ${depth}`));
+    const line = el(
       "div",
-      { class: "row" + (span.span_id === selectedId ? " selected" : ""), "data-span-id": span.span_id, onclick: () => select(span, row) },
-      el("div", { class: "label", style: `padding-left:${8 + depth * 16}px`, title: span.name },
+      { class: "row" + (span.span_id === selectedId ? " selected" : ""), "data-span-id": span.span_id, onclick: () => select(span, line) },
+      el("div", { class: "label", style: `padding-left:${8 + Math.min(depth, MAX_INDENT) * 16}px`, title: span.name },
         el("span", { class: "dot", style: `background:${colour(span.service)}` }),
         el("span", { class: "svc" }, span.service), el("span", { class: "name" }, compactName(span.name)), badges),
       el("div", { class: "track" }, gap,
         el("div", { class: "bar" + (span.status === "ERROR" ? " error" : ""), style: `left:${left}%;width:${width}%;background:${colour(span.service)}` }),
         el("span", { class: "dur", style: left + width > 85 ? `right:${100 - left + 0.5}%` : `left:${left + width + 0.5}%` }, ms(span.duration_ms))),
     );
-    if (span.span_id === selectedId) setTimeout(() => select(span, row), 0);
+    if (span.span_id === selectedId) setTimeout(() => select(span, line), 0);
+    return line;
+  }
+
+  // Depth first with a stack of our own (a chain of any length draws): each span's children in a
+  // list of its own, in start order, down to MAX_NEST; deeper ones follow their parent in its list.
+  const tree = el("ul", { class: "tree" });
+  const stack = roots.map((span) => [span, 0, tree]).reverse();
+  while (stack.length) {
+    const [span, depth, list] = stack.pop();
+    const item = el("li", { class: "span", "data-name": span.name, "data-kind": span.kind, "data-service": span.service }, row(span, depth));
+    list.append(item);
     const kids = (children.get(span.span_id) || []).sort((a, b) => a.start_unix_nano - b.start_unix_nano);
-    return el("li", { class: "span", "data-name": span.name, "data-kind": span.kind, "data-service": span.service }, row,
-      kids.length ? el("ul", { class: "children" }, kids.map((kid) => node(kid, depth + 1))) : null);
+    let into = list;
+    if (kids.length && depth < MAX_NEST) {
+      into = el("ul", { class: "children" });
+      item.append(into);
+    }
+    for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], depth + 1, into]);
   }
 
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { style: `left:${f * 100}%` }, ms((total * f) / 1e6)));
@@ -238,7 +261,7 @@ function renderTrace(trace, selectedId, onSelect) {
       el("span", { class: "legend" }, services.map((s) => el("span", {}, el("span", { class: "dot", style: `background:${colour(s)}` }), s)))),
     el("div", { class: "waterfall" },
       el("div", { class: "axis" }, el("div", { class: "label" }, "span"), el("div", { class: "ticks" }, ticks)),
-      el("ul", { class: "tree" }, roots.map((r) => node(r, 0)))),
+      tree),
     detail);
 }
 
@@ -248,7 +271,7 @@ function table(object) {
   return el("table", {}, entries.map(([key, value]) => el("tr", {}, el("td", {}, key), el("td", {}, typeof value === "object" ? JSON.stringify(value) : String(value)))));
 }
 
-function renderDetail(span, parent) {
+function renderDetail(span, parent, resource) {
   const facts = {
     service: span.service, kind: span.kind, duration: ms(span.duration_ms),
     status: span.status + (span.status_message ? ": " + span.status_message : ""),
@@ -265,7 +288,7 @@ function renderDetail(span, parent) {
     table(facts),
     el("h3", {}, "attributes"), table(span.attributes),
     el("h3", {}, "events"), events.length ? events : el("div", { class: "muted" }, "none"),
-    el("h3", {}, "resource"), table(span.resource),
+    el("h3", {}, "resource"), table(resource),
   ];
 }
 
