@@ -1,7 +1,7 @@
 """The settings reference page, generated from the settings table when the site is built.
 
 An MkDocs hook (``hooks:`` in mkdocs.yml): every page of the site that holds the settings
-markers gets, between them, the tables made from ``otel_launch._settings`` (``SETTINGS``, and
+markers gets, between them, the tables made from ``otel_launch._core.settings`` (``SETTINGS``, and
 ``PASSTHROUGH`` for the standard variables checked before they are passed on). The page's
 source keeps only the markers and a line for readers of the raw Markdown, so there is no
 generated copy to go stale: every build reads the table as it is. A block whose end marker is
@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from otel_launch._settings import PASSTHROUGH, SETTINGS
+from otel_launch._core.settings import PASSTHROUGH, SETTINGS
 
 # <!-- settings-table:start --> ... <!-- settings-table:end -->, and the same for passthrough-table.
 BLOCK = re.compile(r"<!-- (?P<name>[a-z-]+-table):start[^>]*-->.*?<!-- (?P=name):end -->", re.S)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from examples.redis_server import planned
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 
 TARGETS = Path(__file__).parent / "targets"
 PYTHON = sys.executable

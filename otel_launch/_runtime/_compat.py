@@ -12,7 +12,7 @@ changed signature) is caught by the one guard of the registry (``integrations.gu
 says it in one line and runs the step's fallback. And a library older than the floor otel-launch
 is tested on (``FLOORS``) never runs our code at all: the guard's fallback serves from the start.
 
-tests/unit/test_compat.py checks every name on the installed release (so each CI cell checks
+tests/unit/runtime/test_compat.py checks every name on the installed release (so each CI cell checks
 its release) and runs each fallback.
 """
 
@@ -156,7 +156,7 @@ INTERNALS["django-contrib-fixes"] = (
     INTERNALS["django-contrib-fixes"][0],
     INTERNALS["django-contrib-fixes"][1] + INTERNALS["django-request"][1],
 )
-# Instance attributes (no class has them): tests/unit/test_compat.py checks them on real objects;
+# Instance attributes (no class has them): tests/unit/runtime/test_compat.py checks them on real objects;
 # the code using them catches their absence at run time (see each feature).
 INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "django-sql": (  # of a DatabaseApiIntegration, in django/sql.py

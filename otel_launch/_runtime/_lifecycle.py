@@ -195,7 +195,7 @@ def _deliver_after_the_flush(signum: int) -> None:
     flusher = _flusher
     if flusher is None or flusher.pid != os.getpid():
         _die_by(signum)
-    from otel_launch._settings import read_setting
+    from otel_launch._core.settings import read_setting
 
     timeout = read_setting("shutdown_timeout", os.environ)
     main = threading.main_thread().ident
@@ -241,7 +241,7 @@ def shutdown(timeout: float | None = None) -> bool:
             return True
         flusher = _flusher
     if timeout is None:
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         timeout = read_setting("shutdown_timeout", os.environ)
     flusher.requested.set()
@@ -291,7 +291,7 @@ def renew_after_unannounced_fork(at_exit: bool = False) -> bool:
 
     Renews, for every provider (ours and the app's we adopted): the resource's process-dependent
     attributes in place (so that the span that revealed the fork carries them too), the SDK's
-    locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/test_compat.py
+    locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/runtime/test_compat.py
     checks them on each release), and this module's flusher. The exporters renew themselves
     (``_sdk.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
     is then off in this process.
@@ -494,7 +494,7 @@ def _let_the_reloaders_child_flush(autoreload: Any) -> None:
             """Start the bounded wait; False when Django's own handling must run now."""
             if give_up or (forward and children.child is None):
                 return False  # the second signal, or no child to wait for
-            from otel_launch._settings import read_setting
+            from otel_launch._core.settings import read_setting
 
             give_up.append(signum)
             if forward:

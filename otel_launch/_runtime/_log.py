@@ -29,7 +29,7 @@ def _secret_values() -> tuple[str, ...]:
     pid = os.getpid()
     found = _secrets.get(pid)
     if found is None:
-        from otel_launch._masking import header_values, secret_values
+        from otel_launch._core.masking import header_values, secret_values
 
         found = _secrets[pid] = secret_values(header_values(os.environ.get(name, "") for name in _HEADER_VARS))
     return found
@@ -37,7 +37,7 @@ def _secret_values() -> tuple[str, ...]:
 
 def scrub(message: str) -> str:
     """A message as it may be printed: URLs masked, configured header values hidden."""
-    from otel_launch._masking import mask_text
+    from otel_launch._core.masking import mask_text
 
     return mask_text(message, values=_secret_values())
 

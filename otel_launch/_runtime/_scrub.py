@@ -10,7 +10,7 @@ and they are not the secret. Free text is masked too: the attributes of events
 (``exception.message`` and ``exception.stacktrace``: urllib3's "Max retries exceeded with url:
 /p?token=...", a DSN in a driver's error) and the status description, on spans;
 the body and attributes of exported log records, by :class:`ScrubbingLogRecordProcessor`.
-The rules are those of :mod:`otel_launch._masking`, shared with the launcher's own output.
+The rules are those of :mod:`otel_launch._core.masking`, shared with the launcher's own output.
 
 The pure functions are apart from the processor so that they are tested without a span.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from otel_launch._masking import MASK, mask_query, mask_text, mask_url
+from otel_launch._core.masking import MASK, mask_query, mask_text, mask_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class ScrubbingSpanProcessor:
     headers, by the Django middleware), so the span is scrubbed when it ends. An ended span's
     attributes are frozen; the processor gives the read-only copy each processor receives a
     scrubbed mapping of its own (``ReadableSpan._attributes`` and ``BoundedAttributes._dict``,
-    the internals this relies on; tests/unit/test_scrub.py runs it on the real SDK). The live
+    the internals this relies on; tests/unit/runtime/test_scrub.py runs it on the real SDK). The live
     span the app holds is left as it was. Added only when redaction is on.
     """
 

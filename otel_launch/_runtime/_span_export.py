@@ -23,7 +23,7 @@ and one made cheap:
 What the app's own span processors, sampler and exporters see is unchanged: this processor only
 serves the OTLP exporters otel-launch builds (``_sdk.tracer_provider``), and only when the SDK's
 internal metrics are off (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``: the SDK's processor
-reports them). tests/unit/test_span_export.py exports the same spans through both processors
+reports them). tests/unit/runtime/test_span_export.py exports the same spans through both processors
 and compares the bytes a receiver gets.
 
 SDK internals relied on (_compat: "span-encoding"): ``BatchSpanProcessor._batch_processor`` and

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from examples.redis_server import RedisUnavailable, redis_for_run
-from otel_launch._receiver import OTLPReceiver, ReceivedSpan
+from otel_launch.local.receiver import OTLPReceiver, ReceivedSpan
 from tests.conftest import LOCAL_RABBITMQ, PYTHON, SERVICES_USED, clean_env, launcher, reachable
 
 pytest.importorskip("celery")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_launch._settings import PASSTHROUGH, SETTINGS, Setting
+from otel_launch._core.settings import PASSTHROUGH, SETTINGS, Setting
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

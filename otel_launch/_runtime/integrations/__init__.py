@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _disabled() -> set[str]:
     if not os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").strip():
         return set()  # unset, as in most processes: the settings table is not imported to learn it
-    from otel_launch._settings import read_setting
+    from otel_launch._core.settings import read_setting
 
     return set(read_setting("disabled_instrumentations", os.environ) or ())
 
@@ -246,7 +246,7 @@ def on_logging_import(logging: ModuleType) -> None:
     # processes import logging, and should not pay for parsing settings to learn that.
     if os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() == "none":
         return
-    from otel_launch._settings import read_setting
+    from otel_launch._core.settings import read_setting
 
     if read_setting("logs_exporter", os.environ):
         from otel_launch._runtime._log_export import install_log_export

@@ -162,7 +162,7 @@ def entries() -> list[Entry]:
         if handed.startswith(key):
             _found = decode(handed[len(key) :])
         else:
-            from otel_launch._runtime.integrations._dist_info import cached_scan
+            from otel_launch._core.catalogue import cached_scan
 
             _found = cached_scan(sys.path)
     return _found

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import click
 
-from otel_launch._listen import PORT, Size, all_interfaces
-from otel_launch._receiver import MiB
+from otel_launch.local.listen import PORT, Size, all_interfaces
+from otel_launch.local.receiver import MiB
 
 INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
 

@@ -12,7 +12,7 @@ aggregations; the binding then looks them up the way the SDK does and calls thei
 ``aggregate()`` (under their own lock) with the same value. An exemplar the filter wants
 (``always_on``, or a sampled span current: every measurement of a sampled request) is offered
 the measurement the SDK would build (value, time, the attributes cleaned once, the context).
-What a reader collects is the same (tests/unit/test_celery_metrics.py records side by side,
+What a reader collects is the same (tests/unit/runtime/integrations/test_celery_metrics.py records side by side,
 with views, both temporalities, exemplars and a reader added later). Everything else goes
 through ``record()`` as before: a disabled meter, a value the SDK refuses (negative, not
 finite), a reader added since the binding, an aggregation other than explicit buckets (a view's

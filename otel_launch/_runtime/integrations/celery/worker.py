@@ -73,7 +73,7 @@ def instruments() -> tuple[Any, Any, Any, Any]:
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
 
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
         flower = None

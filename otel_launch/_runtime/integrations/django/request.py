@@ -24,7 +24,7 @@ What differs, on purpose:
   (``celery/_metrics.BoundHistogram``), found by the raw values the attributes come from (a few
   environ or scope reads); the attributes are built, by lean readers of the environ and scope
   (``_metric_attributes``, ``_asgi_metric_attributes``: the keys and values the contrib's
-  collectors give them, tests/unit/test_django_lean_readers.py), once per combination.
+  collectors give them, tests/unit/runtime/integrations/test_django_lean_readers.py), once per combination.
 - ``http.server.active_requests`` (development status; 2 of the contrib's 3 measurements a
   request) only with ``OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS=true``.
 - One context attach a request (the contrib attaches twice), the absolute URL built only when
@@ -89,7 +89,7 @@ class _Config:
     def __init__(self, provider: Any) -> None:
         import os
 
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         self.provider = provider
 
@@ -244,8 +244,8 @@ def _wsgi_request_attributes(environ: dict, c: _Config) -> dict:
     """The contrib's ``opentelemetry.instrumentation.wsgi.collect_request_attributes`` (0.64b0-0.66b1),
     its common path written out: the same keys, values and order in each semconv mode, without
     its ~25 helper calls (each asking which mode is on) a request. The rare parts (no target, a
-    ``REMOTE_HOST``, a user agent) are the contrib's own functions; tests/unit/test_django_lean_readers.py
-    compares the two on a range of environs."""
+    ``REMOTE_HOST``, a user agent) are the contrib's own functions;
+    tests/unit/runtime/integrations/test_django_lean_readers.py compares the two on a range of environs."""
     from opentelemetry.instrumentation import wsgi
 
     old, new = c.old, c.new
@@ -350,7 +350,7 @@ def path_of(target: str) -> str:
 def _metric_attributes(environ: dict, c: _Config) -> dict:
     """What the duration histograms keep of the WSGI collector's request attributes, read straight
     from the environ (the same keys and values ``opentelemetry.instrumentation.wsgi``'s
-    ``collect_request_attributes`` gives them; tests/unit/test_django_lean_readers.py compares)."""
+    ``collect_request_attributes`` gives them; tests/unit/runtime/integrations/test_django_lean_readers.py compares)."""
     attributes: dict[str, Any] = {}
     method = method_name(environ.get("REQUEST_METHOD", ""))
     method = "_OTHER" if method == "HTTP" else method
