@@ -1,12 +1,22 @@
-"""Reading ``*.dist-info`` folders: instrumentor entry points, their requirements, the
-libraries' top-level modules; and the cached scan of ``sys.path``.
+"""The instrumentor catalogue: otel-launch's own integrations by name, and every other installed
+``opentelemetry_instrumentor`` entry point, found by reading ``*.dist-info`` folders.
+
+``opentelemetry-instrument`` loads every entry point at interpreter start (~680 ms with a dozen
+installed); otel-launch runs each when the app imports its library (the runtime's
+``integrations/_catalogue.py``). An :class:`Entry` says what to load and which modules trigger it:
+the top-level modules of the distribution its ``instruments`` (or ``instruments-any``)
+requirements name, from that distribution's ``top_level.txt`` or ``RECORD``; with no
+requirement (a standard-library instrumentation), the entry point's name.
 
 ``importlib.metadata`` answers the same questions, but importing it alone costs more than the
 whole start-up budget (~45 ms CPU on the bench machine): this reads the three or four files
-it needs per distribution itself, and only in the launcher (or a process that got no
-hand-off). A unit test compares its answers with ``importlib.metadata``'s on the real
-environment. Only what upstream reads is read: ``entry_points.txt``, the ``Requires-Dist``
-headers of ``METADATA`` (``requires.txt`` for ``*.egg-info``), ``top_level.txt`` or ``RECORD``.
+it needs per distribution itself. Only what upstream reads is read: ``entry_points.txt``, the
+``Requires-Dist`` headers of ``METADATA`` (``requires.txt`` for ``*.egg-info``),
+``top_level.txt`` or ``RECORD``; a unit test compares the answers with ``importlib.metadata``'s
+on the real environment. The launcher scans once, keeps the result in the user's cache folder
+until a folder holding distributions changes, and hands it to its children in
+``_OTEL_LAUNCH_CATALOGUE``; a process that gets none, or one made for another interpreter, does
+the same for itself. Standard library only: the launcher and the target both read it.
 """
 
 from __future__ import annotations
@@ -14,15 +24,98 @@ from __future__ import annotations
 import os
 import sys
 
-from otel_launch._runtime.integrations._catalogue import (
-    GROUP,
-    OURS,
-    STDLIB_TRIGGERS,
-    Entry,
-    decode,
-    encode,
-    interpreter_key,
-)
+ENV_VAR = "_OTEL_LAUNCH_CATALOGUE"
+GROUP = "opentelemetry_instrumentor"
+# otel-launch's own integrations, by the names OTEL_PYTHON_DISABLED_INSTRUMENTATIONS gives them, in
+# the order the runtime registers their steps (integrations/__init__.py), each with the
+# distribution whose version the doctor reports (None: the standard library).
+OWN: dict[str, str | None] = {
+    "django": "django",
+    "celery": "celery",
+    "redis": "redis",
+    "sqlite3": None,
+    "psycopg": "psycopg",
+    "psycopg2": "psycopg2",
+    "threading": None,  # the trace context carried into threads and thread pools
+    "uwsgi": "uwsgi",  # the post-fork chain of uWSGI's workers
+}
+# Entry points otel-launch never loads: ours replace them, so does our log correlation
+# ``logging``'s, and ``system_metrics`` has no library import to wait for (it would have to run at start).
+NEVER_LOADED = frozenset({*OWN, "logging", "system_metrics"})
+# Standard-library instrumentations name no requirement; their trigger is the module they
+# patch, when it is not the entry point's name (``import urllib`` alone sends nothing).
+STDLIB_TRIGGERS = {"urllib": "urllib.request"}
+
+
+class Entry:
+    """One instrumentor entry point: what to load, what triggers it, what it supports."""
+
+    __slots__ = ("name", "value", "triggers", "instruments", "instruments_any", "done")
+
+    def __init__(self, name: str, value: str, triggers: list[str], instruments: list[str], instruments_any: list[str]):
+        self.name, self.value, self.triggers = name, value, triggers
+        self.instruments, self.instruments_any = instruments, instruments_any
+        self.done = False
+
+    def encode(self) -> str:
+        fields = [self.name, self.value, "+".join(self.triggers)]
+        fields += [f"r:{req}" for req in self.instruments] + [f"a:{req}" for req in self.instruments_any]
+        return " ".join(fields)
+
+    @classmethod
+    def decode(cls, text: str) -> Entry:
+        name, value, triggers, *reqs = text.split(" ")
+        return cls(
+            name,
+            value,
+            triggers.split("+"),
+            [req[2:] for req in reqs if req.startswith("r:")],
+            [req[2:] for req in reqs if req.startswith("a:")],
+        )
+
+
+# -- this process's catalogue, and handing it to the launched processes ------------------------
+
+
+def interpreter_key() -> str:
+    # A scan holds for one interpreter and one environment: a child of another one rescans.
+    return f"{sys.version_info[0]}.{sys.version_info[1]}:{sys.prefix};"
+
+
+def encode(entries: list[Entry]) -> str:
+    """The value of ``_OTEL_LAUNCH_CATALOGUE`` for processes of this interpreter."""
+    return interpreter_key() + ";".join(entry.encode() for entry in entries)
+
+
+def decode(body: str) -> list[Entry]:
+    return [Entry.decode(text) for text in body.split(";")] if body else []
+
+
+_found: list[Entry] | None = None
+
+
+def entries() -> list[Entry]:
+    """This process's catalogue (once): the launcher's hand-off when it is for this
+    interpreter, else the cached scan, else a scan of our own."""
+    global _found
+    if _found is None:
+        handed = os.environ.get(ENV_VAR, "")
+        key = interpreter_key()
+        _found = decode(handed[len(key) :]) if handed.startswith(key) else cached_scan(sys.path)
+    return _found
+
+
+def for_child_env() -> str:
+    """What the launcher hands its command: this scan, for processes of its interpreter."""
+    return encode(entries())
+
+
+def names() -> list[str]:
+    """The instrumentation names otel-launch knows: its own, then the catalogue's."""
+    return list(dict.fromkeys([*OWN, *(entry.name for entry in entries())]))
+
+
+# -- reading the dist-info folders ----------------------------------------------------------------
 
 
 def _normalize(name: str) -> str:
@@ -174,7 +267,7 @@ def _scan(dists: dict[str, str]) -> list[Entry]:
         text = _read(os.path.join(folder, "entry_points.txt"))
         if not text or GROUP not in text:
             continue
-        points = [(name, value) for name, value in _entry_points(text) if name not in OURS and name not in seen]
+        points = [(name, value) for name, value in _entry_points(text) if name not in NEVER_LOADED and name not in seen]
         if not points:
             continue
         instruments, instruments_any = _instrument_requirements(folder)

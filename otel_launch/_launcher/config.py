@@ -269,13 +269,11 @@ class Config:
             return
         # Others are accepted with a warning: a container env written for
         # opentelemetry-instrument may list instrumentations otel-launch does not ship.
-        from otel_launch._runtime.integrations import names
+        from otel_launch._core.catalogue import entry_point_names, names
 
         known = names()
         unknown = [name for name in disabled.value if name not in known and name != "*"]  # "*": all of them
         if unknown:  # also known: an installed instrumentation whose library is not installed
-            from otel_launch._core.catalogue import entry_point_names
-
             unknown = [name for name in unknown if name not in entry_point_names()]
         if unknown:
             self.warnings.append(
@@ -417,9 +415,9 @@ class Config:
         attributes = self.resource_attributes_for_child()
         if attributes:
             env["OTEL_RESOURCE_ATTRIBUTES"] = BY_NAME["resource_attributes"].render(attributes)
-        from otel_launch._runtime.integrations import _catalogue
+        from otel_launch._core import catalogue
 
-        env[_catalogue.ENV_VAR] = _catalogue.for_child_env()  # the scan, once, for every process
+        env[catalogue.ENV_VAR] = catalogue.for_child_env()  # the scan, once, for every process
         if self.config_file is not None:
             from otel_launch._launcher.config_file import replaced_by_file
 

@@ -372,8 +372,7 @@ def _disabled_instrumentations(data: dict[str, Any], path: str, warnings: list[s
         warnings.append(f"{path}: {INSTRUMENTATION}.general not applied by otel-launch, ignored")
     python = section.get("python") or {}
     disabled, unknown = [], []
-    from otel_launch._core.catalogue import entry_point_names
-    from otel_launch._runtime.integrations import names
+    from otel_launch._core.catalogue import entry_point_names, names
 
     known = set(names())
     for name, options in python.items():

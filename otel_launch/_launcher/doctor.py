@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import click
 
+from otel_launch._core import catalogue
 from otel_launch._core.masking import mask_text, mask_url, secret_values
 from otel_launch._core.settings import SETTINGS
 from otel_launch._launcher.config import _AUTO, Config, ConfigError
@@ -50,16 +51,6 @@ VERSIONS = (
     "psycopg",
     "psycopg2",
 )
-# otel-launch's integrations (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names) -> the distribution they need.
-INTEGRATION_LIBRARIES = {
-    "django": "django",
-    "celery": "celery",
-    "redis": "redis",
-    "sqlite3": None,  # the standard library
-    "psycopg": "psycopg",
-    "psycopg2": "psycopg2",
-    "threading": None,  # the trace context carried into threads and thread pools
-}
 
 
 class Answer(NamedTuple):
@@ -86,7 +77,7 @@ def version_line() -> str:
 def integrations_line(config: Config) -> str:
     disabled = set(config.disabled_instrumentations or ())
     parts = []
-    for name, distribution in INTEGRATION_LIBRARIES.items():
+    for name, distribution in catalogue.OWN.items():
         version = "stdlib" if distribution is None else _version(distribution)
         if name in disabled:
             parts.append(f"{name}: off (disabled)")
@@ -95,9 +86,7 @@ def integrations_line(config: Config) -> str:
         else:
             parts.append(f"{name}: loads ({'standard library' if distribution is None else version})")
     # The catalogue: every other installed instrumentation, run when its library is imported.
-    from otel_launch._runtime.integrations import _catalogue
-
-    for entry in _catalogue.entries():
+    for entry in catalogue.entries():
         when = "off (disabled)" if entry.name in disabled or "*" in disabled else "loads"
         parts.append(f"{entry.name}: {when} when {' or '.join(entry.triggers)} is imported")
     return "integrations: " + "; ".join(parts)

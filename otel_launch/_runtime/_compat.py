@@ -8,7 +8,7 @@ tested, or one that moved it), the feature is skipped with one warning line and 
 or SDK's own behaviour serves instead: never an error in the app.
 
 Names are one cause among others: anything an integration step raises (an import error, a
-changed signature) is caught by the one guard of the registry (``integrations.guard``), which
+changed signature) is caught by the one guard of the registry (``integrations._activation.guard``), which
 says it in one line and runs the step's fallback. And a library older than the floor otel-launch
 is tested on (``FLOORS``) never runs our code at all: the guard's fallback serves from the start.
 

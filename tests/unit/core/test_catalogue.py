@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from otel_launch._core import catalogue as catalogue
-from otel_launch._core.catalogue import cached_scan, scan
+from otel_launch._core import catalogue
+from otel_launch._core.catalogue import NEVER_LOADED, Entry, cached_scan, scan
 from otel_launch._runtime.integrations import _catalogue
-from otel_launch._runtime.integrations._catalogue import OURS, Entry, activate
+from otel_launch._runtime.integrations._catalogue import activate
 
 
 def _packages_distributions() -> dict[str, list[str]]:
@@ -41,7 +41,7 @@ def test_the_scan_finds_what_importlib_metadata_finds_in_this_environment():
     top_levels = _packages_distributions()
     expected = {}
     for point in importlib.metadata.entry_points(group="opentelemetry_instrumentor"):
-        if point.name in OURS:
+        if point.name in NEVER_LOADED:
             continue
         instruments, instruments_any = [], []
         for raw in point.dist.requires or ():
@@ -149,17 +149,17 @@ def test_the_first_distribution_on_the_path_wins(tmp_path: Path):
 def test_the_hand_off_round_trips_and_is_for_one_interpreter_only(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     entries = scan()
-    encoded = _catalogue.encode(entries)
-    monkeypatch.setattr(_catalogue, "_found", None)
-    monkeypatch.setenv(_catalogue.ENV_VAR, encoded)
-    assert [e.encode() for e in _catalogue.entries()] == [e.encode() for e in entries]
+    encoded = catalogue.encode(entries)
+    monkeypatch.setattr(catalogue, "_found", None)
+    monkeypatch.setenv(catalogue.ENV_VAR, encoded)
+    assert [e.encode() for e in catalogue.entries()] == [e.encode() for e in entries]
     # Made by another interpreter: this process scans for itself.
-    monkeypatch.setattr(_catalogue, "_found", None)
-    monkeypatch.setenv(_catalogue.ENV_VAR, "3.0:/elsewhere;fake fake:Fake fake")
-    assert "fake" not in [e.name for e in _catalogue.entries()]
-    monkeypatch.setattr(_catalogue, "_found", None)
-    monkeypatch.setenv(_catalogue.ENV_VAR, _catalogue.encode([]))
-    assert _catalogue.entries() == []
+    monkeypatch.setattr(catalogue, "_found", None)
+    monkeypatch.setenv(catalogue.ENV_VAR, "3.0:/elsewhere;fake fake:Fake fake")
+    assert "fake" not in [e.name for e in catalogue.entries()]
+    monkeypatch.setattr(catalogue, "_found", None)
+    monkeypatch.setenv(catalogue.ENV_VAR, catalogue.encode([]))
+    assert catalogue.entries() == []
 
 
 def test_the_cached_scan_holds_until_a_folder_with_distributions_changes(tmp_path: Path, monkeypatch):
@@ -344,3 +344,13 @@ def test_a_stand_in_the_app_wrapped_before_the_first_call_passes_to_the_original
     FakeClient.send = _contrib_wrapper(FakeClient.__dict__["send"], "app-traced")  # what the app's instrument() does
     assert FakeClient().send(1) == ("app-traced", ("sent", 1))
     assert FakeClient().send(2) == ("app-traced", ("sent", 2))
+
+
+def test_the_runtimes_steps_are_for_the_registrys_names_in_its_order():
+    """One registry of our integration names (the core's OWN): the runtime's steps, the names the
+    launcher knows and the doctor's list all come from it, and the catalogue never loads them."""
+    from otel_launch._runtime.integrations import STEPS
+
+    assert list(dict.fromkeys(step.name for step in STEPS)) == list(catalogue.OWN)
+    assert set(catalogue.OWN) <= catalogue.NEVER_LOADED
+    assert catalogue.names()[: len(catalogue.OWN)] == list(catalogue.OWN)

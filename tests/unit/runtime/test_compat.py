@@ -142,15 +142,15 @@ def test_before_asgiref_3_6_django_middleware_is_marked_as_django_checks(monkeyp
     assert asyncio.iscoroutinefunction(middleware) and iscoroutinefunction(middleware)
 
 
-# -- the guard every integration step runs in (otel_launch/_runtime/integrations/__init__.py) --------
+# -- the guard every integration step runs in (otel_launch/_runtime/integrations/_activation.py) -----
 
 
 @pytest.fixture
 def guard(monkeypatch):
-    from otel_launch._runtime import integrations
+    from otel_launch._runtime.integrations import _activation
 
-    monkeypatch.setattr(integrations, "_said", set())
-    return integrations.guard
+    monkeypatch.setattr(_activation, "_said", set())
+    return _activation.guard
 
 
 def _broken() -> None:
@@ -211,9 +211,9 @@ def test_a_long_or_multi_line_cause_stays_one_line(guard, capsys):
 
 
 def test_every_own_integration_step_has_a_fallback_or_says_what_the_app_goes_without():
-    from otel_launch._runtime.integrations import OWN
+    from otel_launch._runtime.integrations import STEPS
 
-    for integration in OWN:
+    for integration in STEPS:
         if integration.hook == "on_import" and integration.name == "redis":
             continue  # the step is the contrib's instrumentor itself
         assert integration.fallback or integration.without, integration.trigger
