@@ -27,6 +27,7 @@ from urllib.parse import unquote, unquote_plus
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
 
 MASK = "***"
 # Query parameter and header names whose values are secret (searched case-insensitively):
@@ -185,7 +186,42 @@ def secret_values(raw_values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
-def header_values(raw_pairs: Iterable[str]) -> list[str]:
-    """The values of ``name=value,...`` header settings (``OTEL_EXPORTER_OTLP_HEADERS`` and the
-    per-signal ones), as written."""
-    return [value for raw in raw_pairs for name, sep, value in (item.partition("=") for item in raw.split(",")) if sep]
+def header_values(raw_settings: Iterable[str] = (), file_data: Any = None) -> list[str]:
+    """The header values of export settings (``name=value,...``: ``OTEL_EXPORTER_OTLP_HEADERS`` and
+    the per-signal ones) and of a parsed configuration file (its model or plain data: ``headers``
+    and ``headers_list``): what no message may show, longest first. An item without ``=`` counts
+    whole (a pasted token; the configuration package logs such an item)."""
+    found: list[str] = []
+    for raw in raw_settings:
+        found += _pair_values(raw)
+    if file_data is not None:
+        _file_header_values(file_data, found)
+    return sorted({item for item in found if item}, key=len, reverse=True)
+
+
+def _pair_values(raw: str) -> list[str]:
+    values = []
+    for pair in raw.split(","):
+        name, equals, value = pair.partition("=")
+        values.append((value if equals else name).strip())
+    return values
+
+
+def _file_header_values(value: Any, found: list[str]) -> None:
+    # A model is a dataclass; its fields are read without importing dataclasses (start-up time).
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type):
+        value = {name: getattr(value, name, None) for name in fields}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "headers_list" and isinstance(item, str):
+                found += _pair_values(item)
+            elif key == "headers" and isinstance(item, list):
+                for header in item:
+                    secret = header.get("value") if isinstance(header, dict) else getattr(header, "value", None)
+                    found.append(str(secret or "").strip())
+            else:
+                _file_header_values(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _file_header_values(item, found)

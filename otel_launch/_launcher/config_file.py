@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from otel_launch._core.masking import mask_text
+from otel_launch._core.masking import header_values, mask_text
 from otel_launch._core.settings import (
     MASK,
     REDACT_PATTERN,
@@ -32,7 +32,6 @@ from otel_launch._core.settings import (
     mask_url,
     mask_urls_in,
 )
-from otel_launch._runtime.sdk.from_file import header_values
 
 PACKAGE = "opentelemetry-configuration"
 EXTRA = "otel-launch[config]"
@@ -150,7 +149,7 @@ def load(path: str, where: str) -> ConfigFile:
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
-    secrets = header_values(data)
+    secrets = header_values(file_data=data)
     warnings = [f"{path}: {mask_text(message, values=secrets)}" for message in collected.messages]
     try:
         child_env = _for_child(model, data, path, warnings)

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import click
 
 from otel_launch._core import catalogue
-from otel_launch._core.masking import mask_text, mask_url, secret_values
+from otel_launch._core.masking import header_values, mask_text, mask_url, secret_values
 from otel_launch._core.settings import SETTINGS
 from otel_launch._launcher.config import _AUTO, Config, ConfigError
 from otel_launch._version import __version__
@@ -191,6 +191,21 @@ def _request(signal: str, service: str) -> Any:
     return ExportLogsServiceRequest(resource_logs=[body])
 
 
+def _response(signal: str) -> Any:
+    """An empty export response of the signal's service, for the collector's answer."""
+    if signal == "traces":
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        return ExportTraceServiceResponse()
+    if signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+        return ExportMetricsServiceResponse()
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    return ExportLogsServiceResponse()
+
+
 def _partial(response: Any) -> Answer:
     partial = response.partial_success
     rejected = next(
@@ -265,8 +280,6 @@ class Transport(NamedTuple):
         import requests
         from google.rpc import status_pb2
 
-        from otel_launch.local.receiver import _SIGNALS
-
         body = request.SerializeToString()
         headers = {**headers, "Content-Type": "application/x-protobuf"}
         if self.compression == "gzip":
@@ -285,7 +298,7 @@ class Transport(NamedTuple):
         except requests.exceptions.ConnectionError as exc:
             return Answer(False, f"unreachable: {_reason(exc)}")
         if response.status_code == 200:
-            parsed = _SIGNALS[signal][1]()
+            parsed = _response(signal)
             parsed.ParseFromString(response.content)
             return _partial(parsed)
         message = ""
@@ -370,9 +383,7 @@ def _all_header_values(config: Config) -> list[str]:
     for signal in SIGNALS:
         values += (_signal_headers(config, signal) or {}).values()
     if config.config_file is not None:
-        from otel_launch._runtime.sdk.from_file import header_values
-
-        values += header_values(config.config_file.data)
+        values += header_values(file_data=config.config_file.data)
     return values
 
 

@@ -58,7 +58,9 @@ def configuration() -> Any:
                 _state["model"] = _read(os.environ[ENV])
             finally:
                 logger.setLevel(level)
-            secrets = header_values(_state["model"])
+            from otel_launch._core.masking import header_values
+
+            secrets = header_values(file_data=_state["model"])
             if secrets:  # a logger's filter sees only its own records: each module's logger
                 masking = _MaskValues(secrets)
                 for module in _PACKAGE_LOGGERS:
@@ -77,32 +79,6 @@ def _read(path: str) -> Any:
         return _loader.load_config_file(path)
     with open(path, encoding="utf-8") as handle:
         return to_model(parse(handle.read(), os.path.splitext(path)[1].lower(), path))
-
-
-def header_values(value: Any) -> list[str]:
-    """Every header value of a parsed file (model or plain data): what no message may show.
-    A ``headers_list`` item without ``=`` counts whole (the package logs such an item)."""
-    import dataclasses
-
-    found: list[str] = []
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "headers_list" and isinstance(item, str):
-                for pair in item.split(","):
-                    name, equals, secret = pair.partition("=")
-                    found.append((secret if equals else name).strip())
-            elif key == "headers" and isinstance(item, list):
-                for header in item:
-                    secret = header.get("value") if isinstance(header, dict) else getattr(header, "value", None)
-                    found.append(str(secret or "").strip())
-            else:
-                found += header_values(item)
-    elif isinstance(value, list):
-        for item in value:
-            found += header_values(item)
-    return sorted({item for item in found if item}, key=len, reverse=True)
 
 
 class _MaskValues(logging.Filter):
