@@ -1,10 +1,10 @@
-"""The OpenTelemetry SDK, configured from the standard variables and built on first use.
+"""The SDK from the standard variables, and the parts every provider of otel-launch is made of.
 
-The API calls :func:`tracer_provider`, :func:`meter_provider` and :func:`logger_provider`
-through entry points the first time a process asks for a provider (see
-``OTEL_PYTHON_*_PROVIDER``). Sampler, resource attributes, endpoint, headers, timeouts and
-propagators are read by the SDK itself from the same variables ``opentelemetry-instrument``
-uses; this module only chooses and assembles the parts.
+Sampler, resource attributes, endpoint, headers, timeouts and propagators are read by the SDK
+itself from the same variables ``opentelemetry-instrument`` uses; this module only chooses and
+assembles the parts. The parts serve ``from_file`` too: the exporter built once per process
+(:class:`PerProcessExporter`), the batch processors that count their drops (:func:`_counting`),
+the tracer provider whose tracers follow the app's (:func:`_provider_whose_tracers_follow_the_app`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import functools
 import importlib
 import os
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -22,7 +21,6 @@ from typing import Any
 from otel_launch._core.settings import read_setting
 from otel_launch._runtime import _compat, _lifecycle
 from otel_launch._runtime._log import DropReport, rate_limit, warn
-from otel_launch._runtime.sdk import from_file
 
 _lock = threading.RLock()
 _built: dict[str, Any] = {}
@@ -260,24 +258,6 @@ def _counting(processor_class: type, hook: str, what: str) -> type:
     )
 
 
-def _never_raises(fallback: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """The API re-raises a provider factory's error into the app's get_tracer() call: the
-    app must run on, with a no-op provider and one warning line, instead."""
-
-    def decorate(factory: Callable[[], Any]) -> Callable[[], Any]:
-        @functools.wraps(factory)
-        def guarded() -> Any:
-            try:
-                return factory()
-            except Exception as exc:
-                warn(f"telemetry set-up failed, {factory.__name__} is off ({type(exc).__name__}: {exc})")
-                return _load(fallback)()
-
-        return guarded
-
-    return decorate
-
-
 def resource() -> Any:
     """One Resource for all signals of this process. The SDK renews the process-dependent parts
     (pid, ``service.instance.id``) of providers that exist at fork; a provider first built in a
@@ -294,55 +274,33 @@ def resource() -> Any:
         return _built["resource"]
 
 
-def _build_once(signal: str, build: Callable[[], Any]) -> Any:
-    """This process's provider for a signal: built once, and registered to flush at exit."""
-    with _lock:
-        if signal not in _built:
-            provider = build()
-            if hasattr(provider, "shutdown"):  # not a no-op provider
-                _lifecycle.register(provider)
-                if "uwsgi" in sys.modules:
-                    from otel_launch._runtime.integrations import uwsgi
-
-                    uwsgi.on_first_provider()
-            _built[signal] = provider
-        return _built[signal]
-
-
-@_never_raises("opentelemetry.trace:NoOpTracerProvider")
 def tracer_provider() -> Any:
-    """Entry point ``opentelemetry_tracer_provider: otel_launch``."""
+    """The tracer provider the variables describe (the sampler is read by the SDK itself)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    def build() -> Any:
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from otel_launch._runtime._scrub import ScrubbingSpanProcessor
 
-        from otel_launch._runtime._scrub import ScrubbingSpanProcessor
+    # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
+    internal = _sdk_internal_meter_provider()
+    provider = _provider_whose_tracers_follow_the_app(TracerProvider)(
+        resource=resource(), shutdown_on_exit=False, meter_provider=internal
+    )
+    # First: processors run in order, and no exporter may see a span before it is scrubbed.
+    redact = read_setting("redact", os.environ)
+    if redact:
+        provider.add_span_processor(ScrubbingSpanProcessor(redact, os.environ))
+    rate_limit(*_EXPORT_LOGGERS)  # now: the queue may fill before the first export
+    counting = _counting(BatchSpanProcessor, "on_end", "spans")
+    for kind in exporter_kinds("traces"):
+        processor_class = counting
+        if kind in ("grpc", "http/protobuf"):
+            from otel_launch._runtime import _span_export
 
-        if from_file.active():
-            return from_file.tracer_provider()
-        # The sampler comes from OTEL_TRACES_SAMPLER / _ARG, read by the SDK.
-        internal = _sdk_internal_meter_provider()
-        provider = _provider_whose_tracers_follow_the_app(TracerProvider)(
-            resource=resource(), shutdown_on_exit=False, meter_provider=internal
-        )
-        # First: processors run in order, and no exporter may see a span before it is scrubbed.
-        redact = read_setting("redact", os.environ)
-        if redact:
-            provider.add_span_processor(ScrubbingSpanProcessor(redact, os.environ))
-        rate_limit(*_EXPORT_LOGGERS)  # now: the queue may fill before the first export
-        counting = _counting(BatchSpanProcessor, "on_end", "spans")
-        for kind in exporter_kinds("traces"):
-            processor_class = counting
-            if kind in ("grpc", "http/protobuf"):
-                from otel_launch._runtime import _span_export
-
-                if _span_export.usable():  # our OTLP exporters: spans encoded as they end, sent as bytes
-                    processor_class = _counting(_span_export.EncodingBatchSpanProcessor, "on_end", "spans")
-            provider.add_span_processor(processor_class(PerProcessExporter("traces", kind), meter_provider=internal))
-        return provider
-
-    return _build_once("traces", build)
+            if _span_export.usable():  # our OTLP exporters: spans encoded as they end, sent as bytes
+                processor_class = _counting(_span_export.EncodingBatchSpanProcessor, "on_end", "spans")
+        provider.add_span_processor(processor_class(PerProcessExporter("traces", kind), meter_provider=internal))
+    return provider
 
 
 def _provider_whose_tracers_follow_the_app(base: type) -> type:
@@ -425,47 +383,33 @@ class _PerProcessMetricExporter(PerProcessExporter):
         return self._exporter().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
 
-@_never_raises("opentelemetry.metrics:NoOpMeterProvider")
 def meter_provider() -> Any:
-    """Entry point ``opentelemetry_meter_provider: otel_launch``."""
+    """The meter provider the variables describe: a no-op one when no exporter would read it."""
+    kinds = exporter_kinds("metrics")
+    if not kinds:  # OTEL_METRICS_EXPORTER=none: nothing would read a measurement, take none
+        from opentelemetry.metrics import NoOpMeterProvider
 
-    def build() -> Any:
-        if from_file.active():
-            return from_file.meter_provider()
-        kinds = exporter_kinds("metrics")
-        if not kinds:  # OTEL_METRICS_EXPORTER=none: nothing would read a measurement, take none
-            from opentelemetry.metrics import NoOpMeterProvider
+        return NoOpMeterProvider()
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-            return NoOpMeterProvider()
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-        readers = [PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in kinds]
-        return MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
-
-    return _build_once("metrics", build)
+    readers = [PeriodicExportingMetricReader(_PerProcessMetricExporter(kind)) for kind in kinds]
+    return MeterProvider(metric_readers=readers, resource=resource(), shutdown_on_exit=False)
 
 
-@_never_raises("opentelemetry._logs:NoOpLoggerProvider")
 def logger_provider() -> Any:
-    """Entry point ``opentelemetry_logger_provider: otel_launch``."""
+    """The logger provider the variables describe, scrubbing every record before it is exported."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    def build() -> Any:
-        if from_file.active():
-            return from_file.logger_provider()
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
+    redact = read_setting("redact", os.environ)
+    if redact:  # first, so that no exporter sees a record unmasked
+        from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
 
-        provider = LoggerProvider(resource=resource(), shutdown_on_exit=False)
-        redact = read_setting("redact", os.environ)
-        if redact:  # first, so that no exporter sees a record unmasked
-            from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
-
-            provider.add_log_record_processor(ScrubbingLogRecordProcessor(redact))
-        rate_limit(*_EXPORT_LOGGERS)
-        counting = _counting(BatchLogRecordProcessor, "on_emit", "log records")
-        for kind in exporter_kinds("logs"):
-            provider.add_log_record_processor(counting(PerProcessExporter("logs", kind)))
-        return provider
-
-    return _build_once("logs", build)
+        provider.add_log_record_processor(ScrubbingLogRecordProcessor(redact))
+    rate_limit(*_EXPORT_LOGGERS)
+    counting = _counting(BatchLogRecordProcessor, "on_emit", "log records")
+    for kind in exporter_kinds("logs"):
+        provider.add_log_record_processor(counting(PerProcessExporter("logs", kind)))
+    return provider

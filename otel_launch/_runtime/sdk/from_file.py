@@ -10,7 +10,7 @@ do differently from the rest of otel-launch is taken back here:
   nothing imports gRPC on the start-up path. Span and log processors are built here, with the
   drop reports of the rest of otel-launch; metric readers by the package, whose push-exporter
   factory is wrapped (``_meter_provider._create_push_metric_exporter``);
-- providers do not flush from their own atexit handler: ``from_env`` registers them with
+- providers do not flush from their own atexit handler: the package (``sdk``) registers them with
   ``_lifecycle`` (bounded flush at exit, SIGTERM, multiprocessing children);
 - the tracer provider is ours (its tracers follow an app's provider set later); spans and log
   records are scrubbed before any processor of the file sees them;
@@ -27,6 +27,11 @@ import atexit
 import logging
 import os
 import threading
+
+from otel_launch._core.masking import header_values, mask_text
+from otel_launch._core.settings import read_setting
+from otel_launch._runtime._log import rate_limit
+from otel_launch._runtime.sdk import from_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,8 +63,6 @@ def configuration() -> Any:
                 _state["model"] = _read(os.environ[ENV])
             finally:
                 logger.setLevel(level)
-            from otel_launch._core.masking import header_values
-
             secrets = header_values(file_data=_state["model"])
             if secrets:  # a logger's filter sees only its own records: each module's logger
                 masking = _MaskValues(secrets)
@@ -89,8 +92,6 @@ class _MaskValues(logging.Filter):
         self._values = values
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from otel_launch._core.masking import mask_text
-
         record.msg, record.args = mask_text(record.getMessage(), values=self._values), ()
         return True
 
@@ -119,8 +120,6 @@ def span_exporter(exporter_config: Any) -> Any:
     """The file's span exporter, built by the package in each process, on its first export."""
     from opentelemetry.configuration._tracer_provider import _create_span_exporter
 
-    from otel_launch._runtime.sdk import from_env
-
     kind = _own(exporter_config)[0]
     return from_env.PerProcessExporter("traces", kind, lambda: _create_span_exporter(exporter_config))
 
@@ -128,8 +127,6 @@ def span_exporter(exporter_config: Any) -> Any:
 def log_exporter(exporter_config: Any) -> Any:
     """The file's log record exporter, built by the package in each process, on its first export."""
     from opentelemetry.configuration._logger_provider import _create_log_record_exporter
-
-    from otel_launch._runtime.sdk import from_env
 
     kind = _own(exporter_config)[0]
     return from_env.PerProcessExporter("logs", kind, lambda: _create_log_record_exporter(exporter_config))
@@ -140,8 +137,6 @@ def metric_exporter(exporter_config: Any, create: Any) -> Any:
     file, mapped by the package's own functions (no exporter built, no gRPC before a fork); a
     plugin is built in this process to ask it (a forked child builds its own all the same)."""
     from opentelemetry.configuration import _meter_provider
-
-    from otel_launch._runtime.sdk import from_env
 
     kind, own = _own(exporter_config)
     exporter = from_env._PerProcessMetricExporter(kind, lambda: create(exporter_config), preferences=({}, {}))
@@ -190,8 +185,6 @@ def _create(create: Any, section: Any, model: Any) -> Any:
 
 def _processors(configs: Any, batch_class: type, simple_class: type, make: Any, what: str, **extra: Any) -> list:
     """The file's batch/simple processors, ours: per-process exporters, drops counted."""
-    from otel_launch._runtime.sdk import from_env
-
     counting = from_env._counting(batch_class, "on_end" if what == "spans" else "on_emit", what)
     built = []
     for config in configs or []:
@@ -218,10 +211,7 @@ def tracer_provider() -> Any:
     from opentelemetry.configuration.file import create_tracer_provider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    from otel_launch._core.settings import read_setting
-    from otel_launch._runtime._log import rate_limit
     from otel_launch._runtime._scrub import ScrubbingSpanProcessor
-    from otel_launch._runtime.sdk import from_env
 
     model = configuration()
     if model.tracer_provider is None:  # the spec: no section, no-op provider
@@ -262,10 +252,6 @@ def logger_provider() -> Any:
 
     from opentelemetry.configuration.file import create_logger_provider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
-
-    from otel_launch._core.settings import read_setting
-    from otel_launch._runtime._log import rate_limit
-    from otel_launch._runtime.sdk import from_env
 
     model = configuration()
     if model.logger_provider is None:
