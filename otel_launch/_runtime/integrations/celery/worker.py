@@ -33,8 +33,8 @@ from typing import Any
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations._histograms import BoundHistogram
 from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
-from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing

@@ -21,7 +21,7 @@ What differs, on purpose:
   its non-recording span and the duration metric: no attribute collector, no N+1 watch, and
   its SQL queries start no span (``sql.py``).
 - **The duration histograms** are recorded through measurements bound to their attribute set
-  (``celery/_metrics.BoundHistogram``), found by the raw values the attributes come from (a few
+  (``_histograms.BoundHistogram``), found by the raw values the attributes come from (a few
   environ or scope reads); the attributes are built, by lean readers of the environ and scope
   (``_metric_attributes``, ``_asgi_metric_attributes``: the keys and values the contrib's
   collectors give them, tests/unit/runtime/integrations/test_django_lean_readers.py), once per combination.
@@ -608,7 +608,7 @@ _BOUND_LIMIT = 1000  # keys kept per configuration: a Host header or an unrouted
 
 def _durations(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
     """The duration histograms' measurements for this request's attribute values, bound once per
-    combination (``celery/_metrics.BoundHistogram``: the SDK's own aggregation, without hashing
+    combination (``_histograms.BoundHistogram``: the SDK's own aggregation, without hashing
     the attributes again on every request). The key is the raw values the attributes come from;
     the attributes themselves are built only for a key not seen yet."""
     c = state.config
@@ -655,7 +655,7 @@ def _durations(request: Any, state: _Request, code: int | None) -> tuple[Any, An
 
 def _bind(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
     """The two bound measurements (old and new conventions; None where the mode has none)."""
-    from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
+    from otel_launch._runtime.integrations._histograms import BoundHistogram
 
     c = state.config
     attributes = _asgi_metric_attributes(request.scope, c) if state.is_asgi else _metric_attributes(request.META, c)

@@ -12,13 +12,14 @@ aggregations; the binding then looks them up the way the SDK does and calls thei
 ``aggregate()`` (under their own lock) with the same value. An exemplar the filter wants
 (``always_on``, or a sampled span current: every measurement of a sampled request) is offered
 the measurement the SDK would build (value, time, the attributes cleaned once, the context).
-What a reader collects is the same (tests/unit/runtime/integrations/test_celery_metrics.py records side by side,
+What a reader collects is the same (tests/unit/runtime/integrations/test_histograms.py records side by side,
 with views, both temporalities, exemplars and a reader added later). Everything else goes
 through ``record()`` as before: a disabled meter, a value the SDK refuses (negative, not
 finite), a reader added since the binding, an aggregation other than explicit buckets (a view's
 choice), or any provider that is not this SDK.
 
-Also the Django request path's duration histograms (django/request.py).
+Used by Celery's task histograms (celery/worker.py) and the Django request path's duration
+histograms (django/request.py).
 
 SDK internals relied on (opentelemetry-sdk 1.43-1.45, read at binding time only):
 ``instrument._measurement_consumer`` (``._reader_storages``, ``._sdk_config.exemplar_filter``),

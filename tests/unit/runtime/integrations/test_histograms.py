@@ -1,4 +1,4 @@
-"""The lean histogram path (integrations/celery/_metrics.py) records what the SDK's own record() records.
+"""The lean histogram path (integrations/_histograms.py) records what the SDK's own record() records.
 
 Side by side: one meter provider fed through ``Histogram.record()``, another through
 ``BoundHistogram``, with the same values; what their readers collect must be equal. These tests
@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, SumAggregation, View
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
+from otel_launch._runtime.integrations._histograms import BoundHistogram
 
 ATTRIBUTES = {"celery.task_name": "orders.tasks.tick", "messaging.destination.name": "shop", "messaging.system": "x"}
 VALUES = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.0, 7.5, 11.0, 3600.0, 0.02]
