@@ -24,6 +24,7 @@ install: $(VENV)/.installed
 lint: install
 	$(PY) -m ruff check otel_launch tests examples bench .ci scripts
 	$(PY) -m ruff format --check otel_launch tests examples bench .ci scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 # CI: the supported-versions matrix (.ci/matrix.py; each cell in its own .venv-<cell>, lint in the
 # first), then a table of every interpreter, OpenTelemetry set, Django and Celery with pass counts.
