@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-# The masking lives in _masking; these names stay importable from here.
+# The masking lives in masking.py; these names stay importable from here.
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_url, mask_userinfo  # noqa: F401
 from otel_launch._core.masking import mask_text as mask_urls_in  # noqa: F401
 
@@ -331,7 +331,7 @@ class Setting(NamedTuple):
 
 # The value that stands for the built-in pattern of secret-looking names.
 REDACT_DEFAULT = "default"
-# REDACT_PATTERN (the built-in pattern) is in _masking, with the maskers that apply it.
+# REDACT_PATTERN (the built-in pattern) is in masking.py, with the maskers that apply it.
 
 
 def _redact(raw: str) -> str:

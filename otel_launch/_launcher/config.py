@@ -6,7 +6,7 @@ it: the launcher configures telemetry, not the app, so an app's own ``.env`` loa
 seeing exactly what it saw before.
 
 Every value is judged before the command starts: the settings, and the standard variables
-the SDK reads that are passed through (``PASSTHROUGH`` in ``_settings``), so that a bad one is
+the SDK reads that are passed through (``PASSTHROUGH`` in ``_core.settings``), so that a bad one is
 one line and exit 2 here rather than a signal silently off, or a traceback, in every process.
 """
 
@@ -367,7 +367,7 @@ class Config:
         return loaded
 
     def _derive_service_name(self, command: Sequence[str] | None) -> None:
-        """A name read from the command (``_service_name``), only when the user set none: no
+        """A name read from the command (``service_name.py``), only when the user set none: no
         service name, no ``service.name`` resource attribute, no configuration file (its
         resource is the SDK's whole resource)."""
         current = self.values["service_name"]

@@ -18,7 +18,7 @@ extensions) inherits providers that believe they belong to its parent: their thr
 gone and their identity is the parent's. The SDK's batch processor notices the new PID on
 the process's first span; that is where :func:`renew_after_unannounced_fork` runs, once,
 and gives the process what a Python fork would have: its own ``process.pid`` and
-``service.instance.id``, export and metric threads, exporter (``_sdk.PerProcessExporter``)
+``service.instance.id``, export and metric threads, exporter (``sdk.from_env.PerProcessExporter``)
 and exit flush.
 """
 
@@ -293,7 +293,7 @@ def renew_after_unannounced_fork(at_exit: bool = False) -> bool:
     attributes in place (so that the span that revealed the fork carries them too), the SDK's
     locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/runtime/test_compat.py
     checks them on each release), and this module's flusher. The exporters renew themselves
-    (``_sdk.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
+    (``sdk.from_env.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
     is then off in this process.
     """
     global _flusher

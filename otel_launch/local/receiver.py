@@ -15,7 +15,7 @@ raises makes the export fail (HTTP 500, gRPC INTERNAL) with one line on stderr, 
 traceback, and the receiver keeps serving.
 
 OTLP/HTTP takes ``application/x-protobuf`` only, plain, gzip or deflate (415 otherwise, as the
-OpenTelemetry Collector answers), on a bounded server (``_receiver_http``); ``allowed_host``
+OpenTelemetry Collector answers), on a bounded server (``receiver_http.py``); ``allowed_host``
 refuses requests whose ``Host`` it does not accept (403). gRPC reads ``grpc_workers`` calls at
 a time, takes at most ``max_connections`` calls at once (RESOURCE_EXHAUSTED
 beyond), and closes a connection after ``GRPC_CONNECTION_AGE`` seconds (clients reconnect; a
@@ -23,7 +23,7 @@ call still open is cut ``GRPC_AGE_GRACE`` seconds later), so that a call that ne
 request holds a reader for 40 s at most. Both transports
 hand the request's bytes over undecoded; one export is decompressed, parsed and decoded at a
 time, so that memory holds one decoded export, not many. Every listening socket is
-restartable at once and never shared (``_listen``).
+restartable at once and never shared (``listen.py``).
 
 Options used by ``otel-launch doctor``'s tests: ``answer_status`` makes every export fail as a
 collector refusing it would (HTTP status, and the matching gRPC code), ``partial_success``
