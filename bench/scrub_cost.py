@@ -13,7 +13,7 @@ import timeit
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_launch._core.settings import REDACT_PATTERN
+from otel_launch._core.masking import REDACT_PATTERN
 from otel_launch._runtime._scrub import ScrubbingSpanProcessor
 
 

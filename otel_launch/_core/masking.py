@@ -1,8 +1,8 @@
 """One masker for every place a secret could show: output, warnings, exporter logs, spans, log records.
 
 The launcher's own output (``--print-config``, the doctor, warnings) and the data the target
-exports (span attributes, exception events, status descriptions, log records) used to have
-masking of their own, with different rules. They all go through here now:
+exports (span attributes, exception events, status descriptions, log records) are masked here,
+by one set of rules, so that a secret hidden in one place is hidden in every other:
 
 - a password (or a lone token) before a URL's host is masked, the user is kept;
 - query and fragment values are masked: all of them (``secret=None``, our own output), or

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-# The masking lives in masking.py; these names stay importable from here.
-from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_url, mask_userinfo  # noqa: F401
-from otel_launch._core.masking import mask_text as mask_urls_in  # noqa: F401
+from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_url, mask_userinfo
 
 
 class SettingValueError(ValueError):

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from otel_launch._core.masking import mask_text
 from otel_launch._core.settings import (
     BY_ENV,
     BY_NAME,
@@ -28,7 +29,6 @@ from otel_launch._core.settings import (
     echo,
     has_userinfo,
     mask_pairs,
-    mask_urls_in,
 )
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap")
@@ -136,7 +136,7 @@ def _mask_passthrough(name: str, value: str) -> str:
     if check is not None and check.mask is not None:
         value = check.mask(value)
     else:
-        value = mask_pairs(value) if "HEADERS" in name else mask_urls_in(value)
+        value = mask_pairs(value) if "HEADERS" in name else mask_text(value)
     # An unchecked variable may hold anything: printed as escapes, never as a crash of print().
     return value if value.isprintable() else repr(value)[1:-1]
 

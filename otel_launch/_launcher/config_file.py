@@ -20,17 +20,13 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from otel_launch._core.masking import header_values, mask_text
+from otel_launch._core.masking import MASK, REDACT_PATTERN, header_values, mask_text, mask_url
 from otel_launch._core.settings import (
-    MASK,
-    REDACT_PATTERN,
     SettingValueError,
     _propagators,
     echo,
     has_userinfo,
     mask_pairs,
-    mask_url,
-    mask_urls_in,
 )
 
 PACKAGE = "opentelemetry-configuration"
@@ -111,7 +107,7 @@ def load(path: str, where: str) -> ConfigFile:
 
     ``where`` names the setting as the user gave it (``--config-file``, ``OTEL_CONFIG_FILE``).
     """
-    shown = echo(mask_urls_in(path))
+    shown = echo(mask_text(path))
     try:
         from opentelemetry.configuration import ConfigurationError, load_config_file
     except ImportError:
@@ -247,7 +243,7 @@ def _trial_build(model: Any) -> str | None:
         try:
             build()
         except Exception as exc:
-            return f"{key}: cannot be built: {_capped(mask_urls_in(str(exc)))}"
+            return f"{key}: cannot be built: {_capped(mask_text(str(exc)))}"
     return None
 
 
@@ -421,7 +417,7 @@ def _shown(key: str, value: Any) -> str:
         return mask_pairs(text)
     if "headers" in key or _SECRET_KEY.search(last):
         return MASK
-    return mask_urls_in(text)
+    return mask_text(text)
 
 
 def _describe(exc: Exception) -> str:
@@ -443,7 +439,7 @@ def _describe(exc: Exception) -> str:
         return "the file is empty; expected a mapping with at least file_format"
     if "mapping/object" in message:
         return "the file is not a mapping; expected a mapping with at least file_format"
-    return _capped(mask_urls_in(message))
+    return _capped(mask_text(message))
 
 
 def _describe_schema_error(error: Any) -> str:

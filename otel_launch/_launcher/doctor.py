@@ -399,10 +399,6 @@ def _file_delivery(config: Config, signal: str, timeout: float) -> tuple[Transpo
     return transport, found.url, found.headers
 
 
-def _scrub(text: str, secrets: tuple[str, ...], settings_row: bool = False) -> str:
-    return mask_text(text, values=secrets, settings_row=settings_row)
-
-
 # -- the command ------------------------------------------------------------------------------------
 
 
@@ -414,7 +410,7 @@ def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: An
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
     def say(line: str, settings_row: bool = False) -> None:
-        out.write(_scrub(line, secrets, settings_row) + "\n")
+        out.write(mask_text(line, values=secrets, settings_row=settings_row) + "\n")
         out.flush()
 
     env = config.child_env()

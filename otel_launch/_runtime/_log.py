@@ -1,8 +1,8 @@
 """How the runtime speaks: one-line warnings, and exporter logs that cannot flood the app or leak.
 
-Every line goes through :func:`scrub`: URLs lose their passwords and query values, and the
-values of the export headers configured in this process (tokens, mostly) are hidden
-wherever a library's message repeats them.
+Every line goes through the masker (``otel_launch._core.masking.mask_text``): URLs lose their
+passwords and query values, and the values of the export headers configured in this process
+(:func:`header_secrets`: tokens, mostly) are hidden wherever a library's message repeats them.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ _HEADER_VARS = (
 _secrets: dict[int, tuple[str, ...]] = {}
 
 
-def _secret_values() -> tuple[str, ...]:
-    """Header values of this process's export configuration, read once per process."""
+def header_secrets() -> tuple[str, ...]:
+    """The header values of this process's export configuration, as ``mask_text`` hides them
+    (``values=``): read once per process."""
     pid = os.getpid()
     found = _secrets.get(pid)
     if found is None:
@@ -35,17 +36,13 @@ def _secret_values() -> tuple[str, ...]:
     return found
 
 
-def scrub(message: str) -> str:
-    """A message as it may be printed: URLs masked, configured header values hidden."""
-    from otel_launch._core.masking import mask_text
-
-    return mask_text(message, values=_secret_values())
-
-
 def warn(message: str) -> None:
     """One line on stderr, outside the app's logging so its configuration is never touched."""
+    # Imported at the first line said, not with this module: it is read at every interpreter start.
+    from otel_launch._core.masking import mask_text
+
     try:
-        sys.stderr.write(f"otel-launch: warning: {scrub(message)}\n")
+        sys.stderr.write(f"otel-launch: warning: {mask_text(message, values=header_secrets())}\n")
         sys.stderr.flush()
     except Exception:  # a closed stderr must not turn a warning into a crash
         pass
@@ -97,7 +94,9 @@ class RateLimitFilter:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False
         self._last[key] = now
-        message = scrub(record.getMessage())
+        from otel_launch._core.masking import mask_text  # see warn()
+
+        message = mask_text(record.getMessage(), values=header_secrets())
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             message += f" ({suppressed} similar messages in the last {self.interval:g}s suppressed)"

@@ -1,8 +1,8 @@
-"""The one masker (otel_launch/_core/masking.py), property-tested on the shapes each old masker
-handled: ``_settings.mask_url`` (password before the host, every query value), ``mask_urls_in``
-(URLs and schemeless ``user:password@`` in free text), ``_log.scrub`` and ``_doctor._scrub``
-(configured header values, raw and URL-decoded), ``_scrub`` (secret-named query values, the
-password before the host of a span's URL). In every shape, the secret never comes through.
+"""The one masker (otel_launch/_core/masking.py), property-tested on the shapes its callers give it:
+a URL (password before the host, every query value), free text (URLs and schemeless
+``user:password@``), configured header values (raw and URL-decoded: the runtime's warnings and
+exporter logs, the doctor), secret-named query values and the password before the host of a
+span's URL (the span and log record processors). In every shape, the secret never comes through.
 
 Secrets are drawn from what may stand unencoded in a URL's user part or query (RFC 3986's
 unreserved and sub-delims, ``%``, ``:``, ``@``), minus what ends a URL in free text (spaces,
@@ -13,19 +13,40 @@ except a password's ``/`` (and ``?`` after it): base64 holds one, SQLAlchemy tak
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import string
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from otel_launch._core import settings as _settings
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_query, mask_text, mask_url, secret_values
-from otel_launch._core.settings import has_userinfo
+from otel_launch._core.settings import BY_NAME, PASSTHROUGH_BY_ENV, has_userinfo
 from otel_launch._launcher import doctor as _doctor
 from otel_launch._runtime import _log, _scrub
 
 SECRET_NAMES = re.compile(REDACT_PATTERN, re.IGNORECASE)
+
+
+def _warned(text: str) -> str:
+    """The runtime's warning line for a message (this process's export header values hidden too)."""
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        _log.warn(text)
+    return out.getvalue()
+
+
+def _in_a_span_url(url: str) -> str:
+    """A client span's ``url.full`` as the span processor leaves it."""
+    return (_scrub.redact_attributes({"url.full": url}, SECRET_NAMES, headers=False) or {}).get("url.full", url)
+
+
+def _in_an_event(text: str) -> str:
+    """A span event's free-text attribute as the span processor leaves it."""
+    return (_scrub.redact_mapping({"exception.message": text}, SECRET_NAMES) or {}).get("exception.message", text)
+
+
 _SAFE = string.ascii_letters + string.digits + "-._~!$()*+,%"
 secrets = st.text(alphabet=_SAFE + ":@", min_size=4, max_size=24).map(lambda s: "S3c" + s)
 # A password with a "/" in it (and maybe "?", "@" after it): "user:pa/ss@host" is no host:port.
@@ -56,10 +77,10 @@ def _no_secret_elsewhere(secret: str, *parts: str) -> None:
 def test_a_password_before_the_host_never_comes_through(scheme, user, password, host, port, path):
     _no_secret_elsewhere(password, user, host, path)
     url = f"{scheme}://{user}:{password}@{host}{port}{path}"
-    for masked in (mask_url(url), mask_url(url, SECRET_NAMES), _settings.mask_url(url)):
+    for masked in (mask_url(url), mask_url(url, SECRET_NAMES), BY_NAME["endpoint"].shown(url)):
         assert password not in masked
         assert masked.startswith(f"{scheme}://{user}:{MASK}@")
-    assert password not in _scrub.redact_url(url, SECRET_NAMES)
+    assert password not in _in_a_span_url(url)
 
 
 @examples
@@ -96,7 +117,7 @@ def test_urls_in_free_text_never_carry_a_secret(before, scheme, user, password, 
     _no_secret_elsewhere(token, before, after, user, host, path, name)
     url = f"{scheme}://{user}:{password}@{host}{path}?{name}={token}"
     text = f"{before} {url} {after}"
-    for masked in (mask_text(text), mask_text(text, SECRET_NAMES), _settings.mask_urls_in(text), _log.scrub(text)):
+    for masked in (mask_text(text), mask_text(text, SECRET_NAMES), _warned(text), _in_an_event(text)):
         assert password not in masked and token not in masked
 
 
@@ -123,7 +144,7 @@ def test_secret_named_pairs_in_free_text(before, name, secret, lead, after):
 @examples
 @given(text_around, st.sampled_from(["", "Bearer ", "Basic "]), secrets, st.booleans(), text_around)
 def test_configured_header_values_never_come_through(before, scheme, value, encoded, after):
-    """``_log.scrub`` (export headers of the environment) and the doctor (its config's headers)."""
+    """The runtime (export headers of the environment) and the doctor (its config's headers)."""
     from urllib.parse import quote
 
     written = quote(scheme + value, safe="") if encoded else scheme + value
@@ -132,7 +153,6 @@ def test_configured_header_values_never_come_through(before, scheme, value, enco
     for shown in (f"{scheme}{value}", value, written):
         text = f"{before}{shown}{after}"
         assert value not in mask_text(text, values=hidden)
-        assert value not in _doctor._scrub(text, hidden)
 
 
 @examples
@@ -143,9 +163,11 @@ def test_masking_twice_changes_nothing_more(before, scheme, user, password, host
     assert mask_text(once, SECRET_NAMES) == once
 
 
-def test_every_masker_is_the_one():
-    assert _settings.mask_url is mask_url and _settings.mask_urls_in is mask_text
-    assert _settings.MASK == _scrub.MASK == MASK
+def test_the_settings_mask_their_urls_with_the_one_masker():
+    assert (
+        BY_NAME["endpoint"].mask is mask_url
+        and PASSTHROUGH_BY_ENV["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].mask is mask_url
+    )
 
 
 def test_settings_rows_keep_what_their_own_mask_kept():
@@ -153,8 +175,7 @@ def test_settings_rows_keep_what_their_own_mask_kept():
     Only those rows: the same pair in any other text is masked like any secret-named pair."""
     row = "setting: OTEL_EXPORTER_OTLP_CLIENT_KEY=/etc/otel/client.key  (pass-through, from env)"
     assert mask_text(row, settings_row=True) == row
-    assert _doctor._scrub(row, (), settings_row=True) == row
-    assert "/etc/otel" not in mask_text(row) and "/etc/otel" not in _doctor._scrub(row, ())
+    assert "/etc/otel" not in mask_text(row)
 
 
 def test_a_headers_row_keeps_its_names():
@@ -172,8 +193,8 @@ def test_a_password_with_a_slash_never_comes_through(before, scheme, user, passw
     for masked in (
         mask_url(url),
         mask_url(url, SECRET_NAMES),
-        _settings.mask_url(url),
-        _scrub.redact_url(url, SECRET_NAMES),
+        BY_NAME["endpoint"].shown(url),
+        _in_a_span_url(url),
     ):
         assert password not in masked
         assert masked.startswith(f"{scheme}://{user}:{MASK}@")
@@ -186,7 +207,7 @@ def test_a_password_with_a_slash_never_comes_through(before, scheme, user, passw
 def test_a_schemeless_password_with_a_slash_never_comes_through(before, user, password, host, port, after):
     _no_secret_elsewhere(password, before, after, user, host)
     text = f"{before} {user}:{password}@{host}{port} {after}"
-    assert password not in mask_text(text) and password not in _log.scrub(text)
+    assert password not in mask_text(text) and password not in _warned(text)
 
 
 def test_a_slash_password_in_the_reviewers_shapes():
@@ -219,8 +240,8 @@ def test_an_authorization_value_is_masked_whole(before, name, shape, scheme, tok
     for masked in (
         mask_text(text),
         mask_text(text, SECRET_NAMES),
-        _log.scrub(text),
-        _scrub.redact_text(text, SECRET_NAMES),
+        _warned(text),
+        _in_an_event(text),
     ):
         assert token not in masked
         assert shape.format(n=name, v=MASK) in masked  # the scheme's word went with it, the name stays
@@ -240,8 +261,8 @@ def test_otel_named_pairs_in_exported_text_are_masked(before, name, value, after
     for masked in (
         mask_text(text),
         mask_text(text, SECRET_NAMES),
-        _log.scrub(text),
-        _scrub.redact_text(text, SECRET_NAMES),
+        _warned(text),
+        _in_an_event(text),
     ):
         assert value not in masked
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otel_launch._core.settings import BY_NAME, SETTINGS, SettingValueError, mask_pairs, mask_url, mask_urls_in
+from otel_launch._core.masking import mask_text, mask_url
+from otel_launch._core.settings import BY_NAME, SETTINGS, SettingValueError, mask_pairs
 
 
 def parse(name: str, raw: str):
@@ -112,9 +113,9 @@ def test_mask_pairs_keeps_names_hides_values_and_bare_tokens():
     assert mask_pairs("authorization=Bearer%20x,oops-token") == "authorization=***,***"
 
 
-def test_mask_urls_in_free_text():
+def test_mask_text_masks_urls_in_free_text():
     text = "Failed to export to https://u:secret@collector:4318/v1/traces, retrying"
-    assert mask_urls_in(text) == "Failed to export to https://u:***@collector:4318/v1/traces, retrying"
+    assert mask_text(text) == "Failed to export to https://u:***@collector:4318/v1/traces, retrying"
 
 
 @pytest.mark.parametrize(
@@ -138,7 +139,7 @@ def test_values_the_transport_or_sdk_would_reject_are_refused(name, raw):
 
 
 def test_redact_setting():
-    from otel_launch._core.settings import REDACT_PATTERN
+    from otel_launch._core.masking import REDACT_PATTERN
 
     assert parse("redact", "default") == REDACT_PATTERN
     assert parse("redact", "None") == ""
@@ -170,6 +171,6 @@ def test_passthrough_checks(env, good, bad):
         check.parse(bad)
 
 
-def test_mask_urls_in_hides_schemeless_passwords_and_leaves_emails():
+def test_mask_text_hides_schemeless_passwords_and_leaves_emails():
     text = "failed to connect to user:Secret1@collector:4317; mail ops@example.com; error: x@y"
-    assert mask_urls_in(text) == "failed to connect to user:***@collector:4317; mail ops@example.com; error: x@y"
+    assert mask_text(text) == "failed to connect to user:***@collector:4317; mail ops@example.com; error: x@y"

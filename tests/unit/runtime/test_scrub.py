@@ -11,13 +11,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_launch._core.settings import REDACT_PATTERN
+from otel_launch._core.masking import REDACT_PATTERN, mask_query, mask_url
 from otel_launch._runtime._scrub import (
     ScrubbingSpanProcessor,
     compile_pattern,
     redact_attributes,
-    redact_query,
-    redact_url,
 )
 
 SECRET = compile_pattern(REDACT_PATTERN)
@@ -71,15 +69,15 @@ def test_default_pattern_matches_secret_looking_names_only(name, secret):
         ("token=a=b", "token=***"),
     ],
 )
-def test_redact_query(query, redacted):
-    assert redact_query(query, SECRET) == redacted
+def test_secret_query_values_are_masked(query, redacted):
+    assert mask_query(query, SECRET) == redacted
 
 
 def test_nothing_secret_returns_the_same_object():
     query = "page=2&q=shoes"
-    assert redact_query(query, SECRET) is query
+    assert mask_query(query, SECRET) is query
     url = "https://shop.example/orders/?page=2#top"
-    assert redact_url(url, SECRET) is url
+    assert mask_url(url, SECRET) is url
 
 
 @pytest.mark.parametrize(
@@ -91,8 +89,8 @@ def test_nothing_secret_returns_the_same_object():
         ("/plain/path", "/plain/path"),
     ],
 )
-def test_redact_url(url, redacted):
-    assert redact_url(url, SECRET) == redacted
+def test_secret_url_parts_are_masked(url, redacted):
+    assert mask_url(url, SECRET) == redacted
 
 
 def test_a_password_before_the_host_is_masked_in_a_url_without_a_query():
