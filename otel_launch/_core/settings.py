@@ -576,7 +576,8 @@ class PassThrough(NamedTuple):
         return self.mask(raw) if self.mask else raw
 
 
-_SIGNALS = ("TRACES", "METRICS", "LOGS")
+# The signals as the per-signal variables spell them (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+_SIGNAL_VARIABLE_WORDS = ("TRACES", "METRICS", "LOGS")
 
 
 def _passthrough() -> tuple[PassThrough, ...]:
@@ -599,7 +600,7 @@ def _passthrough() -> tuple[PassThrough, ...]:
                 f"OTEL_METRIC_EXPORT_{name}", _number(0.0, _INT_MAX, low_open=True), "a number of milliseconds > 0"
             )
         )
-    for signal in ("", *(f"{s}_" for s in _SIGNALS)):
+    for signal in ("", *(f"{s}_" for s in _SIGNAL_VARIABLE_WORDS)):
         prefix = f"OTEL_EXPORTER_OTLP_{signal}"
         table += [
             # The Python exporters read their timeout in seconds.

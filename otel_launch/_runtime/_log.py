@@ -48,8 +48,8 @@ def warn(message: str) -> None:
         pass
 
 
-# How the exporters and batch processors name their signal in a record's arguments.
-_SIGNALS = {
+# The words the exporters and batch processors name a signal by in a record's arguments -> the signal.
+_SIGNAL_OF_WORD = {
     "traces": "traces",
     "spans": "traces",
     "span": "traces",
@@ -65,7 +65,7 @@ def _signal_of(record: Any) -> str:
     args = record.args if isinstance(record.args, tuple) else ()
     for arg in args:
         if isinstance(arg, str):
-            signal = _SIGNALS.get(arg.lower())
+            signal = _SIGNAL_OF_WORD.get(arg.lower())
             if signal:
                 return signal
     return ""

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import click
 
 BACKLOG = 128
-PORT = click.IntRange(0, 65535)
+# The click type of a port option (0: any free port).
+PORT_TYPE = click.IntRange(0, 65535)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 

@@ -281,7 +281,7 @@ def _logs(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedLog]
 def decoded(signal: str, request: Any, transport: str, limits: Limits = EVERYTHING) -> Iterator[list]:
     """The items of one export request, decoded lazily in batches of at most :data:`BATCH`, so that
     a request of many small items never holds them all decoded at once."""
-    items = _SIGNALS[signal][2](request, transport, limits)
+    items = _SIGNAL_SERVICES[signal][2](request, transport, limits)
     while batch := list(itertools.islice(items, BATCH)):
         yield batch
 
@@ -439,7 +439,7 @@ class Export:
 # -- the receiver ---------------------------------------------------------------------------
 
 # signal -> (request message, response message, item decoder, partial success field, gRPC service)
-_SIGNALS: dict[str, tuple[Any, Any, Callable[..., Iterator], str, str]] = {
+_SIGNAL_SERVICES: dict[str, tuple[Any, Any, Callable[..., Iterator], str, str]] = {
     "traces": (
         trace_pb.ExportTraceServiceRequest,
         trace_pb.ExportTraceServiceResponse,
@@ -539,7 +539,7 @@ class OTLPReceiver:
         partial_success: tuple[int, str] | None = None,
         max_request_bytes: int = 64 * MiB,
         limits: Limits | None = None,
-        signals: tuple[str, ...] = tuple(_SIGNALS),
+        signals: tuple[str, ...] = tuple(_SIGNAL_SERVICES),
         allowed_host: Callable[[str | None], bool] | None = None,
         max_connections: int = 128,
         header_timeout: float = 60.0,
@@ -564,7 +564,7 @@ class OTLPReceiver:
         self.http_port = http_port
         self.on_receive = on_receive
         self.keep = keep
-        self.counts: dict[str, int] = {signal: 0 for signal in _SIGNALS}
+        self.counts: dict[str, int] = {signal: 0 for signal in _SIGNAL_SERVICES}
         self.spans: list[ReceivedSpan] = []
         self.points: list[ReceivedPoint] = []
         self.logs: list[ReceivedLog] = []
@@ -646,7 +646,7 @@ class OTLPReceiver:
 
     def response(self, signal: str, rejected: Rejected | None = None) -> Any:
         """The export response: empty, or a partial success (configured, or what the callback rejected)."""
-        response = _SIGNALS[signal][1]()
+        response = _SIGNAL_SERVICES[signal][1]()
         count, messages = 0, []
         if self.partial_success is not None:
             count, messages = self.partial_success[0], [self.partial_success[1]]
@@ -654,7 +654,7 @@ class OTLPReceiver:
             count += rejected.count
             messages.append(rejected.message)
         if count or messages:
-            setattr(response.partial_success, _SIGNALS[signal][3], count)
+            setattr(response.partial_success, _SIGNAL_SERVICES[signal][3], count)
             response.partial_success.error_message = "; ".join(messages)
         return response
 
@@ -662,7 +662,7 @@ class OTLPReceiver:
         """Decompress, parse, record and answer one export: ``(200, the response's bytes)``, or
         ``(status, why)`` when it was refused (400: it does not decode; 500: the callback failed)."""
         with self._decoding:
-            message = _SIGNALS[signal][0]()
+            message = _SIGNAL_SERVICES[signal][0]()
             try:
                 message.ParseFromString(_decompress(body, encoding, self.max_request_bytes))
             except Exception as exc:  # noqa: BLE001 - any undecodable body is the client's error
@@ -725,7 +725,7 @@ class OTLPReceiver:
             return answer  # type: ignore[return-value]
 
         handler = grpc.unary_unary_rpc_method_handler(export)  # no (de)serializers: bytes in and out
-        return grpc.method_handlers_generic_handler(_SIGNALS[signal][4], {"Export": handler})
+        return grpc.method_handlers_generic_handler(_SIGNAL_SERVICES[signal][4], {"Export": handler})
 
     def _start_grpc(self) -> None:
         if self.grpc_port:  # gRPC logs a line of its own before failing: check the port first
@@ -745,7 +745,7 @@ class OTLPReceiver:
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.grpc_workers, thread_name_prefix="otlp-grpc"),
-            handlers=[self._grpc_handler(signal) for signal in _SIGNALS],
+            handlers=[self._grpc_handler(signal) for signal in _SIGNAL_SERVICES],
             options=options,
             maximum_concurrent_rpcs=self.max_connections,
         )
@@ -786,7 +786,7 @@ class OTLPReceiver:
     def _http_screen(self, request: Request) -> Response | None:
         """A refusal decided from the request's head, or None to read its body."""
         path, method = request.path, request.method
-        if not path.startswith("/v1/") or path[4:] not in _SIGNALS:
+        if not path.startswith("/v1/") or path[4:] not in _SIGNAL_SERVICES:
             return self._http_refusal(
                 404, f"no such path {path[:80]!r}; OTLP/HTTP takes /v1/traces, /v1/metrics, /v1/logs"
             )

@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from otel_launch.local.listen import PORT, Size, is_loopback_address, listen, size_text
+from otel_launch.local.listen import PORT_TYPE, Size, is_loopback_address, listen, size_text
 from otel_launch.local.receiver import (
     KIND_NAMES,
     Export,
@@ -389,8 +389,8 @@ def _seconds_option(ctx: click.Context, param: click.Parameter, value: float | N
 
 
 @click.command(name="tail", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--grpc-port", type=PORT, default=4317, show_default=True, help="OTLP/gRPC port (0: any free port).")
-@click.option("--http-port", type=PORT, default=4318, show_default=True, help="OTLP/HTTP port (0: any free port).")
+@click.option("--grpc-port", type=PORT_TYPE, default=4317, show_default=True, help="OTLP/gRPC port (0: any free port).")
+@click.option("--http-port", type=PORT_TYPE, default=4318, show_default=True, help="OTLP/HTTP port (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--settle",
