@@ -146,16 +146,14 @@ def _complete_command(ctx, param, incomplete: str) -> list:
 def _click_launch_command():  # click is imported here, off the fast path
     import click
 
+    from otel_launch._launcher.options import configuration_options
+
     class LaunchCommand(click.Command):
         def shell_complete(self, ctx: click.Context, incomplete: str) -> list:
             """Past COMMAND, a word starting with '-' is the program's option, not ours."""
             if ctx.params.get("command"):
                 return _complete_command(ctx, None, incomplete)
             return super().shell_complete(ctx, incomplete)
-
-    def help_for(setting) -> str:
-        default = f"; default: {setting.default}" if setting.default is not None else ""
-        return f"{setting.help} [env: {setting.env}{default}]"
 
     def launch_command(command: tuple[str, ...], **options: object) -> None:
         """Run COMMAND with OpenTelemetry set up: otel-launch [OPTIONS] [--] COMMAND [ARGS]..."""
@@ -179,14 +177,7 @@ def _click_launch_command():  # click is imported here, off the fast path
     decorated = click.option(
         "--print-config", is_flag=True, help="Show resolved settings and where each came from; exit 0."
     )(decorated)
-    decorated = click.option("--no-env-file", is_flag=True, help="Do not read ./.env.")(decorated)
-    decorated = click.option(
-        "--env-file", "env_file", metavar="PATH", default=None, help="Read OTEL_* settings from this file."
-    )(decorated)
-    for setting in reversed(SETTINGS):
-        decorated = click.option(*setting.flags, setting.name, default=None, metavar="TEXT", help=help_for(setting))(
-            decorated
-        )
+    decorated = configuration_options(decorated)
     return click.command(
         cls=LaunchCommand,
         name=PROG,

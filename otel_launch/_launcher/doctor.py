@@ -33,8 +33,8 @@ import click
 
 from otel_launch._core import catalogue
 from otel_launch._core.masking import header_values, mask_text, mask_url, secret_values
-from otel_launch._core.settings import SETTINGS
 from otel_launch._launcher.config import _AUTO, Config, ConfigError
+from otel_launch._launcher.options import configuration_options
 from otel_launch._version import __version__
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -484,14 +484,7 @@ def _command() -> click.Command:
         show_default=True,
         help="Seconds to wait for the collector's answer, per signal.",
     )(decorated)
-    decorated = click.option("--no-env-file", is_flag=True, help="Do not read ./.env.")(decorated)
-    decorated = click.option("--env-file", metavar="PATH", default=None, help="Read OTEL_* settings from this file.")(
-        decorated
-    )
-    for setting in reversed(SETTINGS):
-        decorated = click.option(*setting.flags, setting.name, default=None, metavar="TEXT", help=setting.help)(
-            decorated
-        )
+    decorated = configuration_options(decorated)
     return click.command(name="doctor", context_settings={"help_option_names": ["-h", "--help"]})(decorated)
 
 
