@@ -1,13 +1,5 @@
-"""``otel-launch doctor``: what a launch would do here, and proof that the collector accepts it.
-
-Run with the same flags, variables and env file as a launch. One line each: the resolved
-settings (secrets masked), the versions that matter and the integrations they enable,
-whether the app's interpreter is this one, the installed libraries that have a contrib
-instrumentation this environment lacks (from the contrib's own table,
-``opentelemetry.instrumentation.bootstrap_gen``), then one test span and one metric point
-sent with the configured protocol, endpoint, headers, TLS and compression, and the
-collector's answer. Exit 0 when every signal that is on was accepted, 1 otherwise, 2 on
-bad settings.
+"""The doctor's OTLP client: one test span, metric point and log record sent with the configured
+protocol, endpoint, headers, TLS and compression, and the collector's answer.
 
 Delivery is probed with a small client of our own on the same transports the SDK's
 exporters use (grpc, requests), not with the exporters themselves: they turn every answer
@@ -19,142 +11,22 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import click
-
-from otel_launch._core import catalogue
-from otel_launch._core.masking import header_values, mask_text, mask_url, secret_values
-from otel_launch._launcher.config import _AUTO, Config, ConfigError
-from otel_launch._launcher.options import configuration_options
+from otel_launch._core.masking import header_values
+from otel_launch._launcher.config import Config
 from otel_launch._version import __version__
 
 SIGNALS = ("traces", "metrics", "logs")
-VERSIONS = (
-    "opentelemetry-sdk",
-    "opentelemetry-api",
-    "opentelemetry-instrumentation",
-    "opentelemetry-exporter-otlp-proto-grpc",
-    "opentelemetry-exporter-otlp-proto-http",
-    "django",
-    "celery",
-    "kombu",
-    "redis",
-    "psycopg",
-    "psycopg2",
-)
 
 
 class Answer(NamedTuple):
     accepted: bool
     text: str
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-# -- what is here ---------------------------------------------------------------------------------
-
-
-def version_line() -> str:
-    found = [f"{name} {_version(name) or '(not installed)'}" for name in VERSIONS]
-    python = f"python {sys.version.split()[0]} ({sys.executable})"
-    return f"versions: otel-launch {__version__}, {python}, " + ", ".join(found)
-
-
-def integrations_line(config: Config) -> str:
-    disabled = set(config.disabled_instrumentations or ())
-    parts = []
-    for name, distribution in catalogue.OWN.items():
-        version = "stdlib" if distribution is None else _version(distribution)
-        if name in disabled:
-            parts.append(f"{name}: off (disabled)")
-        elif version is None:
-            parts.append(f"{name}: not loaded ({distribution} not installed)")
-        else:
-            parts.append(f"{name}: loads ({'standard library' if distribution is None else version})")
-    # The catalogue: every other installed instrumentation, run when its library is imported.
-    for entry in catalogue.entries():
-        when = "off (disabled)" if entry.name in disabled or "*" in disabled else "loads"
-        parts.append(f"{entry.name}: {when} when {' or '.join(entry.triggers)} is imported")
-    return "integrations: " + "; ".join(parts)
-
-
-def missing_instrumentations() -> list[tuple[str, str]]:
-    """(library with version, instrumentation requirement) for each installed library of the contrib's
-    table whose instrumentation package is not installed."""
-    from opentelemetry.instrumentation.bootstrap_gen import libraries
-    from packaging.requirements import Requirement
-
-    missing = []
-    for entry in libraries:
-        library = Requirement(entry["library"])
-        installed = _version(library.name)
-        if installed is None or not library.specifier.contains(installed, prereleases=True):
-            continue
-        instrumentation = Requirement(entry["instrumentation"])
-        if _version(instrumentation.name) is None:
-            missing.append((f"{library.name} {installed}", entry["instrumentation"]))
-    return sorted(set(missing))
-
-
-def _shebang_python(path: str) -> str | None:
-    """The Python interpreter a script's ``#!`` line names, if it names one."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(256)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n")[0].decode(errors="replace").split()
-    if words and os.path.basename(words[0]) == "env":
-        words = [word for word in words[1:] if not word.startswith("-")]
-    if not words or not os.path.basename(words[0]).startswith("python"):
-        return None
-    return shutil.which(words[0]) or words[0]
-
-
-def interpreter_line(command: tuple[str, ...]) -> str:
-    """Whether the app's interpreter (the command's, else ``python`` on PATH) is this one."""
-    program = command[0] if command else "python"
-    found = shutil.which(program)
-    if found is None:
-        return f"interpreter: {program!r} not found on PATH; the app cannot be launched as given"
-    # A script names its interpreter in its #! line; a python (or a pyenv/asdf shim) is asked.
-    interpreter = _shebang_python(found)
-    if interpreter is None:
-        if not os.path.basename(found).startswith("python"):
-            return f"interpreter: {program} ({found}) is not a Python script; cannot tell which Python it runs"
-        interpreter = found
-    try:
-        answer = subprocess.run(
-            [interpreter, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, timeout=15
-        )
-        prefix = answer.stdout.strip() if answer.returncode == 0 else ""
-    except (OSError, subprocess.TimeoutExpired):
-        prefix = ""
-    if prefix and os.path.realpath(prefix) == os.path.realpath(sys.prefix):
-        return f"interpreter: {program} runs {interpreter}: this one (sys.prefix {sys.prefix})"
-    return (
-        f"interpreter: {program} runs {interpreter} (prefix {prefix or 'unknown'}), NOT this one ({sys.executable}):"
-        " install otel-launch in the app's environment, or telemetry will not load there"
-    )
-
-
-# -- proving delivery ------------------------------------------------------------------------------
 
 
 def _request(signal: str, service: str) -> Any:
@@ -397,101 +269,3 @@ def _file_delivery(config: Config, signal: str, timeout: float) -> tuple[Transpo
         return f"delivery: {signal}: not sent (the configuration file has no otlp_grpc/otlp_http exporter for it)"
     transport = Transport(found.protocol, found.url, found.headers, None, None, None, found.compression, False, timeout)
     return transport, found.url, found.headers
-
-
-# -- the command ------------------------------------------------------------------------------------
-
-
-def run_doctor(config: Config, command: tuple[str, ...], timeout: float, out: Any = None) -> int:
-    """Print the report; the exit status: 0 when every signal that is on was accepted, else 1."""
-    out = out or sys.stdout
-    # gRPC's C core logs its own lines (TLS handshakes, connection errors) on stderr: the answer
-    # is reported here, once. Read when grpc is first imported, which happens below.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-
-    def say(line: str, settings_row: bool = False) -> None:
-        out.write(mask_text(line, values=secrets, settings_row=settings_row) + "\n")
-        out.flush()
-
-    env = config.child_env()
-    secrets = secret_values(_all_header_values(config))
-    say(f"otel-launch doctor {__version__}: settings are flags > environment > env file > defaults")
-    for flag, variable, value, source in config.rows():
-        origin = source if source.startswith("derived") else f"from {source}"
-        say(f"setting: {variable}={value}  ({flag or 'pass-through'}, {origin})", settings_row=True)
-    for warning in config.warnings:
-        say(f"warning: {warning}")
-    say(version_line())
-    say(integrations_line(config))
-    say(interpreter_line(command))
-    missing = missing_instrumentations()
-    if missing:
-        names = ", ".join(f"{library} ({requirement})" for library, requirement in missing)
-        say(f"not instrumented: {names}; installed, each loads when its library is imported")
-        say("  pip install " + " ".join(f"'{requirement}'" for _, requirement in missing))
-    else:
-        say("not instrumented: none (every library of the contrib's table that is installed has its instrumentation)")
-    transport = Transport.from_env(config, env, timeout)
-    service = config.service_name or "otel-launch-doctor"
-    exporters = {"traces": config.traces_exporter, "metrics": config.metrics_exporter, "logs": config.logs_exporter}
-    status = 0
-    tls = "TLS" if transport.endpoint.startswith("https") else "no TLS"
-    for signal in SIGNALS:
-        if config.config_file is not None:  # the file's exporters, not the variables it replaces
-            chosen = _file_delivery(config, signal, timeout)
-            if isinstance(chosen, str):
-                say(chosen)
-                continue
-            transport, url, headers = chosen
-            answer = transport.send(signal, url, service, headers)
-            status = status if answer.accepted else 1
-            tls = "TLS" if url.startswith("https") else "no TLS"
-            described = f"{transport.protocol} to {mask_url(url)}, {tls}, compression {transport.compression}"
-            names = ",".join(headers) or "none"
-            say(f"delivery: {signal} (from the file: {described}, headers {names}): {answer.text}")
-            continue
-        if "otlp" not in (exporters[signal] or ()):
-            say(f"delivery: {signal}: not sent (the {signal} exporter is {','.join(exporters[signal]) or 'none'})")
-            continue
-        url = transport.url(signal, env)
-        headers = transport.headers_for(signal, config)
-        answer = transport.send(signal, url, service, headers)
-        status = status if answer.accepted else 1
-        described = f"{transport.protocol} to {mask_url(url)}, {tls}, compression {transport.compression}"
-        header_names = ",".join(headers) or "none"
-        say(f"delivery: {signal} ({described}, headers {header_names}): {answer.text}")
-    say("result: " + ("every signal that is on was accepted" if status == 0 else "NOT every signal was accepted"))
-    return status
-
-
-def _command() -> click.Command:
-    def doctor(command: tuple[str, ...], env_file: str | None, no_env_file: bool, timeout: float, **settings: Any):
-        """Check the configuration and prove delivery: otel-launch doctor [OPTIONS] [-- COMMAND]."""
-        if env_file is not None and no_env_file:
-            raise _usage("--env-file and --no-env-file cannot be used together")
-        chosen = None if no_env_file else (env_file if env_file is not None else _AUTO)
-        try:
-            config = Config(env_file=chosen, command=command, **{k: v for k, v in settings.items() if v is not None})
-        except ConfigError as exc:
-            raise _usage(str(exc)) from None
-        return run_doctor(config, command, timeout)
-
-    decorated: Any = click.argument("command", nargs=-1, type=click.UNPROCESSED)(doctor)
-    decorated = click.option(
-        "--timeout",
-        type=click.FloatRange(0.1, 120),
-        default=5.0,
-        show_default=True,
-        help="Seconds to wait for the collector's answer, per signal.",
-    )(decorated)
-    decorated = configuration_options(decorated)
-    return click.command(name="doctor", context_settings={"help_option_names": ["-h", "--help"]})(decorated)
-
-
-def _usage(message: str) -> click.ClickException:
-    error = click.ClickException(message)
-    error.exit_code = 2
-    return error
-
-
-doctor_command = _command()
