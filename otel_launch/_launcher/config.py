@@ -17,19 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from otel_launch._core.masking import mask_text
-from otel_launch._core.settings import (
-    BY_ENV,
-    BY_NAME,
-    PASSTHROUGH,
-    PASSTHROUGH_BY_ENV,
-    SETTINGS,
-    Setting,
-    SettingValueError,
-    bad_text,
-    echo,
-    has_userinfo,
-    mask_pairs,
-)
+from otel_launch._core.parsers import SettingValueError, bad_text, echo, has_userinfo, mask_pairs
+from otel_launch._core.settings import BY_ENV, BY_NAME, PASSTHROUGH, PASSTHROUGH_BY_ENV, SETTINGS, Setting
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap")
 DEFAULT_ENV_FILE = ".env"

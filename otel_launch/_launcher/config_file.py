@@ -21,13 +21,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from otel_launch._core.masking import MASK, REDACT_PATTERN, header_values, mask_text, mask_url
-from otel_launch._core.settings import (
-    SettingValueError,
-    _propagators,
-    echo,
-    has_userinfo,
-    mask_pairs,
-)
+from otel_launch._core.parsers import SettingValueError, echo, has_userinfo, mask_pairs, propagators
 
 PACKAGE = "opentelemetry-configuration"
 EXTRA = "otel-launch[config]"
@@ -350,7 +344,7 @@ def _propagator_names(data: dict[str, Any], path: str) -> tuple[str, ...] | None
             names.append(("propagator.composite_list", name.strip()))
     for key, name in names:
         try:
-            _propagators(name)
+            propagators(name)
         except SettingValueError as exc:
             raise ConfigFileError(f"{path}: {key}: {echo(name)} is not accepted; expected {exc}") from None
     return tuple(dict.fromkeys(name.lower() for _, name in names if name.lower() != "none"))

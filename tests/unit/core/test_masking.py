@@ -22,7 +22,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_query, mask_text, mask_url, secret_values
-from otel_launch._core.settings import BY_NAME, PASSTHROUGH_BY_ENV, has_userinfo
+from otel_launch._core.parsers import has_userinfo
+from otel_launch._core.settings import BY_NAME, PASSTHROUGH_BY_ENV
 from otel_launch._launcher import doctor as _doctor
 from otel_launch._runtime import _log, _scrub
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from otel_launch._core.masking import mask_text, mask_url
-from otel_launch._core.settings import BY_NAME, SETTINGS, SettingValueError, mask_pairs
+from otel_launch._core.parsers import SettingValueError, mask_pairs
+from otel_launch._core.settings import BY_NAME, SETTINGS
 
 
 def parse(name: str, raw: str):
