@@ -131,7 +131,6 @@ def test_the_reason_printed_masks_secrets_in_the_command(command):
     assert derived is not None and "hunter2" not in derived.reason and "***" in derived.reason, derived
 
 
-
 def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
     """The table the launcher keeps (it never imports gunicorn) against gunicorn's own parser."""
     from gunicorn.config import Config as GunicornConfig

@@ -13,10 +13,11 @@ OpenTelemetry context, as the contrib's ``opentelemetry-instrumentation-threadin
   worker is outside any trace (the contrib leaves the first submitter's there for its life).
 
 Only the OpenTelemetry context travels (the span, baggage, suppression), never the app's other
-context variables, and never into OpenTelemetry's own threads (export, metric reader) or ours. What it costs, against the contrib (which wraps with wrapt and always
-attaches), is in the README ("Django and Celery: what you get"): when no context is current
-(no span, no baggage) a start or submit reads one context variable and changes nothing; a
-process that never imported the OpenTelemetry API reads ``sys.modules`` only.
+context variables, and never into OpenTelemetry's own threads (export, metric reader) or ours.
+What it costs, against the contrib (which wraps with wrapt and always attaches), is in the
+README ("Django and Celery: what you get"): when no context is current (no span, no baggage) a
+start or submit reads one context variable and changes nothing; a process that never imported
+the OpenTelemetry API reads ``sys.modules`` only.
 """
 
 from __future__ import annotations
