@@ -669,51 +669,68 @@ def _let_the_apps_providers_win(module: Any) -> None:
 def _serve_a_provider_that_exports_nothing(provider: Any) -> None:
     """The app set a TracerProvider with no span processor (bookwyrm does, and adds an exporter only
     when a setting of its own says so): every span of every instrumentation went nowhere, and nothing
-    said so. Ours serves it, with one line, until the app adds a processor of its own."""
+    said so. Ours serves it, with one line at its first span, until the app adds a processor of its
+    own; an app that adds one before its first span (as OpenTelemetry's guides do, right after
+    setting the provider) never hears of it."""
     multi = getattr(provider, "_active_span_processor", None)
     if getattr(multi, "_span_processors", None) != () or not hasattr(provider, "add_span_processor"):
         return  # it has its own (or is not the SDK's): the app chose where its spans go
-    from otel_launch._runtime import _sdk
-
-    if not _sdk.exporter_kinds("traces") and not _declarative_active():
-        return  # OTEL_TRACES_EXPORTER=none: nothing of ours exports spans either
-    ours = _sdk.tracer_provider()
-    processor = getattr(ours, "_active_span_processor", None)
-    if processor is None or not getattr(processor, "_span_processors", ()):
-        return
-    provider.add_span_processor(_until_the_app_adds_one(multi, processor))
-    warn("the app's TracerProvider has no span processor: otel-launch's exports its spans until the app adds one")
+    provider.add_span_processor(_until_the_app_adds_one(multi))
 
 
-def _declarative_active() -> bool:
-    from otel_launch._runtime import _declarative
+def _ours_to_serve_the_apps() -> Any:
+    """Our span processors (our provider's, built now if it was not), or None when ours export
+    nothing either (OTEL_TRACES_EXPORTER=none)."""
+    from otel_launch._runtime import _declarative, _sdk
 
-    return _declarative.active()
+    if not _sdk.exporter_kinds("traces") and not _declarative.active():
+        return None
+    processor = getattr(_sdk.tracer_provider(), "_active_span_processor", None)
+    return processor if getattr(processor, "_span_processors", ()) else None
 
 
-def _until_the_app_adds_one(apps: Any, ours: Any) -> Any:
+def _until_the_app_adds_one(apps: Any) -> Any:
     """A span processor that hands spans to otel-launch's processors while it is the only one of
     the app's provider, and steps aside once the app adds its own (never two exports of a span).
     Flushed and shut down with otel-launch's provider, not by the app's."""
+    import threading
+
     from opentelemetry.sdk.trace import SpanProcessor
 
+    first = threading.Lock()
+
     class UntilTheAppAddsOne(SpanProcessor):
+        ours: Any = None
+        looked = False
+
         def _serving(self) -> bool:
-            return len(apps._span_processors) == 1
+            if len(apps._span_processors) != 1:
+                return False
+            if not self.looked:  # the first span of the app's provider with no processor of its own
+                with first:
+                    if not self.looked:
+                        self.ours = _ours_to_serve_the_apps()
+                        self.looked = True
+                        if self.ours is not None:
+                            warn(
+                                "the app's TracerProvider has no span processor: "
+                                "otel-launch's exports its spans until the app adds one"
+                            )
+            return self.ours is not None
 
         def on_start(self, span: Any, parent_context: Any = None) -> None:
             if self._serving():
-                ours.on_start(span, parent_context=parent_context)
+                self.ours.on_start(span, parent_context=parent_context)
 
         def _on_ending(self, span: Any) -> None:
             if self._serving():
-                ours._on_ending(span)
+                self.ours._on_ending(span)
 
         def on_end(self, span: Any) -> None:
             if self._serving():
-                ours.on_end(span)
+                self.ours.on_end(span)
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
-            return ours.force_flush(timeout_millis) if self._serving() else True
+            return self.ours.force_flush(timeout_millis) if self._serving() else True
 
     return UntilTheAppAddsOne()

@@ -38,3 +38,12 @@ def test_the_apps_provider_without_a_span_processor_is_served_by_ours_until_it_a
     assert result.stdout.split() == ["True", "['after-its-own']"]  # its own exporter got its span
     assert receiver.wait_for(lambda r: "before-its-own" in [s.name for s in r.spans], timeout=10)
     assert [s.name for s in receiver.spans] == ["before-its-own"]  # ours stepped aside: never sent twice
+
+    receiver.clear()
+    result = run(
+        [*launcher(), PYTHON, str(TARGETS / "own_provider_without_processor.py"), "adds-at-once"], env, workdir
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "['before-its-own']"]
+    assert result.stderr == ""  # its processor came before its first span: nothing to say, nothing of ours sent
+    assert receiver.spans == []

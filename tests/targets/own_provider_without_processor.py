@@ -1,5 +1,6 @@
 """An app that sets its own TracerProvider with no span processor (as bookwyrm does) and, with
-argv[1] "adds-one", adds its own exporter later (as bookwyrm does when its own setting says so)."""
+argv[1] "adds-one", adds its own exporter after its first span; with "adds-at-once", right after
+setting the provider, before any span (as OpenTelemetry's getting-started guide does)."""
 
 import sys
 
@@ -10,9 +11,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 provider = TracerProvider()
 trace.set_tracer_provider(provider)
+exporter = InMemorySpanExporter()
+if sys.argv[1:] == ["adds-at-once"]:
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
 with trace.get_tracer("app").start_as_current_span("before-its-own"):
     pass
-exporter = InMemorySpanExporter()
 if sys.argv[1:] == ["adds-one"]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with trace.get_tracer("app").start_as_current_span("after-its-own"):
