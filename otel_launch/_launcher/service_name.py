@@ -45,7 +45,7 @@ _GENERIC = frozenset(
 )  # fmt: skip
 _WEB_SERVERS = frozenset({"gunicorn", "uvicorn", "granian", "daphne", "hypercorn", "uwsgi", "pyuwsgi"})
 _CELERY_ROLES = {"worker": "worker", "beat": "beat", "flower": "flower", "events": "events"}
-# gunicorn's options that take no value (its parser's, gunicorn 27: tests/unit/test_service_name.py
+# gunicorn's options that take no value (its parser's, gunicorn 27: tests/unit/launcher/test_service_name.py
 # compares them with the installed gunicorn's). Every other option takes one (``--certfile
 # cert.pem``, ``-p app.pid``), which is never taken for the app; an option gunicorn adds later
 # is taken to have a value, so at worst the app is missed, never a value taken for it.
@@ -127,7 +127,7 @@ def derive(
 def _shown(reason: str) -> str:
     """The reason as it may be printed: the command's text masked (a URL's password, a
     ``--password=`` value), then capped (after masking: a cut never leaves half a secret)."""
-    from otel_launch._masking import mask_text
+    from otel_launch._core.masking import mask_text
 
     reason = mask_text(reason)
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
@@ -284,7 +284,7 @@ def _project(app: str, settings: str, folder: str) -> tuple[str, str]:
 
 
 def _short(text: str) -> str:
-    from otel_launch._masking import mask_text
+    from otel_launch._core.masking import mask_text
 
     text = mask_text(text)  # before the cut, which could leave a secret its rule no longer finds
     return text if len(text) <= 60 else text[:57] + "..."

@@ -135,7 +135,7 @@ def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
     """The table the launcher keeps (it never imports gunicorn) against gunicorn's own parser."""
     from gunicorn.config import Config as GunicornConfig
 
-    from otel_launch._service_name import _GUNICORN_FLAGS
+    from otel_launch._launcher.service_name import _GUNICORN_FLAGS
 
     parser = GunicornConfig().parser()
     flags = {option for action in parser._actions if action.nargs in (0, "?") for option in action.option_strings}
