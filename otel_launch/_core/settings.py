@@ -2,7 +2,7 @@
 
 The click options, the environment parsing, the ``--print-config`` rows and the
 settings reference are all generated from :data:`SETTINGS`; the standard ``OTEL_*`` variables the
-launcher passes through but checks first are declared after it (:data:`PASSTHROUGH`). This module
+launcher passes through but checks first are declared after it (:data:`CHECKED_VARIABLES`). This module
 imports only the standard library because the bootstrap inside the target process reads it too,
 at interpreter start.
 """
@@ -281,7 +281,7 @@ def read_setting(name: str, environ: dict[str, str] | Any) -> Any:
 # --- OTEL_* variables the SDK reads, passed through unchanged but checked first ------------------
 
 
-class PassThrough(NamedTuple):
+class CheckedVariable(NamedTuple):
     """A standard variable the launcher does not set but validates: the SDK would otherwise
     switch a signal off, or fail every export, in each process, with a traceback."""
 
@@ -298,15 +298,17 @@ class PassThrough(NamedTuple):
 _SIGNAL_VARIABLE_WORDS = ("TRACES", "METRICS", "LOGS")
 
 
-def _passthrough() -> tuple[PassThrough, ...]:
+def _checked_variables() -> tuple[CheckedVariable, ...]:
     ms = "a whole number of milliseconds from {} to 2147483647"
-    table = [PassThrough("OTEL_SDK_DISABLED", parsers.boolean, "true or false")]
+    table = [CheckedVariable("OTEL_SDK_DISABLED", parsers.boolean, "true or false")]
     for processor in ("BSP", "BLRP"):  # batch span / log record processors
         table += [
-            PassThrough(f"OTEL_{processor}_SCHEDULE_DELAY", parsers.integer(1), ms.format(1)),
-            PassThrough(f"OTEL_{processor}_EXPORT_TIMEOUT", parsers.integer(0), ms.format(0)),
-            PassThrough(f"OTEL_{processor}_MAX_QUEUE_SIZE", parsers.integer(1), "a whole number from 1 to 2147483647"),
-            PassThrough(
+            CheckedVariable(f"OTEL_{processor}_SCHEDULE_DELAY", parsers.integer(1), ms.format(1)),
+            CheckedVariable(f"OTEL_{processor}_EXPORT_TIMEOUT", parsers.integer(0), ms.format(0)),
+            CheckedVariable(
+                f"OTEL_{processor}_MAX_QUEUE_SIZE", parsers.integer(1), "a whole number from 1 to 2147483647"
+            ),
+            CheckedVariable(
                 f"OTEL_{processor}_MAX_EXPORT_BATCH_SIZE",
                 parsers.integer(1),
                 f"a whole number from 1 to OTEL_{processor}_MAX_QUEUE_SIZE (default 2048)",
@@ -314,7 +316,7 @@ def _passthrough() -> tuple[PassThrough, ...]:
         ]
     for name in ("INTERVAL", "TIMEOUT"):
         table.append(
-            PassThrough(
+            CheckedVariable(
                 f"OTEL_METRIC_EXPORT_{name}",
                 parsers.number(0.0, parsers.INT_MAX, low_open=True),
                 "a number of milliseconds > 0",
@@ -324,31 +326,33 @@ def _passthrough() -> tuple[PassThrough, ...]:
         prefix = f"OTEL_EXPORTER_OTLP_{signal}"
         table += [
             # The Python exporters read their timeout in seconds.
-            PassThrough(
+            CheckedVariable(
                 f"{prefix}TIMEOUT",
                 parsers.number(0.0, 86400.0, low_open=True),
                 "a number of seconds > 0, at most 86400",
             ),
-            PassThrough(f"{prefix}COMPRESSION", parsers.choices("gzip", "deflate", "none"), "gzip, deflate or none"),
-            PassThrough(f"{prefix}INSECURE", parsers.boolean, "true or false"),
-            PassThrough(f"{prefix}CERTIFICATE", parsers.existing_file, "the path of a file that exists"),
-            PassThrough(f"{prefix}CLIENT_KEY", parsers.existing_file, "the path of a file that exists"),
-            PassThrough(f"{prefix}CLIENT_CERTIFICATE", parsers.existing_file, "the path of a file that exists"),
+            CheckedVariable(
+                f"{prefix}COMPRESSION", parsers.choices("gzip", "deflate", "none"), "gzip, deflate or none"
+            ),
+            CheckedVariable(f"{prefix}INSECURE", parsers.boolean, "true or false"),
+            CheckedVariable(f"{prefix}CERTIFICATE", parsers.existing_file, "the path of a file that exists"),
+            CheckedVariable(f"{prefix}CLIENT_KEY", parsers.existing_file, "the path of a file that exists"),
+            CheckedVariable(f"{prefix}CLIENT_CERTIFICATE", parsers.existing_file, "the path of a file that exists"),
         ]
         if signal:  # the general ones are settings of their own
             table += [
-                PassThrough(f"{prefix}ENDPOINT", parsers.endpoint, "an http:// or https:// URL", mask_url),
-                PassThrough(f"{prefix}HEADERS", parsers.headers, "comma-separated name=value pairs", mask_pairs),
-                PassThrough(f"{prefix}PROTOCOL", parsers.choices("grpc", "http/protobuf"), "grpc or http/protobuf"),
+                CheckedVariable(f"{prefix}ENDPOINT", parsers.endpoint, "an http:// or https:// URL", mask_url),
+                CheckedVariable(f"{prefix}HEADERS", parsers.headers, "comma-separated name=value pairs", mask_pairs),
+                CheckedVariable(f"{prefix}PROTOCOL", parsers.choices("grpc", "http/protobuf"), "grpc or http/protobuf"),
             ]
     limits = ("ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT")
     limits += ("SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT")
     for limit in limits:
         table.append(
-            PassThrough(f"OTEL_{limit}_LIMIT", parsers.integer(0, unset=True), "a whole number from 0, or unset")
+            CheckedVariable(f"OTEL_{limit}_LIMIT", parsers.integer(0, unset=True), "a whole number from 0, or unset")
         )
     return tuple(table)
 
 
-PASSTHROUGH: tuple[PassThrough, ...] = _passthrough()
-PASSTHROUGH_BY_ENV: dict[str, PassThrough] = {check.env: check for check in PASSTHROUGH}
+CHECKED_VARIABLES: tuple[CheckedVariable, ...] = _checked_variables()
+CHECKED_BY_ENV: dict[str, CheckedVariable] = {check.env: check for check in CHECKED_VARIABLES}

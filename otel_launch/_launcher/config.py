@@ -6,7 +6,7 @@ it: the launcher configures telemetry, not the app, so an app's own ``.env`` loa
 seeing exactly what it saw before.
 
 Every value is judged before the command starts: the settings, and the standard variables
-the SDK reads that are passed through (``PASSTHROUGH`` in ``_core.settings``), so that a bad one is
+the SDK reads that are passed through (``CHECKED_VARIABLES`` in ``_core.settings``), so that a bad one is
 one line and exit 2 here rather than a signal silently off, or a traceback, in every process.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from otel_launch._core.masking import mask_text
 from otel_launch._core.parsers import SettingValueError, bad_text, echo, has_userinfo, mask_pairs
-from otel_launch._core.settings import BY_ENV, BY_NAME, PASSTHROUGH, PASSTHROUGH_BY_ENV, SETTINGS, Setting
+from otel_launch._core.settings import BY_ENV, BY_NAME, CHECKED_BY_ENV, CHECKED_VARIABLES, SETTINGS, Setting
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap")
 DEFAULT_ENV_FILE = ".env"
@@ -127,8 +127,8 @@ def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]
     return {key: value for key, value in values.items() if key.startswith("OTEL_") and value is not None}
 
 
-def _mask_passthrough(name: str, value: str) -> str:
-    check = PASSTHROUGH_BY_ENV.get(name)
+def _mask_passed_through(name: str, value: str) -> str:
+    check = CHECKED_BY_ENV.get(name)
     if check is not None and check.mask is not None:
         value = check.mask(value)
     else:
@@ -163,7 +163,8 @@ class Config:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.warnings: list[str] = []
         self.env_file, file_values = self._load_env_file(env_file)
-        self.passthrough = {
+        # The env file's OTEL_* variables that are no setting: passed to the command as they are.
+        self.env_file_passthrough = {
             key: value for key, value in file_values.items() if key not in self.environ and key not in BY_ENV
         }
         # With a configuration file the SDK variables it replaces are ignored (one warning names
@@ -173,7 +174,8 @@ class Config:
         self.values: dict[str, Resolved] = {}
         for setting in SETTINGS:
             self.values[setting.name] = self._resolve(setting, flags.get(setting.name), file_values)
-        self.checked: dict[str, tuple[Any, str]] = self._check_passthrough()
+        # The checked standard variables that are set: {variable: (parsed value, where it was set)}.
+        self.checked_values: dict[str, tuple[Any, str]] = self._check_variables()
         self._apply_cross_rules()
         self.config_file = self._load_config_file()
         self.derivations: dict[str, str] = {"sampler": "derived from --sample-rate"}
@@ -229,18 +231,18 @@ class Config:
 
         return replaced_by_file(name)
 
-    def _passthrough_raw(self, name: str) -> tuple[str | None, str]:
+    def _checked_raw(self, name: str) -> tuple[str | None, str]:
         if self.environ.get(name, "").strip():
             return self.environ[name], name
-        if self.passthrough.get(name, "").strip():
-            return self.passthrough[name], f"{name} (in {self.env_file})"
+        if self.env_file_passthrough.get(name, "").strip():
+            return self.env_file_passthrough[name], f"{name} (in {self.env_file})"
         return None, name
 
-    def _check_passthrough(self) -> dict[str, tuple[Any, str]]:
+    def _check_variables(self) -> dict[str, tuple[Any, str]]:
         """Parse the standard variables the SDK reads: {variable: (value, where it was set)}."""
         checked = {}
-        for check in PASSTHROUGH:
-            raw, where = self._passthrough_raw(check.env)
+        for check in CHECKED_VARIABLES:
+            raw, where = self._checked_raw(check.env)
             if raw is None or self._replaced(check.env):
                 continue
             try:
@@ -288,8 +290,8 @@ class Config:
         # The SDK refuses a batch larger than the queue, and the signal is then off in every process.
         for processor in ("BSP", "BLRP"):
             queue_var, batch_var = f"OTEL_{processor}_MAX_QUEUE_SIZE", f"OTEL_{processor}_MAX_EXPORT_BATCH_SIZE"
-            queue, queue_where = self.checked.get(queue_var, (2048, None))
-            batch, batch_where = self.checked.get(batch_var, (512, None))
+            queue, queue_where = self.checked_values.get(queue_var, (2048, None))
+            batch, batch_where = self.checked_values.get(batch_var, (512, None))
             if batch <= queue:
                 continue
             if batch_where is not None:
@@ -297,7 +299,7 @@ class Config:
             raise _refusal(queue_where, str(queue), f"at least {batch_var} ({batch}, its default)")
 
     def _protocol_of(self, signal: str) -> str:
-        specific = self.checked.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        specific = self.checked_values.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
         return specific[0] if specific else self.protocol
 
     def _check_endpoints_for_grpc(self) -> None:
@@ -308,12 +310,12 @@ class Config:
         general = self.values["endpoint"]
         if general.raw is not None:
             where = _origin_label(general.setting, general.source, self.env_file)
-            own = tuple(s for s in signals if f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT" not in self.checked)
+            own = tuple(s for s in signals if f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT" not in self.checked_values)
             endpoints.append((where, general.raw, general.setting.shown(general.raw), own))
         for signal in signals:
-            found = self.checked.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+            found = self.checked_values.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
             if found:
-                check = PASSTHROUGH_BY_ENV[f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"]
+                check = CHECKED_BY_ENV[f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"]
                 endpoints.append((found[1], found[0], check.shown(found[0]), (signal,)))
         for where, raw, shown, used_by in endpoints:
             if has_userinfo(raw) and any(self._protocol_of(signal) == "grpc" for signal in used_by):
@@ -357,8 +359,8 @@ class Config:
         ]
         ignored += [
             name
-            for name in sorted({*self.passthrough, *self.environ})
-            if name not in BY_ENV and replaced_by_file(name) and str(self._passthrough_raw(name)[0] or "").strip()
+            for name in sorted({*self.env_file_passthrough, *self.environ})
+            if name not in BY_ENV and replaced_by_file(name) and str(self._checked_raw(name)[0] or "").strip()
         ]
         kept = [name for name in ignored if name.split(" ")[0] in loaded.referenced]
         ignored = [name for name in ignored if name not in kept]
@@ -405,9 +407,9 @@ class Config:
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of the launched process: standard OTEL_* variables and the bootstrap."""
         env = dict(self.environ if base is None else base)
-        for key, value in self.passthrough.items():
+        for key, value in self.env_file_passthrough.items():
             env.setdefault(key, value)
-        for check in PASSTHROUGH:
+        for check in CHECKED_VARIABLES:
             # Empty means unset (the spec); the SDK would read "" as a number and log a traceback.
             if check.env in env and not env[check.env].strip():
                 del env[check.env]
@@ -450,13 +452,17 @@ class Config:
             if replaced is not None and replaced(setting.env):
                 source = f"{source}; ignored: the configuration file replaces it"
             rows.append((setting.flag, setting.env, resolved.shown, source))
-        for key in sorted(self.passthrough):
-            rows.append(("", key, _mask_passthrough(key, self.passthrough[key]), f"env file {self.env_file}"))
+        for key in sorted(self.env_file_passthrough):
+            rows.append(
+                ("", key, _mask_passed_through(key, self.env_file_passthrough[key]), f"env file {self.env_file}")
+            )
         others = sorted(
-            key for key in self.environ if key.startswith("OTEL_") and key not in BY_ENV and key not in self.passthrough
+            key
+            for key in self.environ
+            if key.startswith("OTEL_") and key not in BY_ENV and key not in self.env_file_passthrough
         )
         for key in others:
-            rows.append(("", key, _mask_passthrough(key, self.environ[key]), "env (passed through)"))
+            rows.append(("", key, _mask_passed_through(key, self.environ[key]), "env (passed through)"))
         if self.config_file is not None:
             for key, shown in self.config_file.rows():
                 rows.append(("", key, shown, f"file {self.config_file.path}"))

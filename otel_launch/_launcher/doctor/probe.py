@@ -242,10 +242,10 @@ def _signal_headers(config: Config, signal: str) -> dict[str, str] | None:
     env file); None when unset. Set but empty, it sends no headers (the SDK reads
     ``environ.get(signal's, environ.get(general))``)."""
     name = f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS"
-    checked = config.checked.get(name)
+    checked = config.checked_values.get(name)
     if checked:
         return dict(checked[0] or {})
-    return {} if name in config.environ or name in config.passthrough else None
+    return {} if name in config.environ or name in config.env_file_passthrough else None
 
 
 def _all_header_values(config: Config) -> list[str]:

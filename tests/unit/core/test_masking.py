@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_query, mask_text, mask_url, secret_values
 from otel_launch._core.parsers import has_userinfo
-from otel_launch._core.settings import BY_NAME, PASSTHROUGH_BY_ENV
+from otel_launch._core.settings import BY_NAME, CHECKED_BY_ENV
 from otel_launch._launcher import doctor as _doctor
 from otel_launch._runtime import _log, _scrub
 
@@ -166,8 +166,7 @@ def test_masking_twice_changes_nothing_more(before, scheme, user, password, host
 
 def test_the_settings_mask_their_urls_with_the_one_masker():
     assert (
-        BY_NAME["endpoint"].mask is mask_url
-        and PASSTHROUGH_BY_ENV["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].mask is mask_url
+        BY_NAME["endpoint"].mask is mask_url and CHECKED_BY_ENV["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].mask is mask_url
     )
 
 

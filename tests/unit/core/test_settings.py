@@ -164,9 +164,9 @@ def test_redact_setting():
     ],
 )
 def test_passthrough_checks(env, good, bad):
-    from otel_launch._core.settings import PASSTHROUGH_BY_ENV
+    from otel_launch._core.settings import CHECKED_BY_ENV
 
-    check = PASSTHROUGH_BY_ENV[env]
+    check = CHECKED_BY_ENV[env]
     check.parse(good)
     with pytest.raises(SettingValueError):
         check.parse(bad)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_launch._core.settings import PASSTHROUGH, SETTINGS
+from otel_launch._core.settings import CHECKED_VARIABLES, SETTINGS
 from otel_launch._launcher.config import Config, ConfigError
 
 # Plus one no check knows: passed through as is, shown by --print-config.
-VARIABLES = [setting.env for setting in SETTINGS] + [check.env for check in PASSTHROUGH] + ["OTEL_UNCHECKED"]
+VARIABLES = [setting.env for setting in SETTINGS] + [check.env for check in CHECKED_VARIABLES] + ["OTEL_UNCHECKED"]
 
 # Arbitrary text, plus the shapes that broke things: surrogate escapes from the OS, control
 # characters, percent escapes, URLs with userinfo, numbers at the edges, huge values.
