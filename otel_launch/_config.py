@@ -13,8 +13,8 @@ one line and exit 2 here rather than a signal silently off, or a traceback, in e
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
 
 from otel_launch._settings import (
     BY_ENV,
@@ -31,6 +31,10 @@ from otel_launch._settings import (
     mask_urls_in,
 )
 
+TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
+if TYPE_CHECKING:
+    from typing import Any
+
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "bootstrap")
 DEFAULT_ENV_FILE = ".env"
 
@@ -42,9 +46,10 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the flag or variable."""
 
 
-class Resolved(NamedTuple):
+class Resolved(namedtuple("Resolved", "setting value raw source")):
     """One setting's value and where it came from."""
 
+    __slots__ = ()
     setting: Setting
     value: Any
     raw: str | None

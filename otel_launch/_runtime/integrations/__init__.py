@@ -8,7 +8,6 @@ imported. The names are those of ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, as w
 
 from __future__ import annotations
 
-import importlib
 import os
 
 TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
@@ -75,7 +74,10 @@ class Integration:
             from otel_launch._runtime import _compat
 
             _compat.check_floor(self.trigger)  # an older Django, Celery or kombu: the fallback serves
-            getattr(importlib.import_module(f"{__name__}.{self.module}"), self.hook)(imported)
+            # importlib here, not at interpreter start: it brings warnings in, in every process
+            from importlib import import_module
+
+            getattr(import_module(f"{__name__}.{self.module}"), self.hook)(imported)
 
 
 def guard(
@@ -165,7 +167,9 @@ def run_fallback(spec: str, imported: ModuleType) -> str:
     module_name, _, attribute = spec.partition(":")
     if not module_name.startswith("opentelemetry."):
         module_name = f"{__name__}.{module_name}"
-    target = getattr(importlib.import_module(module_name), attribute)
+    from importlib import import_module
+
+    target = getattr(import_module(module_name), attribute)
     if not isinstance(target, type):
         return target(imported)
     from otel_launch._runtime.integrations._instrumentor import instrument_once
