@@ -18,7 +18,7 @@ import signal
 import sys
 
 from _common import BIN, PYTHON, SHOP, process, run, wait_until
-from tasks import OURS, OURS_SAMPLED, PLAIN, UPSTREAM, UPSTREAM_SAMPLED, before_variants, redis
+from tasks import OURS, OURS_SAMPLED, OURS_UNSAMPLED, PLAIN, UPSTREAM, UPSTREAM_SAMPLED, before_variants, redis
 
 
 def consume(variant, env, workdir, count: int, queue: str) -> tuple[float, float]:
@@ -59,7 +59,8 @@ def main() -> None:
     from otel_launch.local.receiver import OTLPReceiver
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    chosen = {v.name: v for v in (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, *before_variants())}
+    known = (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, OURS_UNSAMPLED, *before_variants())
+    chosen = {v.name: v for v in known}
     variants = [chosen[name] for name in sys.argv[2:]] or [PLAIN, OURS, OURS_SAMPLED]
     workdir = scratch("perf")
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver, redis(workdir) as (url, which):

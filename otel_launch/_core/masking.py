@@ -22,7 +22,6 @@ Standard library only: the bootstrap in the target reads it at interpreter start
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, unquote_plus
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +47,8 @@ def mask_query(query: str, secret: re.Pattern[str] | None = None) -> str:
     """``a=1&token=x`` -> ``a=1&token=***``: the values whose name matches ``secret``, or every
     value when ``secret`` is None. ``&`` and ``;`` both separate parameters (servers accept
     either). Returns ``query`` itself when nothing changes, so callers can tell with ``is``."""
+    from urllib.parse import unquote_plus  # here, not at import: urllib.parse costs every launch
+
     items = re.split(_SEPARATORS, query) if ";" in query else query.split("&")
     step = 2 if ";" in query else 1  # re.split keeps the separators at the odd indices
     changed = False
@@ -151,6 +152,8 @@ def mask_text(
     if "uthorization" in result or "UTHORIZATION" in result:
         result = re.sub(_AUTH_IN_TEXT, lambda match: f"{match.group(1)}{MASK}", result)
     if "=" in result:
+        from urllib.parse import unquote_plus
+
         names = secret or re.compile(REDACT_PATTERN, re.IGNORECASE)  # re's cache: compiled once
 
         def pair(match: re.Match[str]) -> str:
@@ -177,6 +180,8 @@ def secret_values(raw_values: Iterable[str]) -> tuple[str, ...]:
     """What to hide in free text for these secret values (header values, mostly): each one as
     written and URL-decoded, and the credential after an auth scheme (``Bearer x`` -> ``x``);
     longest first, so that a value containing another is hidden whole."""
+    from urllib.parse import unquote
+
     found: set[str] = set()
     for raw in raw_values:
         for text in (raw.strip(), unquote(raw).strip()):

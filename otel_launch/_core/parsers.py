@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import quote, unquote, urlsplit
 
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_userinfo
 
@@ -53,6 +52,8 @@ def _decode(text: str, accepted: str) -> str:
         return text
     if _BAD_ESCAPE.search(text):
         raise SettingValueError(accepted + " (a '%' must start an escape such as %20)")
+    from urllib.parse import unquote  # here: urllib.parse (and ipaddress) cost every launch ~5 ms
+
     try:
         return unquote(text, errors="strict")
     except UnicodeDecodeError:
@@ -187,6 +188,8 @@ def endpoint(raw: str) -> str:
     value = raw.strip()
     if any(char.isspace() for char in value):  # urlsplit would drop tabs and newlines silently
         raise SettingValueError("an http:// or https:// URL without spaces, e.g. http://localhost:4317")
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -232,6 +235,8 @@ def render_list(value: tuple[str, ...]) -> str:
 
 
 def render_pairs(value: dict[str, str]) -> str:
+    from urllib.parse import quote
+
     return ",".join(f"{key}={quote(val, safe='')}" for key, val in value.items())
 
 
@@ -245,6 +250,8 @@ def render_number(value: float) -> str:
 def has_userinfo(url: str) -> bool:
     """Whether a URL carries a user or password before its host: as urlsplit reads it, or as
     the masker does (a password holding a ``/``, which urlsplit takes for the path's start)."""
+    from urllib.parse import urlsplit
+
     url = url.strip()
     try:
         if "@" in urlsplit(url).netloc:

@@ -9,33 +9,44 @@ at interpreter start.
 
 from __future__ import annotations
 
-import re
+from collections import namedtuple
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from otel_launch._core import parsers
 from otel_launch._core.masking import mask_url
 from otel_launch._core.parsers import SettingValueError, mask_pairs
 
+TYPE_CHECKING = False  # typing is not imported when the launcher starts: it costs ~5 ms of every launch
+if TYPE_CHECKING:
+    from typing import Any
+
 # --- the declaration -----------------------------------------------------------------------------
 
 
-class Setting(NamedTuple):
+_SETTING_FIELDS = "name env help parse accepted default render mask extra_flags"
+
+
+class Setting(namedtuple("Setting", _SETTING_FIELDS, defaults=(None, str, None, ()))):
     """One setting: its name, flag, variable, default, parser and help, in one place.
 
-    A NamedTuple rather than a dataclass: the launcher runs before every process start,
-    and importing dataclasses (it pulls in inspect and ast) costs ~13 ms of it.
+    ``name``, ``env`` (the variable), ``help``, ``parse`` (text -> value, raising
+    SettingValueError), ``accepted`` (what parse accepts, for errors), ``default`` (text or
+    None), ``render`` (value -> text), ``mask`` (text -> text shown, for secrets, or None) and
+    ``extra_flags``. A named tuple rather than a dataclass or a ``typing.NamedTuple``: the
+    launcher runs before every process start, and importing dataclasses (it pulls in inspect and
+    ast) costs ~13 ms of it, typing ~5 ms.
     """
 
+    __slots__ = ()
     name: str
     env: str
     help: str
     parse: Callable[[str], Any]
     accepted: str
-    default: str | None = None
-    render: Callable[[Any], str] = str
-    mask: Callable[[str], str] | None = None
-    extra_flags: tuple[str, ...] = ()
+    default: str | None
+    render: Callable[[Any], str]
+    mask: Callable[[str], str] | None
+    extra_flags: tuple[str, ...]
 
     @property
     def flag(self) -> str:
@@ -50,7 +61,7 @@ class Setting(NamedTuple):
         """How ``opentelemetry-instrument`` spells this flag: the variable less ``OTEL_[PYTHON_]``."""
         if not self.env.startswith("OTEL_") or self.env.startswith("OTEL_LAUNCH_"):
             return None
-        return "--" + re.sub(r"^OTEL_(PYTHON_)?", "", self.env).lower()
+        return "--" + self.env.removeprefix("OTEL_").removeprefix("PYTHON_").lower()
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -281,14 +292,15 @@ def read_setting(name: str, environ: dict[str, str] | Any) -> Any:
 # --- OTEL_* variables the SDK reads, passed through unchanged but checked first ------------------
 
 
-class CheckedVariable(NamedTuple):
+class CheckedVariable(namedtuple("CheckedVariable", "env parse accepted mask", defaults=(None,))):
     """A standard variable the launcher does not set but validates: the SDK would otherwise
     switch a signal off, or fail every export, in each process, with a traceback."""
 
+    __slots__ = ()
     env: str
     parse: Callable[[str], Any]
     accepted: str
-    mask: Callable[[str], str] | None = None
+    mask: Callable[[str], str] | None
 
     def shown(self, raw: str) -> str:
         return self.mask(raw) if self.mask else raw

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import namedtuple
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from otel_launch._core.settings import SETTINGS
 from otel_launch._launcher.config import _AUTO, Config, ConfigError
@@ -36,15 +36,20 @@ def fail(message: str, status: int = USAGE_ERROR) -> None:
     sys.exit(status)
 
 
-class LaunchRequest(NamedTuple):
-    """A parsed ``otel-launch`` command line, whichever parser read it."""
+_REQUEST_FIELDS = "command settings env_file no_env_file print_config separated"
 
+
+class LaunchRequest(namedtuple("LaunchRequest", _REQUEST_FIELDS, defaults=(None, False, False, False))):
+    """A parsed ``otel-launch`` command line, whichever parser read it (a named tuple: typing is
+    not imported when the launcher starts)."""
+
+    __slots__ = ()
     command: list[str]
     settings: dict[str, str]
-    env_file: str | None = None
-    no_env_file: bool = False
-    print_config: bool = False
-    separated: bool = False  # the command came after "--"
+    env_file: str | None
+    no_env_file: bool
+    print_config: bool
+    separated: bool  # the command came after "--"
 
 
 def parse_plain_launch(args: Sequence[str]) -> LaunchRequest | None:

@@ -5,11 +5,14 @@ The launch and ``otel-launch doctor`` take the same, so that the doctor checks w
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 
 from otel_launch._core.settings import SETTINGS, Setting
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def help_for(setting: Setting) -> str:

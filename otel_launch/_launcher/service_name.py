@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
 
 # A Python module path, optionally ":attribute" (gunicorn's "module:app()" call included).
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_][\w.]*(\(.*\))?)?$")
@@ -72,9 +72,11 @@ _MAX_READ = 64 * 1024
 _MAX_REASON = 160
 
 
-class Derived(NamedTuple):
-    """A service name and what it was read from (for ``--print-config`` and the doctor)."""
+class Derived(namedtuple("Derived", "name reason")):
+    """A service name and what it was read from (for ``--print-config`` and the doctor; a named
+    tuple: typing is not imported when the launcher starts)."""
 
+    __slots__ = ()
     name: str
     reason: str
 

@@ -31,7 +31,10 @@ def _start_telemetry():
 
 def _run_shadowed_sitecustomize():
     """Import the next ``sitecustomize`` on sys.path (the user's or the distribution's)."""
-    from importlib.machinery import PathFinder  # already loaded; importlib.util is not
+    try:  # what importlib.machinery re-exports, loaded with the interpreter: importlib is not (nor warnings)
+        from _frozen_importlib_external import PathFinder
+    except ImportError:
+        from importlib.machinery import PathFinder
 
     search = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
     spec = PathFinder.find_spec("sitecustomize", search)

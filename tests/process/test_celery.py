@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
@@ -9,6 +11,35 @@ from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
 pytest.importorskip("celery")
 pytestmark = pytest.mark.process
 PRODUCER = 4  # SpanKind.PRODUCER + 1 in OTLP numbering
+UPSTREAM = Path(PYTHON).parent / "opentelemetry-instrument"
+
+
+def test_publish_spans_record_what_the_contribs_record(receiver, workdir):
+    """A task published inside a span and run in-process, under ``opentelemetry-instrument`` (the
+    contrib's producer handlers) and under otel-launch (ours, celery/worker.py): the same publish
+    span (name, kind, status, scope, attributes), current while sent, its context in the message."""
+
+    def published(prefix: list[str], service: str) -> tuple:
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_SERVICE_NAME=service)
+        env.update(OTEL_METRICS_EXPORTER="none", OTEL_TRACES_EXPORTER="otlp")
+        result = run([*prefix, PYTHON, str(TARGETS / "celery_in_process.py")], env, workdir)
+        assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
+
+        def mine() -> dict:
+            return {s.name: s for s in receiver.spans if s.resource.get("service.name") == service}
+
+        assert receiver.wait_for(lambda _: {"request", "apply_async/inproc.add", "run/inproc.add"} <= set(mine()), 15)
+        spans = mine()
+        publish = spans["apply_async/inproc.add"]
+        assert publish.parent_span_id == spans["request"].span_id
+        assert spans["run/inproc.add"].parent_span_id == publish.span_id
+        assert publish.attributes["messaging.message.id"]
+        attributes = {k: "<set>" if k == "messaging.message.id" else v for k, v in publish.attributes.items()}
+        return publish.kind, publish.status, publish.scope, sorted(attributes.items())
+
+    ours = published(launcher(), "ours")
+    assert ours[0] == PRODUCER
+    assert ours == published([str(UPSTREAM)], "upstream")
 
 
 def test_task_known_only_by_name_gets_a_publish_span_that_does_not_stay_current(receiver, workdir):

@@ -141,7 +141,8 @@ def test_an_exception_while_activating_celery_falls_back_to_the_contribs_instrum
     pytest.importorskip("celery")
     ours = "otel_launch._runtime.integrations.celery"
     env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
-    target = [WITHOUT, "--after", ours, f"{ours}:_disconnect_worker_side=raises", str(TARGETS / "celery_in_process.py")]
+    raises = f"{ours}:_disconnect_contrib_handlers=raises"
+    target = [WITHOUT, "--after", ours, raises, str(TARGETS / "celery_in_process.py")]
     result = run([*launcher(), PYTHON, *target], env, workdir)
     assert (result.returncode, result.stdout) == (0, "3\n"), result.stderr
     warnings = _warnings(result.stderr)

@@ -44,7 +44,7 @@ def _paths(receiver, workdir: Path, *sampler: str) -> dict[str, list[str]]:
 def test_unsampled_requests_and_tasks_call_no_attribute_collector_no_sql_span_path_no_n_plus_one(
     receiver, workdir, sampler
 ):
-    assert _paths(receiver, workdir, *sampler) == {"request": [], "asgi request": [], "task": []}
+    assert _paths(receiver, workdir, *sampler) == {"request": [], "asgi request": [], "task": [], "publish": []}
     # Their metrics are recorded all the same: the server's and the task's durations.
     expected = {"http.server.duration", "messaging.process.duration"}
     assert receiver.wait_for(lambda r: expected <= {p.metric for p in r.points}, timeout=15)
@@ -69,6 +69,8 @@ def test_the_same_requests_and_tasks_sampled_take_those_paths(receiver, workdir)
             "otel_launch._runtime.integrations.celery.worker.span_attributes",
         ]
     )
+    # A sampled publish collects the message's attributes, through the contrib's collector.
+    assert paths["publish"] == ["opentelemetry.instrumentation.celery.utils.set_attributes_from_context"]
 
 
 def test_a_web_worker_serving_requests_loads_no_celery_worker_side(receiver, workdir):

@@ -3,7 +3,6 @@ it raises becomes one warning line and its fallback, skipped when the disabled l
 
 from __future__ import annotations
 
-import importlib
 import os
 
 TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs start-up time
@@ -73,7 +72,10 @@ class Integration:
             from otel_launch._runtime import _compat
 
             _compat.check_floor(self.trigger)  # an older Django, Celery or kombu: the fallback serves
-            getattr(importlib.import_module(f"{PACKAGE}.{self.module}"), self.hook)(imported)
+            # importlib here, not at interpreter start: it brings warnings in, in every process
+            from importlib import import_module
+
+            getattr(import_module(f"{PACKAGE}.{self.module}"), self.hook)(imported)
 
 
 def guard(
@@ -163,7 +165,9 @@ def run_fallback(spec: str, imported: ModuleType) -> str:
     module_name, _, attribute = spec.partition(":")
     if not module_name.startswith("opentelemetry."):
         module_name = f"{PACKAGE}.{module_name}"
-    target = getattr(importlib.import_module(module_name), attribute)
+    from importlib import import_module
+
+    target = getattr(import_module(module_name), attribute)
     if not isinstance(target, type):
         return target(imported)
     from otel_launch._runtime.integrations._instrumentor import instrument_once

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# The contrib's worker-side handlers, which ours (celery/worker.py) replace while they serve.
-_WORKER_SIDE = (
+# The contrib's handlers, which ours (celery/worker.py) replace while they serve.
+_REPLACED = (
+    ("before_task_publish", "_trace_before_publish", "otel-launch-published"),
+    ("after_task_publish", "_trace_after_publish", "otel-launch-after-publish"),
     ("task_prerun", "_trace_prerun", "otel-launch-prerun"),
     ("task_postrun", "_trace_postrun", "otel-launch-postrun"),
     ("task_failure", "_trace_failure", "otel-launch-failure"),
@@ -29,12 +31,12 @@ def celery(_: Any = None) -> str:
     from otel_launch._runtime.integrations._instrumentor import instrument_once
 
     own = vars(CeleryInstrumentor).get("_instrument")
-    if getattr(CeleryInstrumentor, "_otel_launch_producer_only", False) and hasattr(own, "__wrapped__"):
-        CeleryInstrumentor._instrument = own.__wrapped__  # ours kept only its producer side
-        CeleryInstrumentor._otel_launch_producer_only = False
+    if getattr(CeleryInstrumentor, "_otel_launch_replaced", False) and hasattr(own, "__wrapped__"):
+        CeleryInstrumentor._instrument = own.__wrapped__  # ours took its handlers off
+        CeleryInstrumentor._otel_launch_replaced = False
     instrumentor = CeleryInstrumentor()
     instrument_once(instrumentor)
-    for signal_name, handler, ours in _WORKER_SIDE:
+    for signal_name, handler, ours in _REPLACED:
         signal = getattr(signals, signal_name)
         signal.disconnect(dispatch_uid=ours)
         # Connected again when ours had taken them off (the same receiver is never connected twice).

@@ -1,12 +1,14 @@
-"""Celery: producer spans from the contrib, run spans and worker metrics of our own, made whole.
+"""Celery: producer and run spans and worker metrics of our own, the contrib's records made whole.
 
-The contrib ``CeleryInstrumentor`` connects Celery's signals; we keep its producer side
-(``apply_async/<task>`` at ``before_task_publish``, with the trace context injected into the
-headers) and replace its worker side by ``worker.py`` (same span names and attributes, plus
-queue time, current messaging attributes and worker metrics, at less cost). It is run when a
-process first uses Celery: its first publish, or the start of ``celery worker``. Importing the
-app is not using it, and building the SDK there cost every management command of a Celery
-project ~50 ms.
+The contrib ``CeleryInstrumentor`` connects Celery's signals; ``worker.py`` replaces its handlers,
+keeping its records: on the producer side the span ``apply_async/<task>`` (PRODUCER, current
+while the message is sent, its trace context injected into the headers) and on the worker side
+the run spans, plus queue time, current messaging attributes and worker metrics, at less cost
+(an unsampled publish or task costs its propagation, and a task its measurements, nothing else).
+The contrib is still what the app sees instrumented (its own ``instrument()`` call is a no-op).
+It is run when a process first uses Celery: its first publish, or the start of ``celery worker``.
+Importing the app is not using it, and building the SDK there cost every management command of a
+Celery project ~50 ms.
 
 Every publish also carries its time (header ``worker.PUBLISHED``), for queue time.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from types import ModuleType
 from typing import Any
 
@@ -48,11 +49,12 @@ def on_import(_: ModuleType | None = None) -> None:
     from otel_launch._runtime.integrations._instrumentor import instrument_once
     from otel_launch._runtime.integrations.celery import worker
 
-    _keep_only_the_producer_side(CeleryInstrumentor)
+    _replace_its_handlers(CeleryInstrumentor)
     instrument_once(CeleryInstrumentor())
-    _disconnect_worker_side(CeleryInstrumentor())
+    _disconnect_contrib_handlers(CeleryInstrumentor())
     connect = {"weak": False}
-    signals.before_task_publish.connect(_stamp_publish_time, dispatch_uid="otel-launch-published", **connect)
+    signals.before_task_publish.connect(worker.on_before_publish, dispatch_uid="otel-launch-published", **connect)
+    signals.after_task_publish.connect(worker.on_after_publish, dispatch_uid="otel-launch-after-publish", **connect)
     signals.task_prerun.connect(worker.on_prerun, dispatch_uid="otel-launch-prerun", **connect)
     signals.task_postrun.connect(worker.on_postrun, dispatch_uid="otel-launch-postrun", **connect)
     signals.task_failure.connect(worker.on_failure, dispatch_uid="otel-launch-failure", **connect)
@@ -80,31 +82,28 @@ def on_worker_import(apps_worker: ModuleType) -> None:
     worker.main_process_gauges()
 
 
-def _stamp_publish_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    if headers is not None:
-        headers[PUBLISHED] = time.time()
-
-
-def _keep_only_the_producer_side(instrumentor_class: Any) -> None:
-    """Whoever runs the contrib instrumentor (we, or the app itself), its worker-side handlers are
-    disconnected right after: ``worker.py`` records run spans, and two would be duplicates."""
-    if getattr(instrumentor_class, "_otel_launch_producer_only", False):
+def _replace_its_handlers(instrumentor_class: Any) -> None:
+    """Whoever runs the contrib instrumentor (we, or the app itself), its signal handlers are
+    disconnected right after: ``worker.py`` records the same spans, and two would be duplicates."""
+    if getattr(instrumentor_class, "_otel_launch_replaced", False):
         return
     instrument = instrumentor_class._instrument
 
     @functools.wraps(instrument)  # the contrib's, for a fallback to put back (integrations/_fallbacks.py)
-    def instrument_producer_side(self: Any, **kwargs: Any) -> None:
+    def instrument_without_handlers(self: Any, **kwargs: Any) -> None:
         instrument(self, **kwargs)
-        _disconnect_worker_side(self)
+        _disconnect_contrib_handlers(self)
 
-    instrumentor_class._instrument = instrument_producer_side
-    instrumentor_class._otel_launch_producer_only = True
+    instrumentor_class._instrument = instrument_without_handlers
+    instrumentor_class._otel_launch_replaced = True
 
 
-def _disconnect_worker_side(instrumentor: Any) -> None:
+def _disconnect_contrib_handlers(instrumentor: Any) -> None:
     from celery import signals
 
     for signal, handler in (
+        (signals.before_task_publish, "_trace_before_publish"),
+        (signals.after_task_publish, "_trace_after_publish"),
         (signals.task_prerun, "_trace_prerun"),
         (signals.task_postrun, "_trace_postrun"),
         (signals.task_failure, "_trace_failure"),
