@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from otel_launch._config import _AUTO, Config, ConfigError
 from otel_launch._launch import LaunchError, exec_target
@@ -40,7 +40,7 @@ class LaunchRequest(NamedTuple):
     """A parsed ``otel-launch`` command line, whichever parser read it."""
 
     command: list[str]
-    settings: dict[str, str]
+    settings: dict[str, Any]
     env_file: str | None = None
     no_env_file: bool = False
     print_config: bool = False
@@ -157,16 +157,16 @@ def _click_launch_command():  # click is imported here, off the fast path
         default = f"; default: {setting.default}" if setting.default is not None else ""
         return f"{setting.help} [env: {setting.env}{default}]"
 
-    def launch_command(command: tuple[str, ...], **options: object) -> None:
+    def launch_command(command: tuple[str, ...], **options: Any) -> None:
         """Run COMMAND with OpenTelemetry set up: otel-launch [OPTIONS] [--] COMMAND [ARGS]..."""
         ctx = click.get_current_context()
         args = ctx.obj["args"]
         settings = {s.name: options.pop(s.name) for s in SETTINGS if s.name in options}
         ctx.obj["request"] = LaunchRequest(
             command=list(command),
-            settings={name: value for name, value in settings.items() if value is not None},  # type: ignore[misc]
+            settings={name: value for name, value in settings.items() if value is not None},
             separated="--" in args[: len(args) - len(command)],
-            **options,  # type: ignore[arg-type]
+            **options,
         )
 
     # Decorators apply bottom-up and help lists the last applied first: settings come first.

@@ -215,7 +215,8 @@ def _uwsgi_ini_app(ini: str, cwd: str, read: Callable[[str], str | None]) -> str
     text = read(path if os.path.isabs(path) else os.path.join(cwd, path))
     if not text:
         return ""
-    wanted, current, found = section or "uwsgi", "", {}
+    wanted, current = section or "uwsgi", ""
+    found: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("[") and line.endswith("]"):

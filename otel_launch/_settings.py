@@ -620,8 +620,8 @@ def _passthrough() -> tuple[PassThrough, ...]:
                 PassThrough(f"{prefix}HEADERS", _headers, "comma-separated name=value pairs", mask_pairs),
                 PassThrough(f"{prefix}PROTOCOL", _choices("grpc", "http/protobuf"), "grpc or http/protobuf"),
             ]
-    limits = ("ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT")
-    limits += ("SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT")
+    limits = ["ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT"]
+    limits += ["SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT"]
     for limit in limits:
         table.append(PassThrough(f"OTEL_{limit}_LIMIT", _integer(0, unset=True), "a whole number from 0, or unset"))
     return tuple(table)

@@ -15,17 +15,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SERVICES_USED
-from tests.e2e.conftest import (
-    BIN,
-    free_port,
-    named,
-    points_by_pid,
-    server_spans,
-    telemetry_noise,
-    traces,
-    wait_until,
-)
+from tests.e2e.shop import BIN, named, points_by_pid, server_spans, telemetry_noise, traces
+from tests.helpers import SERVICES_USED, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 GETS = [f"/orders/{pk}/" for pk in range(1, 11)] + ["/orders/"] * 10

@@ -24,11 +24,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from otel_launch._receiver import OTLPReceiver
-from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.helpers import clean_env, free_port, kill_group, launcher, run, start
 from tests.otlp_requests import (
     NOW,
     HttpClient,
-    free_port,
     grpc_export,
     heavy_resource_request,
     log_request,

@@ -25,13 +25,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.helpers import clean_env, free_port, kill_group, launcher, run, start
 from tests.otlp_requests import (
     NOW,
     HttpClient,
     Peak,
     file_bytes,
-    free_port,
     grpc_export,
     heavy_resource_request,
     many_minimal_spans,
