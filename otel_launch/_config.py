@@ -92,12 +92,19 @@ def _is_a_regular_file(path: str, warnings: list[str]) -> bool:
     return stat.S_ISREG(mode)
 
 
+class _Unreadable(Exception):
+    """The file cannot be opened or read (permissions): an error only for a file the user named.
+    One that reads but is not UTF-8 holds settings that cannot be taken: an error either way."""
+
+
 def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        if label == DEFAULT_ENV_FILE and isinstance(exc, OSError):
+            raise _Unreadable(reason) from None
         hint = " (or --no-env-file)" if label == DEFAULT_ENV_FILE else ""
         raise ConfigError(f"{label}: {path!r} cannot be read ({reason}); expected a readable env file{hint}") from None
     # python-dotenv is imported only when there is a file to read: it costs start-up time.
@@ -191,7 +198,14 @@ class Config:
         if env_file is _AUTO:
             if not _is_a_regular_file(DEFAULT_ENV_FILE, self.warnings):
                 return None, {}
-            return DEFAULT_ENV_FILE, _read_env_file(DEFAULT_ENV_FILE, DEFAULT_ENV_FILE, self.warnings)
+            try:
+                return DEFAULT_ENV_FILE, _read_env_file(DEFAULT_ENV_FILE, DEFAULT_ENV_FILE, self.warnings)
+            except _Unreadable as exc:  # nobody named it: the launch goes on without it, said once
+                self.warnings.append(
+                    f"{DEFAULT_ENV_FILE} cannot be read ({exc}): not read "
+                    f"(--env-file {DEFAULT_ENV_FILE} requires it; --no-env-file: no note)"
+                )
+                return None, {}
         path = os.fspath(env_file)
         return path, _read_env_file(path, "--env-file", self.warnings)
 

@@ -45,11 +45,22 @@ _GENERIC = frozenset(
 )  # fmt: skip
 _WEB_SERVERS = frozenset({"gunicorn", "uvicorn", "granian", "daphne", "hypercorn", "uwsgi", "pyuwsgi"})
 _CELERY_ROLES = {"worker": "worker", "beat": "beat", "flower": "flower", "events": "events"}
-# Options whose value may look like a module path, so it is never taken for the app.
+# gunicorn's options that take no value (its parser's, gunicorn 27: tests/unit/test_service_name.py
+# compares them with the installed gunicorn's). Every other option takes one (``--certfile
+# cert.pem``, ``-p app.pid``), which is never taken for the app; an option gunicorn adds later
+# is taken to have a value, so at worst the app is missed, never a value taken for it.
+_GUNICORN_FLAGS = frozenset(
+    {
+        "-h", "--help", "-v", "--version", "--reload", "--spew", "--check-config", "--print-config", "--preload",
+        "--no-sendfile", "--reuse-port", "-D", "--daemon", "--initgroups", "--disable-redirect-access-to-syslog",
+        "--capture-output", "--log-syslog", "-R", "--enable-stdio-inheritance", "--enable-backlog-metric",
+        "--suppress-ragged-eofs", "--do-handshake-on-connect", "--permit-obsolete-folding", "--strip-header-spaces",
+        "--permit-unconventional-http-method", "--permit-unconventional-http-version", "--casefold-http-method",
+        "--no-control-socket", "--proxy-protocol",
+    }
+)  # fmt: skip
+# Options of the other servers whose value may look like a module path, so it is never taken for the app.
 _VALUE_OPTIONS = {
-    "gunicorn": {"-k", "--worker-class", "-c", "--config", "--paste", "--paster", "--logger-class", "--log-config",
-                 "--pythonpath", "--chdir", "-n", "--name", "-e", "--env", "--statsd-prefix", "--worker-tmp-dir",
-                 "-b", "--bind"},
     "uvicorn": {"--app-dir", "--env-file", "--log-config", "--loop", "--http", "--ws", "--uds", "--host",
                 "--root-path", "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs"},
 }  # fmt: skip
@@ -58,6 +69,7 @@ _DJANGO_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)[
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
 _PYTHON_VALUE_OPTIONS = {"-W", "-X", "-Q"}
 _MAX_READ = 64 * 1024
+_MAX_REASON = 160
 
 
 class Derived(NamedTuple):
@@ -68,9 +80,22 @@ class Derived(NamedTuple):
 
 
 def read_small_file(path: str) -> str | None:
-    """The text of a small file (the first 64 KiB), or None when it cannot be read."""
+    """The text of a small file (the first 64 KiB), or None when it cannot be read.
+
+    Only a regular file: ``--ini /dev/stdin`` or a named pipe is read by uWSGI itself, and
+    reading it here would take what it holds from uWSGI (or wait for a writer for good), and
+    opening a pipe at all would let its writer go on to write to no one. So the path is
+    looked at before it is opened, and what was opened is looked at again.
+    """
+    import stat
+
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits, were it replaced by a pipe
+        with open(descriptor, encoding="utf-8", errors="replace") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # replaced in between
+                return None
             return handle.read(_MAX_READ)
     except (OSError, ValueError):
         return None
@@ -96,7 +121,16 @@ def derive(
     project, source = _project(app, settings, folder)
     if not project:
         return None
-    return Derived(f"{project}-{role}", f"derived from the command ({program}: {source}, role {role})")
+    return Derived(f"{project}-{role}", _shown(f"derived from the command ({program}: {source}, role {role})"))
+
+
+def _shown(reason: str) -> str:
+    """The reason as it may be printed: the command's text masked (a URL's password, a
+    ``--password=`` value), then capped (after masking: a cut never leaves half a secret)."""
+    from otel_launch._masking import mask_text
+
+    reason = mask_text(reason)
+    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
 
 
 def _program(command: list[str]) -> tuple[str | None, list[str], str]:
@@ -179,6 +213,17 @@ def _celery(args: list[str]) -> tuple[str, str, str]:
     return _CELERY_ROLES.get(subcommand, "celery"), app, ""
 
 
+def _takes_a_value(arg: str, program: str, value_options: set[str]) -> bool:
+    """Whether the argument after ``arg`` (an option) is its value."""
+    if "=" in arg:
+        return False
+    if program != "gunicorn":
+        return arg in value_options
+    if arg.startswith("--") or len(arg) == 2:
+        return arg not in _GUNICORN_FLAGS
+    return False  # -w4, -b0.0.0.0:8000 (the value attached), or -DR (flags together)
+
+
 def _app_argument(args: list[str], value_options: set[str], program: str) -> str:
     """The app a web server serves: ``module:attribute`` (or a module, for gunicorn)."""
     candidates, skip = [], False
@@ -186,7 +231,7 @@ def _app_argument(args: list[str], value_options: set[str], program: str) -> str
         if skip:
             skip = False
         elif arg.startswith("-"):
-            skip = "=" not in arg and arg in value_options
+            skip = _takes_a_value(arg, program, value_options)
         elif _MODULE.match(arg):
             candidates.append(arg)
     with_attribute = [arg for arg in candidates if ":" in arg]
@@ -240,6 +285,9 @@ def _project(app: str, settings: str, folder: str) -> tuple[str, str]:
 
 
 def _short(text: str) -> str:
+    from otel_launch._masking import mask_text
+
+    text = mask_text(text)  # before the cut, which could leave a secret its rule no longer finds
     return text if len(text) <= 60 else text[:57] + "..."
 
 

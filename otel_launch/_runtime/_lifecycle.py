@@ -201,7 +201,7 @@ def _deliver_after_the_flush(signum: int) -> None:
     main = threading.main_thread().ident
 
     def wait_then_deliver() -> None:
-        if not flusher.done.wait(timeout):
+        if not _wait_for_the_flush(flusher, timeout):
             _say_what_was_not_flushed(timeout)
         signal.pthread_kill(main, signum)  # to the main thread: it interrupts its wait, so the handler runs
 
@@ -230,7 +230,7 @@ def shutdown(timeout: float | None = None) -> bool:
 
     An export stuck on an unreachable collector is abandoned at the deadline, never waited
     out. Returns False when the deadline passed. Runs once per process; later calls wait
-    for the first one's flush, within their own timeout.
+    for the first one's flush, within their own timeout and the first one's deadline.
     """
     flusher = _flusher
     if flusher is None:
@@ -244,13 +244,28 @@ def shutdown(timeout: float | None = None) -> bool:
         from otel_launch._settings import read_setting
 
         timeout = read_setting("shutdown_timeout", os.environ)
-    flusher.requested.set()
-    done = flusher.done.wait(timeout)
+    done = _wait_for_the_flush(flusher, timeout)
     if not done:
         _say_what_was_not_flushed(timeout)
     if _deferred_signal and _in_the_main_thread():  # a SIGTERM waited for this flush: the process leaves by it
         _die_by(_deferred_signal[0])
     return done
+
+
+def _wait_for_the_flush(flusher: _Flusher, timeout: float) -> bool:
+    """Start the flush (once) and wait for it: within ``timeout``, and never past the deadline of
+    the first wait in this process. One exit can pass through several of our paths (uWSGI's
+    signal relay, then its atexit; a SIGTERM, then the exit it causes): together they wait the
+    bound once, not once each."""
+    import time
+
+    now = time.monotonic()
+    deadline = _flush_deadline.setdefault(flusher.pid, now + timeout)
+    flusher.requested.set()
+    return flusher.done.wait(max(0.0, min(timeout, deadline - now)))
+
+
+_flush_deadline: dict[int, float] = {}  # pid -> when the first wait for its flush gives up
 
 
 def _in_the_main_thread() -> bool:
@@ -344,7 +359,7 @@ def _renew_threads_of(provider: Any, pid: int) -> None:
             batch._at_fork_reinit()
         batch._bsp_reset_once = Once()  # so that the SDK notices the next unannounced fork too
     readers = getattr(provider, "_metric_readers", ())
-    _renew_metric_locks(provider)
+    _renew_metric_locks(provider, others_may_run=True)
     for reader in readers:
         if getattr(reader, "_daemon_thread", None) is not None:
             reader._at_fork_reinit()
@@ -360,13 +375,24 @@ def _let_exports_finish() -> None:
 
     A child forked while its parent's gRPC exporter was in a call found its own new channel
     stuck (gRPC's threads are not forked): its exit flush waited out the bound and lost what it
-    held. An export to a live collector takes milliseconds; with a dead one the wait is bounded.
+    held. An export to a live collector takes milliseconds, so a fork waits for one only until
+    it has run for the bound, and never for an exporter whose last export failed: with a dead
+    collector an export holds its lock through its retries, and every fork (each recycled
+    gunicorn, uWSGI or Celery worker) would otherwise pay the whole bound for nothing.
     """
     import time
 
-    deadline = time.monotonic() + _FORK_WAITS_FOR_EXPORTS
-    for lock in _export_locks():
-        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+    now = time.monotonic()
+    deadline = now + _FORK_WAITS_FOR_EXPORTS
+    for lock, exporter in _export_locks():
+        until = deadline
+        if getattr(exporter, "failing", False):
+            until = now  # taken if free, never waited for
+        else:
+            started = getattr(exporter, "export_started", None)
+            if isinstance(started, float):
+                until = min(deadline, started + _FORK_WAITS_FOR_EXPORTS)
+        if lock.acquire(timeout=max(0.0, until - time.monotonic())):
             _held_at_fork.append(lock)
 
 
@@ -375,17 +401,19 @@ def _release_exports() -> None:
         _held_at_fork.pop().release()
 
 
-def _export_locks() -> list[Any]:
+def _export_locks() -> list[tuple[Any, Any]]:
+    """(export lock, its exporter) of our batch processors and of every provider's metric readers."""
     locks = []
     for processor, _ in _batchers:
-        lock = getattr(getattr(processor, "_batch_processor", None), "_export_lock", None)
+        batch = getattr(processor, "_batch_processor", None)
+        lock = getattr(batch, "_export_lock", None)
         if lock is not None:
-            locks.append(lock)
+            locks.append((lock, getattr(batch, "_exporter", None)))
     for provider in _providers:
         for reader in getattr(provider, "_metric_readers", ()):
             lock = getattr(reader, "_export_lock", None)
             if lock is not None:
-                locks.append(lock)
+                locks.append((lock, getattr(reader, "_exporter", None)))
     return locks
 
 
@@ -400,35 +428,63 @@ def _after_fork_in_child() -> None:
             _renew_metric_locks(provider)
 
 
-def _renew_metric_locks(provider: Any) -> None:
-    """Fresh locks for a meter provider's collection and export, in a forked child.
+def _renew_metric_locks(provider: Any, others_may_run: bool = False) -> None:
+    """Fresh locks for a meter provider's collection, measurements and export, in a forked child.
 
     The SDK renews its MeterProvider's own locks at fork, not those a collection holds (its
     measurement consumer's, each reader storage's and view match's, each reader's export lock):
     a child forked while the parent's metric thread collected or exported had them held by a
     thread it does not have, and its exit flush waited out the whole bound on them (a Celery
     pool child recycled after one task: "gave up flushing telemetry after 5s", now and then,
-    under load). Only the forking thread exists in the child: no one else can hold the new ones.
+    under load). Nor those a measurement holds (each aggregation's and its exemplar
+    reservoir's, each meter's instrument registration): a child forked while another thread of
+    the parent recorded waited for good at its first record with the same attributes.
+
+    Only a lock found held is replaced: one that is free is nobody's, and stays. Right after a
+    fork only the forking thread runs, so a held lock is a parent thread's. A process forked
+    without the fork hooks renews at its first span, when threads of its own may run
+    (``others_may_run``): a lock one of them holds is let go of within microseconds, so a lock
+    still held after a short wait is a parent thread's, and only then replaced (a replaced lock
+    one of the child's threads held would let two threads into what it guards).
     """
     from otel_launch._runtime import _compat
 
     consumer = getattr(provider, "_measurement_consumer", None)
     if consumer is None or not _compat.usable("metric-locks-at-fork"):
         return
-    import threading
-
+    wait = _A_LIVE_THREAD_LETS_GO if others_may_run else 0.0
     try:
-        consumer._lock = threading.Lock()
+        _renew_if_held(consumer, "_lock", wait)
         for storage in consumer._reader_storages.values():
-            storage._lock = threading.RLock()
+            _renew_if_held(storage, "_lock", wait)
             for matches in storage._instrument_view_instrument_matches.values():
                 for match in matches:
-                    match._lock = threading.Lock()
+                    _renew_if_held(match, "_lock", wait)
+                    for aggregation in list(match._attributes_aggregation.values()):
+                        _renew_if_held(aggregation, "_lock", wait)
+                        _renew_if_held(getattr(aggregation, "_reservoir", None), "_lock", wait)  # its exemplars'
+        for meter in list(getattr(provider, "_meters", {}).values()):
+            _renew_if_held(meter, "_instrument_registration_lock", wait)
         for reader in getattr(provider, "_metric_readers", ()):
-            if hasattr(reader, "_export_lock"):
-                reader._export_lock = threading.Lock()
+            _renew_if_held(reader, "_export_lock", wait)
     except Exception as exc:  # the SDK's own behaviour: a collection held at fork may hold this child
         warn(f"could not renew the metric locks after fork ({type(exc).__name__}: {exc})")
+
+
+_A_LIVE_THREAD_LETS_GO = 0.05  # seconds: what a metric lock is held for is a few dict operations
+
+
+def _renew_if_held(part: Any, name: str, wait: float) -> None:
+    """Replace ``part.<name>`` with a new lock of its kind if it is held (see _renew_metric_locks)."""
+    lock = getattr(part, name, None)
+    if lock is None:
+        return
+    if lock.acquire(timeout=wait) if wait else lock.acquire(blocking=False):
+        lock.release()
+        return
+    import threading
+
+    setattr(part, name, threading.RLock() if "RLock" in type(lock).__name__ else threading.Lock())
 
 
 class _ForkToken:
@@ -604,5 +660,77 @@ def _let_the_apps_providers_win(module: Any) -> None:
                 provider._atexit_handler = None
             _adopted.append(provider)
             register(provider)
+            if module.__name__ == "opentelemetry.trace":
+                _serve_a_provider_that_exports_nothing(provider)
 
     setattr(module, setter, set_provider_replacing_ours)
+
+
+def _serve_a_provider_that_exports_nothing(provider: Any) -> None:
+    """The app set a TracerProvider with no span processor (bookwyrm does, and adds an exporter only
+    when a setting of its own says so): every span of every instrumentation went nowhere, and nothing
+    said so. Ours serves it, with one line at its first span, until the app adds a processor of its
+    own; an app that adds one before its first span (as OpenTelemetry's guides do, right after
+    setting the provider) never hears of it."""
+    multi = getattr(provider, "_active_span_processor", None)
+    if getattr(multi, "_span_processors", None) != () or not hasattr(provider, "add_span_processor"):
+        return  # it has its own (or is not the SDK's): the app chose where its spans go
+    provider.add_span_processor(_until_the_app_adds_one(multi))
+
+
+def _ours_to_serve_the_apps() -> Any:
+    """Our span processors (our provider's, built now if it was not), or None when ours export
+    nothing either (OTEL_TRACES_EXPORTER=none)."""
+    from otel_launch._runtime import _declarative, _sdk
+
+    if not _sdk.exporter_kinds("traces") and not _declarative.active():
+        return None
+    processor = getattr(_sdk.tracer_provider(), "_active_span_processor", None)
+    return processor if getattr(processor, "_span_processors", ()) else None
+
+
+def _until_the_app_adds_one(apps: Any) -> Any:
+    """A span processor that hands spans to otel-launch's processors while it is the only one of
+    the app's provider, and steps aside once the app adds its own (never two exports of a span).
+    Flushed and shut down with otel-launch's provider, not by the app's."""
+    import threading
+
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    first = threading.Lock()
+
+    class UntilTheAppAddsOne(SpanProcessor):
+        ours: Any = None
+        looked = False
+
+        def _serving(self) -> bool:
+            if len(apps._span_processors) != 1:
+                return False
+            if not self.looked:  # the first span of the app's provider with no processor of its own
+                with first:
+                    if not self.looked:
+                        self.ours = _ours_to_serve_the_apps()
+                        self.looked = True
+                        if self.ours is not None:
+                            warn(
+                                "the app's TracerProvider has no span processor: "
+                                "otel-launch's exports its spans until the app adds one"
+                            )
+            return self.ours is not None
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if self._serving():
+                self.ours.on_start(span, parent_context=parent_context)
+
+        def _on_ending(self, span: Any) -> None:
+            if self._serving():
+                self.ours._on_ending(span)
+
+        def on_end(self, span: Any) -> None:
+            if self._serving():
+                self.ours.on_end(span)
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return self.ours.force_flush(timeout_millis) if self._serving() else True
+
+    return UntilTheAppAddsOne()

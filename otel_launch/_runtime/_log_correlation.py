@@ -1,6 +1,7 @@
 """Trace ids on the app's log records, so that a log line leads to its trace.
 
-Every record gets ``trace_id`` and ``span_id``, and the attributes of
+Every record gets ``trace_id`` and ``span_id`` (of the current span, or of the Django request
+it was logged about: see :func:`request_span`), and the attributes of
 ``opentelemetry-instrument``'s logging instrumentation (``otelTraceID``, ``otelSpanID``,
 ``otelTraceSampled``, ``otelServiceName``), so that format strings and structured handlers
 written for either keep working. Outside a span the ids are "0", as upstream, so that a
@@ -32,6 +33,14 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _installed = False
 
 
+def request_span(record: Any) -> Any:
+    """The server span of the Django request a record is about, when it is logged after that span
+    ended: Django logs each 4xx and 5xx response (``django.request``'s "Not Found: /x") with the
+    request in ``extra``, once the middleware chain, ours included, has returned."""
+    state = getattr(getattr(record, "__dict__", {}).get("request"), "_otel_launch_request", None)
+    return getattr(state, "span", None)
+
+
 def correlate(logging: ModuleType) -> None:
     """Stamp trace ids on every record (once), and set upstream's log format when asked for."""
     global _installed
@@ -53,6 +62,10 @@ def correlate(logging: ModuleType) -> None:
         trace = sys.modules.get("opentelemetry.trace")
         if trace is not None:
             context = trace.get_current_span().get_span_context()
+            if not context.is_valid:
+                span = request_span(record)
+                if span is not None:
+                    context = span.get_span_context()
             if context.is_valid:
                 trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
                 sampled = context.trace_flags.sampled

@@ -25,6 +25,7 @@ a handler on the root logger serves, as before, with one warning line.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 TYPE_CHECKING = False
@@ -52,12 +53,26 @@ def _sdk_handler() -> Any:
 
 
 def export(record: Any) -> None:
-    """Send one record to the logger provider; never raises into the app's logging call."""
-    if record.name.startswith(_OWN_LOGGERS) or getattr(_exporting, "active", False):
+    """Send one record to the logger provider; never raises into the app's logging call.
+
+    Tolerates what logging tolerates: a record made by hand (``makeLogRecord``) whose ``name``
+    is not a string, a message that is no string; one whose arguments do not fit its message
+    (logging's handlers report it through ``handleError`` and go on) is exported with the
+    message unformatted, its arguments as an attribute.
+    """
+    if getattr(_exporting, "active", False):
+        return
+    name = getattr(record, "name", None)
+    if isinstance(name, str) and name.startswith(_OWN_LOGGERS):
         return
     _exporting.active = True
+    token = None
     try:
-        _sdk_handler().emit(record)
+        token = _attach_request_span(record)
+        try:
+            _sdk_handler().emit(record)
+        except (TypeError, ValueError):  # formatting failed (or a record unlike any logging makes)
+            _sdk_handler().emit(_unformatted(record))
     except Exception as exc:  # the app's log call goes on; said once
         if not _failed:
             _failed.append(exc)
@@ -66,6 +81,42 @@ def export(record: Any) -> None:
             warn(f"a log record could not be exported ({type(exc).__name__}: {exc}); this is said once")
     finally:
         _exporting.active = False
+        if token is not None:
+            sys.modules["opentelemetry.context"].detach(token)
+
+
+def _attach_request_span(record: Any) -> Any:
+    """Where no span is current, the span of the Django request the record is about (see
+    ``_log_correlation.request_span``), as the exported record's context: a token, or None."""
+    if getattr(record, "__dict__", {}).get("request") is None or "opentelemetry.trace" not in sys.modules:
+        return None
+    from opentelemetry import context, trace
+
+    from otel_launch._runtime._log_correlation import request_span
+
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    span = request_span(record)
+    return None if span is None else context.attach(trace.set_span_in_context(span))
+
+
+def _unformatted(record: Any) -> Any:
+    """A copy of a record whose message cannot be formatted with its arguments: the message as
+    written, and the arguments (their ``repr``) in ``logging.args``."""
+    import copy
+
+    unformatted = copy.copy(record)
+    unformatted.msg = _text(getattr(record, "msg", None))
+    unformatted.args = None
+    unformatted.__dict__["logging.args"] = _text(getattr(record, "args", None), repr)
+    return unformatted
+
+
+def _text(value: Any, as_text: Any = str) -> str:
+    try:
+        return as_text(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 def install_log_export(logging: ModuleType) -> None:

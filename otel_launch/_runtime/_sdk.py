@@ -107,13 +107,30 @@ class PerProcessExporter:
         return self._real
 
     in_flight = 0  # records of the export in progress: said when a flush gives up (_lifecycle)
+    export_started: float | None = None  # when the export in progress started (time.monotonic())
+    failing = False  # whether the last export failed: a fork does not wait for this one (_lifecycle)
 
     def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
         self.in_flight = len(batch)
         try:
-            return self._exporter().export(batch, *args, **kwargs)
+            return self._watched(lambda: self._exporter().export(batch, *args, **kwargs))
         finally:
             self.in_flight = 0
+
+    def _watched(self, export: Callable[[], Any]) -> Any:
+        """``export()``, noting when it started (the exporter's first build included: the lock is
+        held over it) and whether it failed."""
+        import time
+
+        self.export_started = time.monotonic()
+        failed = True
+        try:
+            result = export()
+            failed = getattr(result, "name", "SUCCESS") != "SUCCESS"  # the SDK's *ExportResult enums
+            return result
+        finally:
+            self.failing = failed
+            self.export_started = None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         if self._pid != os.getpid():
@@ -421,7 +438,7 @@ class _PerProcessMetricExporter(PerProcessExporter):
         self._preferred_aggregation = OTLPMetricExporterMixin._get_aggregation(self, None)  # type: ignore[arg-type]
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-        return self._exporter().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        return self._watched(lambda: self._exporter().export(metrics_data, timeout_millis=timeout_millis, **kwargs))
 
 
 @_never_raises("opentelemetry.metrics:NoOpMeterProvider")

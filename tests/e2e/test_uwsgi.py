@@ -26,6 +26,7 @@ MODES = {
     "threads": ["--threads", "2"],
     "lazy-apps": ["--lazy-apps"],
     "die-on-term": ["--die-on-term"],  # SIGTERM then shuts down (each worker gets SIGINT)
+    "py-call-osafterfork": ["--py-call-osafterfork"],  # Python's fork hooks run too: renewed once
 }
 
 
@@ -136,3 +137,80 @@ def test_uwsgi_workers_recycled_by_max_requests_lose_nothing(shop):
     assert served_by <= set(reported)
     assert len({next(iter(reported[pid])) for pid in served_by}) == len(served_by)
     assert telemetry_noise(shop.output(web)) == []
+
+
+WSGI_APP = """
+from opentelemetry import trace
+
+tracer = trace.get_tracer("app")
+
+
+def application(environ, start_response):
+    with tracer.start_as_current_span("served"):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+"""
+
+
+def _stats(port: int) -> dict:
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
+def _idle_after_one_request(port: int) -> bool:
+    try:
+        workers = _stats(port)["workers"]
+    except (OSError, ValueError):
+        return False
+    return [(w["requests"], w["status"]) for w in workers] == [(1, "idle")]
+
+
+@pytest.mark.parametrize("extra", [[], ["--py-call-osafterfork"]], ids=["plain", "py-call-osafterfork"])
+def test_a_stop_with_the_collector_down_waits_the_flush_bound_once(tmp_path, extra):
+    """SIGINT at an idle worker: our signal relay flushes (the bound passes: no collector), then
+    uWSGI's exit runs the atexit handlers, whose flush waited the whole bound again."""
+    import time
+
+    from tests.helpers import clean_env, kill_group, launcher, start
+
+    if not (BIN / "uwsgi").exists():
+        pytest.skip("uwsgi is not installed (the test extra installs it)")
+    (tmp_path / "app.py").write_text(WSGI_APP)
+    http, stats, dead = free_port(), free_port(), free_port()
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{dead}",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3",
+        OTEL_SERVICE_NAME="bound",
+    )
+    command = [str(BIN / "uwsgi"), "--http", f"127.0.0.1:{http}", "--wsgi-file", "app.py", "--master"]
+    command += ["--processes", "1", "--stats", f"127.0.0.1:{stats}", *extra]
+    SERVICES_USED.append(f"uwsgi {' '.join(command[1:])}")
+    server = start([*launcher(), *command], env, tmp_path)
+    try:
+        import urllib.request
+
+        def answered() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(answered, 30, "uWSGI's first answer")
+        wait_until(lambda: _idle_after_one_request(stats), 15, "the worker idle after its request")
+        sent = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+        took = time.monotonic() - sent
+    finally:
+        out, err = kill_group(server)
+    assert server.returncode == 0, err[-3000:]
+    assert err.count("gave up flushing telemetry after 3s") == 1, err[-3000:]  # the worker's, said once
+    assert took < 5, (took, err[-3000:])  # the 3 s bound once (twice: 6 s and more)

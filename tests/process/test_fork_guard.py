@@ -83,3 +83,40 @@ def test_a_child_forked_while_its_parent_collects_metrics_flushes_at_once(receiv
     assert receiver.wait_for(
         lambda r: any(p.resource["process.pid"] == child_pid and p.attributes == {"who": "child"} for p in r.points)
     )
+
+
+def test_a_child_forked_while_another_thread_records_a_measurement_records_it_too(receiver, workdir):
+    """Each aggregation (and its exemplar reservoir) holds a lock while it records: a child forked
+    while another thread of its parent recorded waited for good at its own first record."""
+    env = otel_env(receiver, OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3")
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_while_recording.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert printed(result.stdout)["child-status"] == ["0"]
+    assert "gave up" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert receiver.wait_for(lambda r: "in-child" in {s.name for s in r.spans})
+    (child,) = [s for s in receiver.spans if s.name == "in-child"]
+    child_pid = child.resource["process.pid"]
+    assert receiver.wait_for(lambda r: any(p.resource["process.pid"] == child_pid for p in r.points))
+
+
+def test_forks_with_the_collector_down_do_not_wait_for_its_export(workdir):
+    """Before a fork, an export in progress is waited for (at most 0.25 s), so that the child's gRPC
+    channel is not made while its parent's is in a call. With the collector down the export holds its
+    lock through its retries: every fork (every recycled worker) paid the whole wait, for nothing."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+        OTEL_BSP_SCHEDULE_DELAY="20",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LAUNCH_SHUTDOWN_TIMEOUT="1",
+    )
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_with_dead_collector.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    lines = printed(result.stdout)
+    assert lines["exporting"] == ["True"] and lines["still-exporting"] == ["True"], result.stdout  # the wait's case
+    # 20 forks each waiting the 0.25 s out took 5 s or more; without the wait, milliseconds each.
+    assert float(lines["forks-took"][0]) < 2.5, result.stdout

@@ -54,9 +54,10 @@ def _app_lines(stderr: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str], workdir: Path):
-    """A real Celery worker (solo pool) of the pool app, stopped by SIGTERM (warm shutdown)."""
-    args = [*launcher(), PYTHON, "-m", "celery", "-A", "pool_app", "worker", "--pool", "solo", "-l", "info"]
+def _worker(env: dict[str, str], workdir: Path, *pool: str):
+    """A real Celery worker (solo pool, unless ``pool`` says) of the pool app, stopped by SIGTERM (warm shutdown)."""
+    pool = pool or ("--pool", "solo")
+    args = [*launcher(), PYTHON, "-m", "celery", "-A", "pool_app", "worker", *pool, "-l", "info"]
     args += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
     worker = start(args, {**env, "PYTHONPATH": str(TARGETS)}, workdir)
     try:
@@ -114,3 +115,41 @@ def test_a_django_logging_setting_keeps_its_handlers_and_the_views_and_tasks_rec
     assert not any("below the root logger's level" in body for body in bodies)
     early_exported = any("made before the LOGGING setting" in body for body in bodies)
     assert early_exported is (logging_setup == "root")  # a disabled logger's record is never exported
+
+
+def test_djangos_record_of_a_404_carries_the_requests_span(receiver, workdir):
+    """Django logs a 4xx or 5xx response ("Not Found: /missing/", logger django.request) once the
+    middleware chain has returned: the request's span had ended and was no longer current."""
+    pytest.importorskip("django")
+    env = _pool_app_env(receiver, workdir, "root")
+    launched = run([*launcher(), PYTHON, str(TARGETS / "pool_app_client.py"), "/missing/"], env, workdir)
+    assert launched.returncode == 0, launched.stderr
+    assert launched.stdout.startswith("404 "), launched.stdout
+    assert "APP-LOG WARNING django.request Not Found: /missing/" in _app_lines(launched.stderr)
+    assert receiver.wait_for(lambda r: any(str(log.body) == "Not Found: /missing/" for log in r.logs), timeout=10)
+    (server,) = [s for s in receiver.spans if s.name == "GET"]
+    (record,) = [log for log in receiver.logs if str(log.body) == "Not Found: /missing/"]
+    assert (record.trace_id, record.span_id) == (server.trace_id, server.span_id)
+    # and the ids log correlation stamps on the record (what a format string or JSON handler shows)
+    assert (record.attributes["otelTraceID"], record.attributes["otelSpanID"]) == (server.trace_id, server.span_id)
+
+
+def test_a_prefork_pool_childs_task_records_are_exported_with_the_tasks_ids(receiver, workdir):
+    """The task runs in a pool child forked from the worker (which built its logger provider first)."""
+    pytest.importorskip("django")
+    pytest.importorskip("celery")
+    env = _pool_app_env(receiver, workdir, "root")
+    client = [PYTHON, str(TARGETS / "pool_app_client.py"), "/pool/?task=1"]
+    launched = run([*launcher(), *client], env, workdir)
+    assert launched.returncode == 0, launched.stderr
+    with _worker(env, workdir, "--pool", "prefork", "--concurrency", "1") as worker:
+        assert receiver.wait_for(
+            lambda r: (
+                any(s.name == "run/pool_app.pooled" for s in r.spans) and any(log.body == "task ran" for log in r.logs)
+            ),
+            timeout=60,
+        ), kill_group(worker)[1][-3000:]
+    (task,) = [s for s in receiver.spans if s.name == "run/pool_app.pooled"]
+    (record,) = [log for log in receiver.logs if log.body == "task ran"]
+    assert (record.trace_id, record.span_id) == (task.trace_id, task.span_id)
+    assert task.resource["process.pid"] != worker.pid  # run in a pool child

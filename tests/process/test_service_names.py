@@ -3,10 +3,13 @@ and the ``service.name`` of the launched process's spans, on real servers and wo
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -121,3 +124,37 @@ def test_a_management_command_runs_as_project_manage(receiver, workdir):
     assert result.returncode == 0, result.stderr
     (command,) = _spans_of(receiver, "check")
     assert command.service == "pool-app-manage"
+
+
+def test_an_ini_that_is_a_pipe_or_stdin_is_left_to_uwsgi(workdir):
+    """``uwsgi --ini`` from a named pipe or /dev/stdin: what it holds is uWSGI's to read. The
+    launcher reads only regular files for a name (else it took the ini from uWSGI, or waited)."""
+    pipe = workdir / "uwsgi.ini"
+    os.mkfifo(pipe)
+
+    def serve() -> None:  # blocks until a reader opens the pipe
+        with open(pipe, "w") as handle:
+            handle.write("[uwsgi]\nmodule = shop.wsgi\n")
+
+    writer = threading.Thread(target=serve, daemon=True)
+    writer.start()
+    try:
+        result = run([*launcher(), "--print-config", "uwsgi", "--ini", "uwsgi.ini"], clean_env(), workdir, timeout=30)
+        assert writer.is_alive()  # the launcher never opened the pipe
+    finally:
+        if writer.is_alive():
+            with open(pipe) as handle:
+                handle.read()
+        writer.join(10)
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if " OTEL_SERVICE_NAME " in line]
+    assert "shop" not in row
+
+    proc = start([*launcher(), "--print-config", "uwsgi", "--ini", "/dev/stdin"], clean_env(), workdir, stdin=PIPE)
+    try:
+        out, err = proc.communicate("[uwsgi]\nmodule = shop.wsgi\n", timeout=30)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, err
+    (row,) = [line for line in out.splitlines() if " OTEL_SERVICE_NAME " in line]
+    assert "shop" not in row

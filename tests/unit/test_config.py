@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -179,6 +180,47 @@ def test_a_default_env_that_is_not_a_regular_file_is_skipped(in_empty_dir):
         (in_empty_dir / ".env").unlink()
     (in_empty_dir / ".env").symlink_to(in_empty_dir / "samples" / "production")  # a link to a file: read
     assert Config(environ={}).service_name == "sample"
+
+
+def test_a_default_env_without_read_permission_is_noted_and_skipped(monkeypatch):
+    """A .env nobody named that this user may not read (a deploy user's, root's): one warning line and
+    the launch goes on; the same file named with --env-file is an error. As root, the check runs
+    with another effective user (root reads a file whatever its mode)."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="otel-launch-env-")
+    try:
+        os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the file itself from another user
+        monkeypatch.chdir(folder)
+        with open(".env", "w") as handle:
+            handle.write("OTEL_SERVICE_NAME=fromfile\n")
+        os.chmod(".env", 0)
+        with _another_user_if_root():
+            config = Config(environ={})
+            with pytest.raises(ConfigError, match=r"^--env-file: '\.env' cannot be read \(Permission denied\)"):
+                Config(environ={}, env_file=".env")
+    finally:
+        os.chmod(os.path.join(folder, ".env"), 0o600)
+        os.unlink(os.path.join(folder, ".env"))
+        os.rmdir(folder)
+    assert (config.env_file, config.service_name) == (None, None)
+    assert config.warnings == [
+        ".env cannot be read (Permission denied): not read (--env-file .env requires it; --no-env-file: no note)"
+    ]
+
+
+@contextlib.contextmanager
+def _another_user_if_root():
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)  # nobody
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
 
 
 def test_a_default_env_that_is_a_named_pipe_is_noted_and_never_opened(in_empty_dir):

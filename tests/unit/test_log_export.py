@@ -100,3 +100,35 @@ def test_a_failing_export_never_fails_the_log_call_and_is_said_once(monkeypatch,
     _logger("tests.app").warning("one")
     _logger("tests.app").warning("two")
     assert capsys.readouterr().err.count("could not be exported (RuntimeError: provider gone)") == 1
+
+
+@pytest.fixture
+def exported_by_the_sdk(monkeypatch):
+    """What the SDK's own LoggingHandler exports, with the export step installed on logging.Logger."""
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    monkeypatch.setattr(logging.Logger, "callHandlers", logging.Logger.callHandlers)  # restored after
+    monkeypatch.setattr(_log_export, "_handler", [LoggingHandler(logger_provider=provider)])
+    monkeypatch.setattr(_log_export, "_failed", [])
+    _log_export.install_log_export(logging)
+
+    def bodies():
+        return [getattr(data, "log_record", data).body for data in exporter.get_finished_logs()]
+
+    return bodies
+
+
+def test_records_logging_tolerates_never_raise_into_the_app_and_are_exported(exported_by_the_sdk, capsys):
+    """A record made by hand with no name, a message that is no string, arguments that do not fit:
+    logging's own handlers take them (the last through handleError); the export step must too."""
+    app = _logger("tests.app.odd")
+    app.handle(logging.makeLogRecord({"name": None, "msg": "nameless", "levelno": logging.WARNING}))
+    app.warning({"event": "a mapping"})
+    app.warning("two values %s %s", 1)
+    app.warning("%(key)s", 3)
+    assert exported_by_the_sdk() == ["nameless", {"event": "a mapping"}, "two values %s %s", "%(key)s"]
+    assert "could not be exported" not in capsys.readouterr().err

@@ -43,6 +43,10 @@ DERIVED = [
     ("python -X dev manage.py place_orders", "shop-manage"),
     ("django-admin migrate --settings=shop.settings", "shop-manage"),
     ("python -m django check --settings shop.settings", "shop-manage"),
+    ("gunicorn --certfile cert.pem --keyfile key.pem shop.wsgi", "shop-web"),  # values that look like modules
+    ("gunicorn --error-logfile gunicorn.log -p app.pid --access-logfile - shop.wsgi", "shop-web"),
+    ("gunicorn --preload -D --reload shop.wsgi -w4 -b0.0.0.0:8000", "shop-web"),  # flags take no value
+    ("gunicorn --worker-tmp-dir /dev/shm -u www.data -g www.data shop.wsgi", "shop-web"),
     ("gunicorn config.wsgi", "repo-web"),  # cookiecutter-django: "config" names no project, the folder does
 ]
 
@@ -111,3 +115,28 @@ def test_the_sample_rate_derivation_keeps_its_own_label():
     sources = {row[1]: row[3] for row in config.rows()}
     assert sources["OTEL_TRACES_SAMPLER"] == "derived from --sample-rate"
     assert sources["OTEL_SERVICE_NAME"].startswith("derived from the command (gunicorn")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["uwsgi", "--wsgi-file=https://deploy:hunter2@example.com/shop/wsgi.py"],
+        ["django-admin", "migrate", "--settings=shop.settings?password=hunter2"],
+        ["uwsgi", "--module", "shop.wsgi:application?token=hunter2"],
+    ],
+    ids=["url-password", "password-pair", "token-pair"],
+)
+def test_the_reason_printed_masks_secrets_in_the_command(command):
+    derived = derive(command, "/srv/repo", {}, _read)
+    assert derived is not None and "hunter2" not in derived.reason and "***" in derived.reason, derived
+
+
+def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
+    """The table the launcher keeps (it never imports gunicorn) against gunicorn's own parser."""
+    from gunicorn.config import Config as GunicornConfig
+
+    from otel_launch._service_name import _GUNICORN_FLAGS
+
+    parser = GunicornConfig().parser()
+    flags = {option for action in parser._actions if action.nargs in (0, "?") for option in action.option_strings}
+    assert flags == _GUNICORN_FLAGS

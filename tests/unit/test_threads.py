@@ -75,3 +75,34 @@ def test_with_no_context_the_function_is_submitted_as_it_is(monkeypatch):
         finally:
             context.detach(token)
     assert submitted[0] is len and submitted[1] is not _current_baggage
+
+
+def test_the_sdks_export_thread_started_inside_a_span_keeps_no_context():
+    """The export thread a fork's renewal starts (inside the app's span, at its first span in a
+    uWSGI worker): it serves the whole process, and must not export inside the app's trace."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+    seen = []
+
+    class Exporter:
+        def export(self, spans):
+            seen.append((trace.get_current_span().get_span_context().is_valid, _current_baggage()))
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self):
+            pass
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    token = context.attach(baggage.set_baggage("request", "the-apps"))
+    try:
+        with provider.get_tracer("app").start_as_current_span("the-apps-span"):
+            processor = BatchSpanProcessor(Exporter())  # its thread starts here, inside the span
+    finally:
+        context.detach(token)
+    provider.add_span_processor(processor)
+    with provider.get_tracer("app").start_as_current_span("exported"):
+        pass
+    processor.shutdown()  # the worker thread's last export (force_flush would export in this thread)
+    assert seen == [(False, None)]

@@ -13,10 +13,11 @@ OpenTelemetry context, as the contrib's ``opentelemetry-instrumentation-threadin
   worker is outside any trace (the contrib leaves the first submitter's there for its life).
 
 Only the OpenTelemetry context travels (the span, baggage, suppression), never the app's other
-context variables. What it costs, against the contrib (which wraps with wrapt and always
-attaches), is in the README ("Django and Celery: what you get"): when no context is current
-(no span, no baggage) a start or submit reads one context variable and changes nothing; a
-process that never imported the OpenTelemetry API reads ``sys.modules`` only.
+context variables, and never into OpenTelemetry's own threads (export, metric reader) or ours.
+What it costs, against the contrib (which wraps with wrapt and always attaches), is in the
+README ("Django and Celery: what you get"): when no context is current (no span, no baggage) a
+start or submit reads one context variable and changes nothing; a process that never imported
+the OpenTelemetry API reads ``sys.modules`` only.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _carry_into_threads(threading: ModuleType) -> None:
 
     def start_in_context(self: Any) -> None:
         context = _context_to_carry()
-        if context is not None and not getattr(submitting, "active", False):
+        if context is not None and not getattr(submitting, "active", False) and not _telemetrys_own(self):
             run = self.run  # bound now: a subclass's run(), or Thread.run
 
             def run_in_context() -> None:
@@ -83,6 +84,18 @@ def _carry_into_threads(threading: ModuleType) -> None:
     start_in_context.__doc__, start_in_context.__wrapped__ = start.__doc__, start  # type: ignore[attr-defined]
     start_in_context._otel_launch = True  # type: ignore[attr-defined]
     thread_class.start = start_in_context
+
+
+def _telemetrys_own(thread: Any) -> bool:
+    """A thread of OpenTelemetry's or otel-launch's own (an export or metric thread, the flush):
+    it serves the whole process, and starts with no context, wherever it was started from (a
+    fork's renewal runs inside the app's span: the export thread would have kept it for life,
+    and its own log records and spans would have joined the app's trace)."""
+    target = getattr(thread, "_target", None)
+    module = getattr(target, "__module__", None) or ""
+    return module.startswith(("opentelemetry.", "otel_launch.")) or type(thread).__module__.startswith(
+        ("opentelemetry.", "otel_launch.")
+    )
 
 
 def _carry_into_pools(thread_module: ModuleType) -> None:
