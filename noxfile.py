@@ -136,6 +136,17 @@ CELLS = (
 )
 
 
+def interpreter(version: str) -> str:
+    """pyenv's build of that version (its newest patch release) when there is one, else the version for nox
+    to look for on PATH: pyenv's shims answer only for the versions pyenv has made active."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    builds = [path for path in root.glob(f"versions/{version}.*/bin/python{version}") if path.is_file()]
+    if not builds:
+        return version
+    newest = max(builds, key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.parent.name)])
+    return str(newest)
+
+
 def declared() -> list[Requirement]:
     """Every requirement pyproject.toml declares, dependencies and extras."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -231,7 +242,7 @@ def _install_cell(session: nox.Session, cell: Cell, constraints_file: Path) -> N
 @nox.session
 @nox.parametrize(
     "python,cell",
-    [nox.param(cell.python, cell, id=cell.name) for cell in CELLS],
+    [nox.param(interpreter(cell.python), cell, id=cell.name) for cell in CELLS],
 )
 def tests(session: nox.Session, cell: Cell) -> None:
     """One cell of the matrix: its environment, then each test selection it names."""
@@ -263,7 +274,7 @@ def tests(session: nox.Session, cell: Cell) -> None:
         session.error(f"{cell.name}: {', '.join(failed)}")
 
 
-@nox.session(python=LINT_PYTHON)
+@nox.session(python=interpreter(LINT_PYTHON))
 def lint(session: nox.Session) -> None:
     """ruff (check and format), mypy (the files pyproject.toml's [tool.mypy] names) and, when
     pyproject.toml declares its contracts, import-linter."""
@@ -276,7 +287,7 @@ def lint(session: nox.Session) -> None:
         session.run("lint-imports")
 
 
-@nox.session(python=LINT_PYTHON)
+@nox.session(python=interpreter(LINT_PYTHON))
 def docs(session: nox.Session) -> None:
     """The documentation site, strictly (a broken link or anchor fails), built into a temporary directory."""
     _fresh_build_dir()
