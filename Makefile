@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 SOURCES := $(shell find otel_launch -name '*.py' -o -path '*/ui/static/*' -type f) pyproject.toml
 
-.PHONY: install test test-quick test-matrix-list test-unit test-process test-e2e demo bench docs lint clean
+.PHONY: install test test-list test-quick test-unit test-process test-e2e demo bench docs lint clean
 
 # A real (not editable) install: tests and benchmarks run what users get, bootstrap included.
 $(VENV)/.deps: pyproject.toml
@@ -21,23 +21,33 @@ $(VENV)/.installed: $(VENV)/.deps $(SOURCES)
 
 install: $(VENV)/.installed
 
-lint: install
-	$(PY) -m ruff check otel_launch tests examples bench .ci scripts
-	$(PY) -m ruff format --check otel_launch tests examples bench .ci scripts
-	$(VENV)/bin/lint-imports --no-cache
+# nox and uv, in a venv of their own: `make test` and `make lint` run nox's sessions (noxfile.py),
+# each in an environment under .nox/ that uv makes.
+NOX_VENV := .venv-nox
+NOX := $(NOX_VENV)/bin/nox
+NOX_TOOLS := nox==2026.10.20 uv==0.13.8
 
-# CI: the supported-versions matrix (.ci/matrix.py; each cell in its own .venv-<cell>, lint in the
-# first), then a table of every interpreter, OpenTelemetry set, Django and Celery with pass counts.
-# CELLS=py310-oldest runs some cells only; `make test-matrix-list` shows them.
-test:
-	$(PYTHON) .ci/matrix.py $(CELLS)
+$(NOX_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(NOX_VENV)
+	$(NOX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(NOX_TOOLS)
+	touch $@
 
-test-matrix-list:
-	$(PYTHON) .ci/matrix.py --list
+# ruff (check and format), mypy and import-linter: nox's lint session.
+lint: $(NOX_VENV)/.installed
+	$(NOX) -s lint
+
+# CI: lint, the supported-versions matrix (one session per cell), the documentation site, then a
+# table of every interpreter, OpenTelemetry set, Django and Celery with pass counts.
+# CELLS="py310-oldest py310-floors" runs some cells only (and the table); `make test-list` lists them.
+test: $(NOX_VENV)/.installed
+	$(NOX) $(if $(CELLS),-s $(foreach cell,$(CELLS),"tests($(cell))") summary) $(NOX_ARGS)
+
+test-list: $(NOX_VENV)/.installed
+	$(NOX) --list
 
 # A developer's quick run: lint and the whole suite once, in .venv (the newest OpenTelemetry set).
 test-quick: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
@@ -70,4 +80,4 @@ docs: install $(VENV)/.docs
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .venv-*/ build *.egg-info site
+	rm -rf $(VENV) .venv-*/ .nox build *.egg-info site

@@ -9,7 +9,8 @@ strength of answering. In order:
    (``--save "" --appendonly no``), its files in a temporary directory, stopped by PID at the end.
 3. None: the caller falls back to kombu's ``filesystem://`` transport.
 
-The demo imports this file from its own directory; the tests as ``examples.redis_server``.
+The demo and the benchmarks import this file from its own directory; the tests through
+``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def planned(environ: Mapping[str, str] = os.environ) -> str:
     return f"none (no redis-server installed, {SHARED_VARIABLE} unset): filesystem:// instead"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 free at the time of asking (the demo's servers and the tests take theirs here)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -103,7 +105,7 @@ def _start(server: str, workdir: Path, timeout: float) -> tuple[subprocess.Popen
     """Start redis-server on a free port; a port taken between our bind and its own gets one retry."""
     log = workdir / "redis-server.log"
     for _ in range(2):
-        port = _free_port()
+        port = free_port()
         args = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
         args += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", str(log)]
         process = subprocess.Popen(

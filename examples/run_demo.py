@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from redis_server import Redis, RedisUnavailable, redis_for_run
+from redis_server import Redis, RedisUnavailable, free_port, redis_for_run
 
 HERE = Path(__file__).resolve().parent
 SHOP = HERE / "shop"
 BIN = Path(sys.executable).parent
 LAUNCH = str(BIN / "otel-launch")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str) -> None:

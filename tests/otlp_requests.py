@@ -139,15 +139,6 @@ def memory(pid: int) -> tuple[int, int]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def file_bytes(path: Path) -> int:
     """A SQLite database and its write-ahead log, on disk."""
     return sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
@@ -211,7 +202,7 @@ def restarts_at_once(workdir: Path, args: list[str], grpc_port: int, http_port: 
     same command must start at once on the same ports, and a third must fail in one line."""
     import signal
 
-    from tests.conftest import clean_env, kill_group, run, start
+    from tests.helpers import clean_env, kill_group, run, start
 
     first = start(args, clean_env(), workdir)
     held = []

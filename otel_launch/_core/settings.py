@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 # --- the declaration -----------------------------------------------------------------------------
 
 
-_SETTING_FIELDS = "name env help parse accepted default render mask extra_flags"
-
-
-class Setting(namedtuple("Setting", _SETTING_FIELDS, defaults=(None, str, None, ()))):
+class Setting(
+    namedtuple(
+        "Setting",
+        ["name", "env", "help", "parse", "accepted", "default", "render", "mask", "extra_flags"],
+        defaults=(None, str, None, ()),
+    )
+):
     """One setting: its name, flag, variable, default, parser and help, in one place.
 
     ``name``, ``env`` (the variable), ``help``, ``parse`` (text -> value, raising
@@ -292,7 +295,7 @@ def read_setting(name: str, environ: dict[str, str] | Any) -> Any:
 # --- OTEL_* variables the SDK reads, passed through unchanged but checked first ------------------
 
 
-class CheckedVariable(namedtuple("CheckedVariable", "env parse accepted mask", defaults=(None,))):
+class CheckedVariable(namedtuple("CheckedVariable", ["env", "parse", "accepted", "mask"], defaults=(None,))):
     """A standard variable the launcher does not set but validates: the SDK would otherwise
     switch a signal off, or fail every export, in each process, with a traceback."""
 
@@ -357,8 +360,8 @@ def _checked_variables() -> tuple[CheckedVariable, ...]:
                 CheckedVariable(f"{prefix}HEADERS", parsers.headers, "comma-separated name=value pairs", mask_pairs),
                 CheckedVariable(f"{prefix}PROTOCOL", parsers.choices("grpc", "http/protobuf"), "grpc or http/protobuf"),
             ]
-    limits = ("ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT")
-    limits += ("SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT")
+    limits = ["ATTRIBUTE_VALUE_LENGTH", "ATTRIBUTE_COUNT", "SPAN_ATTRIBUTE_VALUE_LENGTH", "SPAN_ATTRIBUTE_COUNT"]
+    limits += ["SPAN_EVENT_COUNT", "SPAN_LINK_COUNT", "EVENT_ATTRIBUTE_COUNT", "LINK_ATTRIBUTE_COUNT"]
     for limit in limits:
         table.append(
             CheckedVariable(f"OTEL_{limit}_LIMIT", parsers.integer(0, unset=True), "a whole number from 0, or unset")

@@ -36,16 +36,19 @@ def fail(message: str, status: int = USAGE_ERROR) -> None:
     sys.exit(status)
 
 
-_REQUEST_FIELDS = "command settings env_file no_env_file print_config separated"
-
-
-class LaunchRequest(namedtuple("LaunchRequest", _REQUEST_FIELDS, defaults=(None, False, False, False))):
+class LaunchRequest(
+    namedtuple(
+        "LaunchRequest",
+        ["command", "settings", "env_file", "no_env_file", "print_config", "separated"],
+        defaults=(None, False, False, False),
+    )
+):
     """A parsed ``otel-launch`` command line, whichever parser read it (a named tuple: typing is
     not imported when the launcher starts)."""
 
     __slots__ = ()
     command: list[str]
-    settings: dict[str, str]
+    settings: dict  # an option's name -> its value, as click or the plain parser read it
     env_file: str | None
     no_env_file: bool
     print_config: bool
@@ -167,9 +170,9 @@ def _click_launch_command():  # click is imported here, off the fast path
         settings = {s.name: options.pop(s.name) for s in SETTINGS if s.name in options}
         ctx.obj["request"] = LaunchRequest(
             command=list(command),
-            settings={name: value for name, value in settings.items() if value is not None},  # type: ignore[misc]
+            settings={name: value for name, value in settings.items() if value is not None},
             separated="--" in args[: len(args) - len(command)],
-            **options,  # type: ignore[arg-type]
+            **options,
         )
 
     # Decorators apply bottom-up and help lists the last applied first: settings come first.

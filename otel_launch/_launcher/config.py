@@ -35,7 +35,7 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the flag or variable."""
 
 
-class Resolved(namedtuple("Resolved", "setting value raw source")):
+class Resolved(namedtuple("Resolved", ["setting", "value", "raw", "source"])):
     """One setting's value and where it came from."""
 
     __slots__ = ()
@@ -107,13 +107,13 @@ def _read_env_file(path: str, label: str, warnings: list[str]) -> dict[str, str]
 
     from dotenv import dotenv_values
 
-    unparsed: list[int] = []
+    unparsed: list[object] = []
 
     def keep_line_number(record: logging.LogRecord) -> bool:
         # python-dotenv reports a line it cannot parse through logging, in its own words and
         # without the file's name; we say it once, ourselves.
-        if "could not parse" in str(record.msg) and record.args:
-            unparsed.append(record.args[0])  # type: ignore[index]
+        if "could not parse" in str(record.msg) and isinstance(record.args, tuple) and record.args:
+            unparsed.append(record.args[0])
             return False
         return True
 
@@ -301,7 +301,7 @@ class Config:
                 continue
             if batch_where is not None:
                 raise _refusal(batch_where, str(batch), f"at most {queue_var} ({queue})")
-            raise _refusal(queue_where, str(queue), f"at least {batch_var} ({batch}, its default)")
+            raise _refusal(queue_where or queue_var, str(queue), f"at least {batch_var} ({batch}, its default)")
 
     def _protocol_of(self, signal: str) -> str:
         specific = self.checked_values.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")

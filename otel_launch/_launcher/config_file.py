@@ -253,7 +253,7 @@ def _parsed(path: str, text: str, load_config_file: Any, error: type) -> tuple[A
     from opentelemetry.configuration.file import _loader
 
     names = ("_parse_config_content", "_validate_schema", "_validate_file_format", "_dict_to_model")
-    steps = [getattr(_loader, name, None) for name in names]
+    steps: list[Any] = [getattr(_loader, name, None) for name in names]
     if None in steps:
         return load_config_file(path), _substituted(text, path)
     parse, validate_schema, validate_file_format, to_model = steps
@@ -420,8 +420,10 @@ def _describe(exc: Exception) -> str:
     if mark is not None:  # yaml's MarkedYAMLError
         problem = getattr(cause, "problem", None) or "cannot be parsed"
         return f"line {mark.line + 1} column {mark.column + 1}: {problem}; expected valid YAML"
-    if type(cause).__name__ == "JSONDecodeError":
-        return f"line {cause.lineno} column {cause.colno}: {cause.msg}; expected valid JSON"  # type: ignore[union-attr]
+    import json  # free: a JSONDecodeError exists only once json is imported
+
+    if isinstance(cause, json.JSONDecodeError):
+        return f"line {cause.lineno} column {cause.colno}: {cause.msg}; expected valid JSON"
     if type(cause).__name__ == "ValidationError" and hasattr(cause, "validator"):
         return _describe_schema_error(cause)
     message = str(exc)

@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from otel_launch._launcher.config import Config
 
@@ -64,7 +65,7 @@ def exec_target(command: Sequence[str], config: Config) -> None:
         raise LaunchError(f"{command[0]}: cannot execute ({exc.strerror})", EXIT_NOT_EXECUTABLE) from None
 
 
-def launch(command: Sequence[str], config: Config | None = None, **settings: object) -> None:
+def launch(command: Sequence[str], config: Config | None = None, **settings: Any) -> None:
     """Programmatic twin of ``otel-launch [OPTIONS] COMMAND``: never returns on success."""
     if not command:
         raise ValueError("no command given")

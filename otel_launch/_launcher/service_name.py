@@ -72,7 +72,7 @@ _MAX_READ = 64 * 1024
 _MAX_REASON = 160
 
 
-class Derived(namedtuple("Derived", "name reason")):
+class Derived(namedtuple("Derived", ["name", "reason"])):
     """A service name and what it was read from (for ``--print-config`` and the doctor; a named
     tuple: typing is not imported when the launcher starts)."""
 
@@ -262,7 +262,8 @@ def _uwsgi_ini_app(ini: str, cwd: str, read: Callable[[str], str | None]) -> str
     text = read(path if os.path.isabs(path) else os.path.join(cwd, path))
     if not text:
         return ""
-    wanted, current, found = section or "uwsgi", "", {}
+    wanted, current = section or "uwsgi", ""
+    found: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("[") and line.endswith("]"):

@@ -12,15 +12,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SERVICES_USED
-from tests.e2e.conftest import (
-    named,
-    points_by_pid,
-    server_spans,
-    service,
-    telemetry_noise,
-    traces,
-)
+from tests.e2e.shop import named, points_by_pid, server_spans, service, telemetry_noise, traces
+from tests.helpers import SERVICES_USED
 
 pytestmark = pytest.mark.e2e
 CONSUMER = 5  # SpanKind.CONSUMER + 1 in OTLP numbering

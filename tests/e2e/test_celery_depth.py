@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.conftest import BIN, SHOP, named, service, telemetry_noise, traces, wait_until
+from tests.e2e.shop import BIN, SHOP, named, service, telemetry_noise, traces
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 TASK_ID = "messaging.message.id"

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import SERVICES_USED, reachable
-from tests.e2e.conftest import service
+from tests.e2e.shop import service
+from tests.helpers import SERVICES_USED, reachable
 
 pytestmark = pytest.mark.e2e
 POSTGRES = ("127.0.0.1", 5432)

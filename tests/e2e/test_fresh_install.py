@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, kill_group, start
-from tests.e2e.conftest import free_port, wait_until
+from tests.helpers import clean_env, free_port, kill_group, start, wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

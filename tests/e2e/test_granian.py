@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SERVICES_USED
-from tests.e2e.conftest import BIN, free_port, points_by_pid, server_spans, telemetry_noise
+from tests.e2e.shop import BIN, points_by_pid, server_spans, telemetry_noise
+from tests.helpers import SERVICES_USED, free_port
 
 pytestmark = pytest.mark.e2e
 REQUESTS = [f"/orders/{pk}/" for pk in range(1, 11)] * 2 + ["/orders/"] * 10
@@ -33,7 +33,7 @@ def test_granian_workers_one_server_span_per_request_and_metrics_from_each(shop,
         return len({s.resource["process.pid"] for s in server_spans(shop.receiver)}) >= 2
 
     # Spans exported while serving (100 ms batches) show when both workers have served.
-    from tests.e2e.conftest import wait_until
+    from tests.helpers import wait_until
 
     wait_until(two_workers_served, 60, "both granian workers serving", interval=0)
     assert shop.stop(web, signal.SIGTERM, timeout=30) == 0, shop.output(web)[-3000:]

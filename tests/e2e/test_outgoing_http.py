@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import server_spans, service, telemetry_noise, traces, wait_until
+from tests.e2e.shop import server_spans, service, telemetry_noise, traces
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 CLIENT = 3  # SpanKind.CLIENT + 1 in OTLP numbering

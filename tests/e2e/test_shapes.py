@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import PYTHON, SERVICES_USED
-from tests.e2e.conftest import free_port, named, server_spans, service, telemetry_noise
+from tests.e2e.shop import named, server_spans, service, telemetry_noise
+from tests.helpers import PYTHON, SERVICES_USED, free_port
 
 pytestmark = pytest.mark.e2e
 TASK_ID = "messaging.message.id"  # the contrib's attribute for the Celery task id

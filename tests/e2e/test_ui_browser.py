@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import clean_env, kill_group, launcher, start
-from tests.e2e.conftest import Shop
+from tests.e2e.shop import Shop
+from tests.helpers import clean_env, kill_group, launcher, start
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("OTEL_LAUNCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

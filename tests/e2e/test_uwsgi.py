@@ -15,17 +15,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SERVICES_USED
-from tests.e2e.conftest import (
-    BIN,
-    free_port,
-    named,
-    points_by_pid,
-    server_spans,
-    telemetry_noise,
-    traces,
-    wait_until,
-)
+from tests.e2e.shop import BIN, named, points_by_pid, server_spans, telemetry_noise, traces
+from tests.helpers import SERVICES_USED, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 GETS = [f"/orders/{pk}/" for pk in range(1, 11)] + ["/orders/"] * 10
@@ -186,7 +177,7 @@ def test_a_stop_with_the_collector_down_waits_the_flush_bound_once(tmp_path, ext
     uWSGI's exit runs the atexit handlers, whose flush waited the whole bound again."""
     import time
 
-    from tests.conftest import clean_env, kill_group, launcher, start
+    from tests.helpers import clean_env, kill_group, launcher, start
 
     if not (BIN / "uwsgi").exists():
         pytest.skip("uwsgi is not installed (the test extra installs it)")

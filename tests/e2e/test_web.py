@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from tests.conftest import PYTHON
-from tests.e2e.conftest import BIN, free_port, points_by_pid, server_spans, telemetry_noise, wait_until
+from tests.e2e.shop import BIN, points_by_pid, server_spans, telemetry_noise
+from tests.helpers import PYTHON, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 REQUESTS = [f"/orders/{pk}/" for pk in range(1, 11)] * 2 + ["/orders/"] * 10

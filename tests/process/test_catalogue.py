@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
-from tests.process.test_launch import otel_env
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, otel_env, run
 
 pytestmark = pytest.mark.process
 pytest.importorskip("jinja2")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, run
 
 pytest.importorskip("celery")
 pytestmark = pytest.mark.process

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, run
 
 pytestmark = pytest.mark.process
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, launcher, run
+from tests.helpers import clean_env, launcher, run
 
 pytestmark = [pytest.mark.process, pytest.mark.once]
 BASH = shutil.which("bash")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, clean_env, kill_group, launcher, run, start
+from tests.helpers import PYTHON, clean_env, kill_group, launcher, run, start
 
 pytest.importorskip("celery")
 HAS_PACKAGE = importlib.util.find_spec("opentelemetry.configuration") is not None

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import clean_env, launcher, run
-from tests.unit.test_deploy import SHOP_SERVICES, by_kind, compose, containers
+from tests.deploy_files import SHOP_SERVICES, by_kind, compose, containers
+from tests.helpers import clean_env, launcher, run
 
 pytestmark = [pytest.mark.process, pytest.mark.once]
 pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it: pip install '.[test]')")

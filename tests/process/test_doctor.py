@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from otel_launch.local.receiver import OTLPReceiver
-from tests.conftest import clean_env, launcher, run
+from tests.helpers import clean_env, closed_port, launcher, run
 
 pytestmark = pytest.mark.process
 TOKEN = "s3cr3t-t0ken-value"
@@ -27,12 +27,6 @@ def doctor(workdir: Path, *args: str, **env: str):
 def delivery(result, signal: str) -> str:
     (line,) = [line for line in result.stdout.splitlines() if line.startswith(f"delivery: {signal}")]
     return line
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, run
 
 pytest.importorskip("gevent")
 pytest.importorskip("celery")

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
+from tests.helpers import PYTHON, TARGETS, clean_env, closed_port, kill_group, launcher, otel_env, run, start
 
 pytestmark = pytest.mark.process
-
-
-def otel_env(receiver, protocol: str = "grpc", **extra: str) -> dict[str, str]:
-    endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
-    settings = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-        "OTEL_SERVICE_NAME": "target",
-        "OTEL_METRICS_EXPORTER": "none",
-    }
-    return clean_env(**{**settings, **extra})
 
 
 def span_names(receiver) -> list[str]:
@@ -125,16 +113,10 @@ def test_child_processes_are_instrumented_with_their_own_instance_id(receiver, w
     assert point.resource["service.instance.id"] == child.resource["service.instance.id"]
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_dead_collector_never_holds_the_exit_past_the_shutdown_timeout(workdir, protocol):
     env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         OTEL_EXPORTER_OTLP_TIMEOUT="30",  # unbounded, the exporter would retry for 30 s
         OTEL_LAUNCH_SHUTDOWN_TIMEOUT="1",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
+from tests.helpers import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
 
 pytestmark = pytest.mark.process
 

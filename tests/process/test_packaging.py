@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, clean_env, run
+from tests.helpers import PYTHON, clean_env, run
 
-pytestmark = [pytest.mark.process, pytest.mark.once]
+# One worker builds the wheel and the sdist once for all of them (pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.process, pytest.mark.once, pytest.mark.xdist_group("packaging")]
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "otel_launch" / "local" / "ui" / "static"
 BUILD_TIMEOUT = 300

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, closed_port, launcher, run
 
 pytest.importorskip("django")
 pytestmark = pytest.mark.process
@@ -72,15 +71,9 @@ def test_own_pattern_replaces_the_default(receiver, workdir):
     assert any("q=***" in value and "token=abc123" in value for value in values)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sql_and_redis_spans_never_carry_parameter_values(receiver, workdir):
     pytest.importorskip("redis")
-    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_queries.py"), str(_closed_port())]
+    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_queries.py"), str(closed_port())]
     result = run(args, _env(receiver, workdir), workdir)
     assert result.returncode == 0, result.stderr
     assert receiver.wait_for(lambda r: any(s.name == "handler" for s in r.spans), timeout=10)
@@ -102,7 +95,7 @@ def test_real_request_errors_never_carry_secrets_in_events_statuses_or_log_recor
     stack trace's source line, a DSN in an app's own message: each recorded on spans (exception
     events, error status descriptions) and exported as log records (body, exception attributes)."""
     pytest.importorskip("requests")
-    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_errors.py"), str(_closed_port())]
+    args = [*launcher(), PYTHON, str(TARGETS / "secrets_in_errors.py"), str(closed_port())]
     env = _env(receiver, workdir, OTEL_LOGS_EXPORTER="otlp")
     result = run(args, env, workdir)
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 import urllib.request
@@ -14,7 +13,7 @@ from subprocess import PIPE
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
+from tests.helpers import PYTHON, TARGETS, clean_env, free_port, kill_group, launcher, run, start
 
 pytestmark = pytest.mark.process
 BIN = Path(PYTHON).parent
@@ -54,12 +53,6 @@ def test_a_name_the_user_set_wins(workdir):
     assert row.split()[2:] == ["shop", "flag"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _env(receiver, workdir: Path, **extra: str) -> dict[str, str]:
     (workdir / "broker").mkdir(exist_ok=True)
     return clean_env(
@@ -94,7 +87,7 @@ def _spans_of(receiver, name: str, timeout: float = 20) -> list:
 @pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
 def test_a_web_server_runs_as_project_web(receiver, workdir, server):
     pytest.importorskip("django")
-    port = _free_port()
+    port = free_port()
     if server == "gunicorn":
         pytest.importorskip("gunicorn")
         args = [str(BIN / "gunicorn"), "pool_app.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import select
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, kill_group, launcher
+from tests.helpers import PYTHON, TARGETS, clean_env, closed_port, kill_group, launcher
 
 pytestmark = pytest.mark.process
 
@@ -45,12 +44,6 @@ def launched(receiver, workdir) -> Iterator:
     yield launch
     for process in started:
         kill_group(process)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def span_names(receiver) -> list[str]:

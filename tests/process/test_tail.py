@@ -24,11 +24,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from otel_launch.local.receiver import OTLPReceiver
-from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.helpers import clean_env, free_port, kill_group, launcher, run, start
 from tests.otlp_requests import (
     NOW,
     HttpClient,
-    free_port,
     grpc_export,
     heavy_resource_request,
     log_request,
@@ -41,6 +40,8 @@ from tests.otlp_requests import (
 )
 
 pytestmark = pytest.mark.process
+# The tests marked `once` hold the local tools' bounds under volume: the same on every release (their own
+# code, protobuf, the store), so the matrix runs them in its full cell only.
 
 
 def tail(workdir: Path, *args: str, timeout: float = 20):
@@ -276,6 +277,7 @@ RSS_ROUNDS = 3
 RSS_BOUND = 16 * 1024 * 1024  # README: "flat within 16 MiB of the first round"
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("cap", [[], ["--max-bytes", "8M"]], ids=["default", "small cap"])
 def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: list[str]):
     process, grpc_port, http_port = binary_tail(workdir, "--settle", "0.2", "--wait", "1", "--no-metrics", *cap)
@@ -375,6 +377,7 @@ def test_each_resource_counts_in_the_bound(workdir: Path):
     assert out.count(b"(printed early: tail holds at most 1 MiB of spans") > 200, out[-1000:]
 
 
+@pytest.mark.once
 def test_exports_of_megabyte_resources_leave_memory_flat(workdir: Path):
     """Resources of 127 values of 16 KiB (2 MiB; a few kilobytes gzipped) under 300 unfinished traces."""
     process, _, http_port = binary_tail(workdir, "--wait", "60", "--max-bytes", "8M", "--no-metrics")
@@ -390,6 +393,7 @@ def test_exports_of_megabyte_resources_leave_memory_flat(workdir: Path):
     assert out.count(b"  heavy  span") == 300
 
 
+@pytest.mark.once
 def test_an_export_of_430000_tiny_spans_in_one_trace_holds_5000_and_says_so(workdir: Path):
     process, _, http_port = binary_tail(workdir, "--wait", "60", "--max-bytes", "8M", "--no-metrics")
     try:

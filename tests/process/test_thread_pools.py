@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, run
 
 pytestmark = pytest.mark.process
 UPSTREAM = Path(PYTHON).parent / "opentelemetry-instrument"

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from tests.conftest import PYTHON, clean_env, launcher, run
+from tests.helpers import PYTHON, clean_env, closed_port, launcher, run
 
 pytestmark = pytest.mark.process
 PASSWORD = "Hunter2Secret"
 TOKEN = "TopSecretToken42"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _marker_code(workdir) -> tuple[list[str], object]:
@@ -26,7 +18,7 @@ def _marker_code(workdir) -> tuple[list[str], object]:
 
 def test_grpc_endpoint_with_a_password_is_refused_before_start_and_never_printed(workdir):
     command, marker = _marker_code(workdir)
-    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:{_closed_port()}")
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}")
     result = run([*launcher(), *command], env, workdir)
     assert result.returncode == 2
     assert not marker.exists()
@@ -40,7 +32,7 @@ def test_http_endpoint_with_a_password_to_a_dead_collector_never_prints_it(workd
     """Accepted over http/protobuf (sent as basic auth), and masked in every line the exporter,
     the retries and the full queue make while the collector is down."""
     env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:{_closed_port()}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}",
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_EXPORTER_OTLP_HEADERS=f"x-api-key={TOKEN}",
         OTEL_EXPORTER_OTLP_TIMEOUT="2",

@@ -25,13 +25,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from tests.conftest import clean_env, kill_group, launcher, run, start
+from tests.helpers import clean_env, free_port, kill_group, launcher, run, start
 from tests.otlp_requests import (
     NOW,
     HttpClient,
     Peak,
     file_bytes,
-    free_port,
     grpc_export,
     heavy_resource_request,
     many_minimal_spans,
@@ -43,6 +42,8 @@ from tests.otlp_requests import (
 )
 
 pytestmark = pytest.mark.process
+# The tests marked `once` hold the local tools' bounds under volume: the same on every release (their own
+# code, protobuf, the store), so the matrix runs them in its full cell only.
 UI_ARGS = ["ui", "--port", "0", "--grpc-port", "0", "--http-port", "0", "--db", ":memory:"]
 
 
@@ -332,6 +333,7 @@ RSS_ROUNDS = 3
 RSS_BOUND = 16 * 1024 * 1024  # README: "flat within 16 MiB of the first round"
 
 
+@pytest.mark.once
 def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path):
     with running_ui(workdir, "--max-traces", "20") as ui:
         client, after = HttpClient(ui.http_port), []
@@ -351,6 +353,7 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path):
         assert later_rss <= rss + RSS_BOUND and later_peak <= peak + RSS_BOUND, shown
 
 
+@pytest.mark.once
 def test_the_store_stays_under_its_byte_bound_and_keeps_the_newest(workdir: Path):
     db = workdir / "traces.sqlite3"
     with running_ui(workdir, "--db", str(db), "--max-bytes", "4M", "--max-traces", "100000") as ui:
@@ -430,6 +433,7 @@ def test_one_small_export_cannot_break_the_disk_bound(workdir: Path):
         assert len(ui.trace_ids()) == 400
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("one_trace", [True, False], ids=["one trace", "a trace each"])
 def test_an_export_of_430000_tiny_spans_is_answered_in_seconds_within_the_bounds(workdir: Path, one_trace: bool):
     db = workdir / "traces.sqlite3"
@@ -467,6 +471,7 @@ def test_traces_are_listed_as_they_arrived_a_clock_ahead_cannot_hold_the_top(ui:
     assert ui.trace_ids()[:2] == [f"{0xA7:032x}", f"{0xA6:032x}"]
 
 
+@pytest.mark.once
 def test_many_reads_of_a_large_trace_at_once_hold_two_in_memory(workdir: Path):
     with running_ui(workdir) as ui:
         client = HttpClient(ui.http_port)

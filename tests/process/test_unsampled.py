@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, TARGETS, clean_env, launcher, run
+from tests.helpers import PYTHON, TARGETS, clean_env, launcher, run
 
 pytest.importorskip("django")
 pytest.importorskip("celery")

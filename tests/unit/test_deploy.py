@@ -15,29 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, clean_env, run
+from tests.deploy_files import DEPLOY, SHOP_SERVICES, by_kind, compose, containers, manifests
+from tests.helpers import PYTHON, clean_env, run
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the test extra has it: pip install '.[test]')")
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "examples" / "deploy"
-K8S = DEPLOY / "k8s"
-SHOP_SERVICES = ("migrate", "web", "worker", "beat")
-
-
-def load_all(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-
-
-def manifests() -> list[dict[str, Any]]:
-    return [doc for path in sorted(K8S.glob("*.yaml")) for doc in load_all(path)]
-
-
-def by_kind(kind: str) -> dict[str, dict[str, Any]]:
-    return {doc["metadata"]["name"]: doc for doc in manifests() if doc["kind"] == kind}
 
 
 # -- Compose ----------------------------------------------------------------------------------
@@ -159,15 +141,6 @@ def test_manifests_match_the_kubernetes_schemas():
             where = ".".join(str(part) for part in error.path)
             failures.append(f"{doc['kind']} {doc['metadata']['name']} at {where}: {error.message}")
     assert not failures, "\n".join(failures)
-
-
-def containers() -> dict[str, dict[str, Any]]:
-    found = {}
-    for kind in ("Deployment", "Job"):
-        for name, doc in by_kind(kind).items():
-            (container,) = doc["spec"]["template"]["spec"]["containers"]
-            found[name] = container
-    return found
 
 
 def test_web_and_worker_read_otel_settings_from_a_configmap_and_headers_from_a_secret():

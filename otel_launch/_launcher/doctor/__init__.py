@@ -114,10 +114,12 @@ def _command() -> click.Command:
     return click.command(name="doctor", context_settings={"help_option_names": ["-h", "--help"]})(decorated)
 
 
+class _UsageError(click.ClickException):
+    exit_code = 2
+
+
 def _usage(message: str) -> click.ClickException:
-    error = click.ClickException(message)
-    error.exit_code = 2
-    return error
+    return _UsageError(message)
 
 
 doctor_command = _command()

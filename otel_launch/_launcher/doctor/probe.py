@@ -47,7 +47,7 @@ def _request(signal: str, service: str) -> Any:
             "start_time_unix_nano": now - 1_000_000,
             "end_time_unix_nano": now,
         }
-        body = {"resource": resource, "scope_spans": [{"scope": scope, "spans": [span]}]}
+        body: Any = {"resource": resource, "scope_spans": [{"scope": scope, "spans": [span]}]}  # protobuf takes dicts
         return ExportTraceServiceRequest(resource_spans=[body])
     if signal == "metrics":
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -158,7 +158,9 @@ class Transport(NamedTuple):
             body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
         elif self.compression == "deflate":
             body, headers["Content-Encoding"] = zlib.compress(body), "deflate"
-        cert = (self.client_certificate, self.client_key) if self.client_certificate else None
+        cert: str | tuple[str, str] | None = self.client_certificate or None
+        if self.client_certificate and self.client_key:
+            cert = (self.client_certificate, self.client_key)
         try:
             response = requests.post(
                 url, data=body, headers=headers, timeout=self.timeout, verify=self.certificate or True, cert=cert
@@ -201,7 +203,7 @@ class Transport(NamedTuple):
             channel = grpc.secure_channel(target, credentials)
         else:
             channel = grpc.insecure_channel(target)
-        stub = {
+        stub: Any = {
             "traces": trace_service_pb2_grpc.TraceServiceStub,
             "metrics": metrics_service_pb2_grpc.MetricsServiceStub,
             "logs": logs_service_pb2_grpc.LogsServiceStub,

@@ -108,6 +108,17 @@ def test_bodies_that_cannot_be_framed_are_refused(headers: list[str], status: by
         (["Host: second.example", f"Content-Length: {len(BODY)}"], BODY, b"400"),  # two Host headers
         (["Content-Type: text/plain", f"Content-Length: {len(BODY)}"], BODY, b"400"),  # two Content-Types
     ],
+    # Named: the body's times are the run's, so ids made of it would differ between pytest-xdist's workers.
+    ids=[
+        "length-not-int",
+        "length-5000-digits",
+        "chunk-size-70000-digits",
+        "chunk-line-over-64k",
+        "trailer-over-64k",
+        "bytes-after-chunk",
+        "two-hosts",
+        "two-content-types",
+    ],
 )
 def test_malformed_requests_are_answered_not_crashed_on(capfd, head: list[str], body: bytes, status: bytes):
     with OTLPReceiver(grpc_port=None) as receiver:

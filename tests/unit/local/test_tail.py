@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import json
 
-from otel_launch.local.receiver import ReceivedSpan, span_size, value_size
+from otel_launch.local.receiver import span_size, value_size
 from otel_launch.local.tail import TraceAssembler, compact_name, missing_parts, render_trace, span_json, terminal_safe
+from tests.helpers import received_span as span
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
-
-
-def span(
-    name,
-    span_id,
-    parent="",
-    start=0,
-    end=1_000_000,
-    service="web",
-    status="UNSET",
-    trace="t1",
-    message="",
-    kind=1,
-    **attributes,
-):
-    return ReceivedSpan(
-        trace_id=trace,
-        span_id=span_id,
-        parent_span_id=parent,
-        name=name,
-        kind=kind,
-        start_ns=start,
-        end_ns=end,
-        status=status,
-        status_message=message,
-        attributes={key.replace("__", "."): value for key, value in attributes.items()},
-        resource={"service.name": service},
-        scope="s",
-    )
 
 
 def test_tree_nests_children_under_parents_in_start_order():

@@ -9,28 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from otel_launch.local.receiver import ReceivedSpan
 from otel_launch.local.ui.store import NotAStore, QueryTooLong, TraceStore
+from tests.helpers import received_span as span
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
-
-
-def span(name, span_id, parent="", trace="t1", start=0, end=1_000_000, service="web", status="UNSET", kind=1, **attrs):
-    return ReceivedSpan(
-        trace_id=trace,
-        span_id=span_id,
-        parent_span_id=parent,
-        name=name,
-        kind=kind,
-        start_ns=start,
-        end_ns=end,
-        status=status,
-        status_message="boom" if status == "ERROR" else "",
-        attributes=attrs,
-        resource={"service.name": service},
-        scope="scope",
-        events=[{"name": "exception", "exception.message": "boom"}] if status == "ERROR" else [],
-    )
 
 
 @pytest.fixture
@@ -67,7 +49,8 @@ def test_a_span_delivered_twice_is_stored_once(store):
 
 def test_filters(store):
     store.add([span("GET /slow/", "a", trace="slow", end=50_000_000, http__route="/slow/")])
-    store.add([span("GET /fail/", "b", trace="fail", status="ERROR", start=1, service="api")])
+    failed = {"status": "ERROR", "message": "boom", "events": [{"name": "exception", "exception.message": "boom"}]}
+    store.add([span("GET /fail/", "b", trace="fail", start=1, service="api", **failed)])
     store.add([span("SELECT", "c", trace="sql", start=2, kind=CLIENT, **{"db.statement": "SELECT 100% FROM x"})])
     assert [t["trace_id"] for t in store.list_traces()] == ["sql", "fail", "slow"]  # newest first
     assert [t["trace_id"] for t in store.list_traces(service="api")] == ["fail"]
