@@ -120,7 +120,7 @@ def names() -> list[str]:
 
 def _normalize(name: str) -> str:
     """PEP 503 name, as dist-info folder names and requirements may spell it differently."""
-    out = []
+    out: list[str] = []
     for char in name.lower():
         if char in "-_.":
             if out and out[-1] != "-":
@@ -281,7 +281,7 @@ def _scan(dists: dict[str, str]) -> list[Entry]:
 
 def entry_point_names(paths: list[str] | None = None) -> set[str]:
     """Every instrumentor entry point's name on ``paths``, used or not (for the disabled list)."""
-    names = set()
+    names: set[str] = set()
     for folder in _distributions(sys.path if paths is None else paths).values():
         text = _read(os.path.join(folder, "entry_points.txt"))
         if text and GROUP in text:
