@@ -6,9 +6,12 @@ import os
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from otel_launch._launcher.config import Config
+
+TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Exit statuses a shell uses for these cases, so scripts that check them keep working.
 EXIT_NOT_FOUND = 127
