@@ -118,7 +118,7 @@ def receiver() -> Iterator[Receiver]:
 
 _RECEIVER = """
 import sys
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 with OTLPReceiver(grpc_port=int(sys.argv[1]), http_port=int(sys.argv[2]), keep=False) as receiver:
     print("ready", flush=True)
     for line in sys.stdin:

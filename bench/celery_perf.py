@@ -56,7 +56,7 @@ def consume(variant, env, workdir, count: int, queue: str) -> tuple[float, float
 def main() -> None:
     from _common import base_env, scratch
 
-    from otel_launch._receiver import OTLPReceiver
+    from otel_launch.local.receiver import OTLPReceiver
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     known = (PLAIN, UPSTREAM, OURS, UPSTREAM_SAMPLED, OURS_SAMPLED, OURS_UNSAMPLED, *before_variants())

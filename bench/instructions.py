@@ -143,7 +143,7 @@ def gunicorn_main(view: str, variants: list[str], workdir: Path) -> None:
     from _common import base_env
     from web import VIEWS, seed
 
-    from otel_launch._receiver import OTLPReceiver
+    from otel_launch.local.receiver import OTLPReceiver
 
     view = next(name for name in VIEWS if name.startswith(view))
     with OTLPReceiver(grpc_port=0, http_port=0, keep=False) as receiver:

@@ -40,8 +40,8 @@ from _common import (
 )
 
 from otel_launch import __version__
-from otel_launch._receiver import OTLPReceiver
-from otel_launch._settings import read_setting
+from otel_launch._core.settings import read_setting
+from otel_launch.local.receiver import OTLPReceiver
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))  # per wrk run

@@ -13,8 +13,8 @@ import timeit
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from otel_launch._core.masking import REDACT_PATTERN
 from otel_launch._runtime._scrub import ScrubbingSpanProcessor
-from otel_launch._settings import REDACT_PATTERN
 
 
 def ended_spans() -> dict[str, object]:

@@ -74,7 +74,7 @@ def measure(env: dict[str, str], variants: list[Variant], rounds_cap: int | None
 def main() -> None:
     from _common import base_env, scratch
 
-    from otel_launch._receiver import OTLPReceiver
+    from otel_launch.local.receiver import OTLPReceiver
 
     with OTLPReceiver(grpc_port=0, http_port=None, keep=False) as receiver:
         quick = 5 if "--quick" in sys.argv else None

@@ -119,7 +119,7 @@ def consume_once(variant: Variant, env: dict[str, str], workdir: Path, count: in
 def main() -> None:
     from _common import base_env, rotations, scratch
 
-    from otel_launch._receiver import OTLPReceiver
+    from otel_launch.local.receiver import OTLPReceiver
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     ours = [OURS, OURS_SAMPLED, OURS_UNSAMPLED]

@@ -125,7 +125,7 @@ def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, secon
 def main() -> None:
     from _common import base_env, before_src, collector_down, peers, scratch
 
-    from otel_launch._receiver import OTLPReceiver
+    from otel_launch.local.receiver import OTLPReceiver
 
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5
     workdir = scratch("web")

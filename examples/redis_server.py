@@ -46,7 +46,7 @@ class Redis:
 
 def _masked(url: str) -> str:
     try:  # the installed otel-launch's masking, the same as its own output uses
-        from otel_launch._settings import mask_url
+        from otel_launch._core.masking import mask_url
     except ImportError:  # pragma: no cover - the demo and the tests run in its venv
         return url.rpartition("@")[2]
     return mask_url(url)

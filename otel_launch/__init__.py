@@ -12,17 +12,17 @@ TYPE_CHECKING = False  # typing is not imported at interpreter start: it costs s
 if TYPE_CHECKING:
     from typing import Any
 
-    from otel_launch._config import Config, ConfigError  # noqa: F401
-    from otel_launch._launch import LaunchError, launch  # noqa: F401
-    from otel_launch._settings import SETTINGS, Setting  # noqa: F401
+    from otel_launch._core.settings import SETTINGS, Setting  # noqa: F401
+    from otel_launch._launcher.config import Config, ConfigError  # noqa: F401
+    from otel_launch._launcher.launch import LaunchError, launch  # noqa: F401
 
 _EXPORTS = {
-    "Config": "otel_launch._config",
-    "ConfigError": "otel_launch._config",
-    "LaunchError": "otel_launch._launch",
-    "launch": "otel_launch._launch",
-    "SETTINGS": "otel_launch._settings",
-    "Setting": "otel_launch._settings",
+    "Config": "otel_launch._launcher.config",
+    "ConfigError": "otel_launch._launcher.config",
+    "LaunchError": "otel_launch._launcher.launch",
+    "launch": "otel_launch._launcher.launch",
+    "SETTINGS": "otel_launch._core.settings",
+    "Setting": "otel_launch._core.settings",
 }
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "LaunchError", "Setting", "__version__", "launch"]

@@ -1,3 +1,3 @@
-from otel_launch._cli import main
+from otel_launch._launcher.cli import main
 
 main()

@@ -1,8 +1,8 @@
 """The settings reference page, generated from the settings table when the site is built.
 
 An MkDocs hook (``hooks:`` in mkdocs.yml): every page of the site that holds the settings
-markers gets, between them, the tables made from ``otel_launch._settings`` (``SETTINGS``, and
-``PASSTHROUGH`` for the standard variables checked before they are passed on). The page's
+markers gets, between them, the tables made from ``otel_launch._core.settings`` (``SETTINGS``, and
+``CHECKED_VARIABLES`` for the standard variables checked before they are passed on). The page's
 source keeps only the markers and a line for readers of the raw Markdown, so there is no
 generated copy to go stale: every build reads the table as it is. A block whose end marker is
 missing stops the build.
@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from otel_launch._settings import PASSTHROUGH, SETTINGS
+from otel_launch._core.settings import CHECKED_VARIABLES, SETTINGS
 
 # <!-- settings-table:start --> ... <!-- settings-table:end -->, and the same for passthrough-table.
 BLOCK = re.compile(r"<!-- (?P<name>[a-z-]+-table):start[^>]*-->.*?<!-- (?P=name):end -->", re.S)
@@ -61,7 +61,7 @@ def _default(setting) -> str:
 def passthrough_table() -> str:
     """The standard variables checked, then passed through to the SDK, grouped by what they accept."""
     groups: dict[str, list[str]] = {}
-    for check in PASSTHROUGH:
+    for check in CHECKED_VARIABLES:
         accepted = check.accepted + (" (secret: masked in all output)" if check.mask else "")
         groups.setdefault(accepted, []).append(f"`{check.env}`")
     lines = ["| Variables | Accepts |", "|---|---|"]

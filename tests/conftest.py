@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 from tests.helpers import LOCAL_RABBITMQ, SERVICES_USED, planned, reachable
 
 

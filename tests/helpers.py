@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from examples.redis_server import Redis, RedisUnavailable, free_port, planned, redis_for_run
-from otel_launch._receiver import ReceivedSpan
+from otel_launch.local.receiver import ReceivedSpan
 
 __all__ = [
     "LOCAL_RABBITMQ",

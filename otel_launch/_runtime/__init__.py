@@ -26,10 +26,12 @@ def start() -> None:
     try:
         for name in PROVIDER_VARS:
             os.environ.setdefault(name, "otel_launch")
-        from otel_launch._runtime import _imports, _lifecycle
+        from otel_launch._runtime import _app_providers, _imports, _lifecycle
         from otel_launch._runtime.integrations import INTEGRATIONS, on_logging_import
 
         _lifecycle.install()
+        _imports.when_imported("opentelemetry.trace", _app_providers.let_the_apps_providers_win)
+        _imports.when_imported("opentelemetry.metrics", _app_providers.let_the_apps_providers_win)
         for integration in INTEGRATIONS:
             _imports.when_imported(integration.trigger, integration.activate)
         # Log export, when asked for, starts with the logging module: most apps import it

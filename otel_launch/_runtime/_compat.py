@@ -8,11 +8,11 @@ tested, or one that moved it), the feature is skipped with one warning line and 
 or SDK's own behaviour serves instead: never an error in the app.
 
 Names are one cause among others: anything an integration step raises (an import error, a
-changed signature) is caught by the one guard of the registry (``integrations.guard``), which
+changed signature) is caught by the one guard of the registry (``integrations._activation.guard``), which
 says it in one line and runs the step's fallback. And a library older than the floor otel-launch
 is tested on (``FLOORS``) never runs our code at all: the guard's fallback serves from the start.
 
-tests/unit/test_compat.py checks every name on the installed release (so each CI cell checks
+tests/unit/runtime/test_compat.py checks every name on the installed release (so each CI cell checks
 its release) and runs each fallback.
 """
 
@@ -156,7 +156,7 @@ INTERNALS["django-contrib-fixes"] = (
     INTERNALS["django-contrib-fixes"][0],
     INTERNALS["django-contrib-fixes"][1] + INTERNALS["django-request"][1],
 )
-# Instance attributes (no class has them): tests/unit/test_compat.py checks them on real objects;
+# Instance attributes (no class has them): tests/unit/runtime/test_compat.py checks them on real objects;
 # the code using them catches their absence at run time (see each feature).
 INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "django-sql": (  # of a DatabaseApiIntegration, in django/sql.py
@@ -172,7 +172,7 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_server_address",
         "_server_port",
     ),
-    "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in _sdk.py
+    "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in sdk/from_env.py
     # of a BatchSpanProcessor's _batch_processor, and of a Resource's attributes, in _lifecycle.py
     "unannounced-fork": ("_pid", "_queue", "_bsp_reset_once"),
     "span-encoding": ("_batch_processor",),  # of a BatchSpanProcessor, in _span_export.py

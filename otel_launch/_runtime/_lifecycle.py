@@ -18,7 +18,7 @@ extensions) inherits providers that believe they belong to its parent: their thr
 gone and their identity is the parent's. The SDK's batch processor notices the new PID on
 the process's first span; that is where :func:`renew_after_unannounced_fork` runs, once,
 and gives the process what a Python fork would have: its own ``process.pid`` and
-``service.instance.id``, export and metric threads, exporter (``_sdk.PerProcessExporter``)
+``service.instance.id``, export and metric threads, exporter (``sdk.from_env.PerProcessExporter``)
 and exit flush.
 """
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 _providers: list[Any] = []
-_adopted: list[Any] = []  # the app's providers that replaced ours: flushed as ours, never replaced
 _batchers: list[tuple[Any, str]] = []  # (our batch processor, what it queues): counted when a flush gives up
 _flusher: _Flusher | None = None
 _installed = False
@@ -60,8 +59,6 @@ def install() -> None:
     _imports.when_imported("multiprocessing.util", _flush_multiprocessing_children)
     _imports.when_imported("uvicorn.server", _flush_before_uvicorn_dies_by_its_signal)
     _imports.when_imported("django.utils.autoreload", _let_the_reloaders_child_flush)
-    _imports.when_imported("opentelemetry.trace", _let_the_apps_providers_win)
-    _imports.when_imported("opentelemetry.metrics", _let_the_apps_providers_win)
 
 
 class _Flusher:
@@ -88,6 +85,11 @@ class _Flusher:
             except Exception as exc:
                 warn(f"flushing telemetry failed ({type(exc).__name__}: {exc})")
         self.done.set()
+
+
+def registered(provider: Any) -> bool:
+    """Whether this provider is one this module flushes at exit (ours, or an app's it adopted)."""
+    return provider in _providers
 
 
 def register(provider: Any) -> None:
@@ -195,7 +197,7 @@ def _deliver_after_the_flush(signum: int) -> None:
     flusher = _flusher
     if flusher is None or flusher.pid != os.getpid():
         _die_by(signum)
-    from otel_launch._settings import read_setting
+    from otel_launch._core.settings import read_setting
 
     timeout = read_setting("shutdown_timeout", os.environ)
     main = threading.main_thread().ident
@@ -241,7 +243,7 @@ def shutdown(timeout: float | None = None) -> bool:
             return True
         flusher = _flusher
     if timeout is None:
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         timeout = read_setting("shutdown_timeout", os.environ)
     done = _wait_for_the_flush(flusher, timeout)
@@ -306,9 +308,9 @@ def renew_after_unannounced_fork(at_exit: bool = False) -> bool:
 
     Renews, for every provider (ours and the app's we adopted): the resource's process-dependent
     attributes in place (so that the span that revealed the fork carries them too), the SDK's
-    locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/test_compat.py
+    locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/runtime/test_compat.py
     checks them on each release), and this module's flusher. The exporters renew themselves
-    (``_sdk.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
+    (``sdk.from_env.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
     is then off in this process.
     """
     global _flusher
@@ -550,7 +552,7 @@ def _let_the_reloaders_child_flush(autoreload: Any) -> None:
             """Start the bounded wait; False when Django's own handling must run now."""
             if give_up or (forward and children.child is None):
                 return False  # the second signal, or no child to wait for
-            from otel_launch._settings import read_setting
+            from otel_launch._core.settings import read_setting
 
             give_up.append(signum)
             if forward:
@@ -623,114 +625,3 @@ class _ChildTracking:
             finally:
                 self.child = None
         return self.module.CompletedProcess(child.args, child.returncode)
-
-
-def _let_the_apps_providers_win(module: Any) -> None:
-    # An app that sets up OpenTelemetry itself (as the guides do: in wsgi.py, and in every Celery
-    # pool child at worker_process_init) sets its providers after ours was built for a first use
-    # (e.g. in the worker's main process, before the fork): the API refused them ("Overriding of
-    # current TracerProvider is not allowed") and the app lost its resource. Ours was only ever a
-    # default: the app's replaces it, quietly, and gets what ours gets (flush at exit, in pool
-    # children too). Only ours gives way: once the app's replaced it, the API's set-once rule
-    # holds again for what follows (tests/process/test_providers.py). Pinned to the API's
-    # globals; the own-telemetry e2e test fails if they change.
-    from otel_launch._runtime import _compat
-
-    if not _compat.usable("app-tracer-provider" if module.__name__ == "opentelemetry.trace" else "app-meter-provider"):
-        return
-    if module.__name__ == "opentelemetry.trace":
-        internal, setter, current, once = module, "set_tracer_provider", "_TRACER_PROVIDER", "_TRACER_PROVIDER_SET_ONCE"
-    else:
-        from opentelemetry.metrics import _internal as internal
-
-        setter, current, once = "set_meter_provider", "_METER_PROVIDER", "_METER_PROVIDER_SET_ONCE"
-    original = getattr(module, setter)
-
-    def set_provider_replacing_ours(provider: Any) -> None:
-        built = getattr(internal, current, None)  # ours, or a no-op one for a signal that is off
-        ours = built in _providers and not any(built is app for app in _adopted)
-        if built is not None and (ours or not hasattr(built, "shutdown")) and provider not in _providers:
-            setattr(internal, once, type(getattr(internal, once))())
-        original(provider)
-        adopted = getattr(internal, current, None) is provider
-        if adopted and provider not in _providers and hasattr(provider, "shutdown"):
-            handler = getattr(provider, "_atexit_handler", None)  # ours flushes it, with a bound
-            if handler is not None:
-                atexit.unregister(handler)
-                provider._atexit_handler = None
-            _adopted.append(provider)
-            register(provider)
-            if module.__name__ == "opentelemetry.trace":
-                _serve_a_provider_that_exports_nothing(provider)
-
-    setattr(module, setter, set_provider_replacing_ours)
-
-
-def _serve_a_provider_that_exports_nothing(provider: Any) -> None:
-    """The app set a TracerProvider with no span processor (bookwyrm does, and adds an exporter only
-    when a setting of its own says so): every span of every instrumentation went nowhere, and nothing
-    said so. Ours serves it, with one line at its first span, until the app adds a processor of its
-    own; an app that adds one before its first span (as OpenTelemetry's guides do, right after
-    setting the provider) never hears of it."""
-    multi = getattr(provider, "_active_span_processor", None)
-    if getattr(multi, "_span_processors", None) != () or not hasattr(provider, "add_span_processor"):
-        return  # it has its own (or is not the SDK's): the app chose where its spans go
-    provider.add_span_processor(_until_the_app_adds_one(multi))
-
-
-def _ours_to_serve_the_apps() -> Any:
-    """Our span processors (our provider's, built now if it was not), or None when ours export
-    nothing either (OTEL_TRACES_EXPORTER=none)."""
-    from otel_launch._runtime import _declarative, _sdk
-
-    if not _sdk.exporter_kinds("traces") and not _declarative.active():
-        return None
-    processor = getattr(_sdk.tracer_provider(), "_active_span_processor", None)
-    return processor if getattr(processor, "_span_processors", ()) else None
-
-
-def _until_the_app_adds_one(apps: Any) -> Any:
-    """A span processor that hands spans to otel-launch's processors while it is the only one of
-    the app's provider, and steps aside once the app adds its own (never two exports of a span).
-    Flushed and shut down with otel-launch's provider, not by the app's."""
-    import threading
-
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    first = threading.Lock()
-
-    class UntilTheAppAddsOne(SpanProcessor):
-        ours: Any = None
-        looked = False
-
-        def _serving(self) -> bool:
-            if len(apps._span_processors) != 1:
-                return False
-            if not self.looked:  # the first span of the app's provider with no processor of its own
-                with first:
-                    if not self.looked:
-                        self.ours = _ours_to_serve_the_apps()
-                        self.looked = True
-                        if self.ours is not None:
-                            warn(
-                                "the app's TracerProvider has no span processor: "
-                                "otel-launch's exports its spans until the app adds one"
-                            )
-            return self.ours is not None
-
-        def on_start(self, span: Any, parent_context: Any = None) -> None:
-            if self._serving():
-                self.ours.on_start(span, parent_context=parent_context)
-
-        def _on_ending(self, span: Any) -> None:
-            if self._serving():
-                self.ours._on_ending(span)
-
-        def on_end(self, span: Any) -> None:
-            if self._serving():
-                self.ours.on_end(span)
-
-        def force_flush(self, timeout_millis: int = 30000) -> bool:
-            return self.ours.force_flush(timeout_millis) if self._serving() else True
-
-    return UntilTheAppAddsOne()

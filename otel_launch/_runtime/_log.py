@@ -1,8 +1,8 @@
 """How the runtime speaks: one-line warnings, and exporter logs that cannot flood the app or leak.
 
-Every line goes through :func:`scrub`: URLs lose their passwords and query values, and the
-values of the export headers configured in this process (tokens, mostly) are hidden
-wherever a library's message repeats them.
+Every line goes through the masker (``otel_launch._core.masking.mask_text``): URLs lose their
+passwords and query values, and the values of the export headers configured in this process
+(:func:`header_secrets`: tokens, mostly) are hidden wherever a library's message repeats them.
 """
 
 from __future__ import annotations
@@ -24,35 +24,32 @@ _HEADER_VARS = (
 _secrets: dict[int, tuple[str, ...]] = {}
 
 
-def _secret_values() -> tuple[str, ...]:
-    """Header values of this process's export configuration, read once per process."""
+def header_secrets() -> tuple[str, ...]:
+    """The header values of this process's export configuration, as ``mask_text`` hides them
+    (``values=``): read once per process."""
     pid = os.getpid()
     found = _secrets.get(pid)
     if found is None:
-        from otel_launch._masking import header_values, secret_values
+        from otel_launch._core.masking import header_values, secret_values
 
         found = _secrets[pid] = secret_values(header_values(os.environ.get(name, "") for name in _HEADER_VARS))
     return found
 
 
-def scrub(message: str) -> str:
-    """A message as it may be printed: URLs masked, configured header values hidden."""
-    from otel_launch._masking import mask_text
-
-    return mask_text(message, values=_secret_values())
-
-
 def warn(message: str) -> None:
     """One line on stderr, outside the app's logging so its configuration is never touched."""
+    # Imported at the first line said, not with this module: it is read at every interpreter start.
+    from otel_launch._core.masking import mask_text
+
     try:
-        sys.stderr.write(f"otel-launch: warning: {scrub(message)}\n")
+        sys.stderr.write(f"otel-launch: warning: {mask_text(message, values=header_secrets())}\n")
         sys.stderr.flush()
     except Exception:  # a closed stderr must not turn a warning into a crash
         pass
 
 
-# How the exporters and batch processors name their signal in a record's arguments.
-_SIGNALS = {
+# The words the exporters and batch processors name a signal by in a record's arguments -> the signal.
+_SIGNAL_OF_WORD = {
     "traces": "traces",
     "spans": "traces",
     "span": "traces",
@@ -68,7 +65,7 @@ def _signal_of(record: Any) -> str:
     args = record.args if isinstance(record.args, tuple) else ()
     for arg in args:
         if isinstance(arg, str):
-            signal = _SIGNALS.get(arg.lower())
+            signal = _SIGNAL_OF_WORD.get(arg.lower())
             if signal:
                 return signal
     return ""
@@ -97,7 +94,9 @@ class RateLimitFilter:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False
         self._last[key] = now
-        message = scrub(record.getMessage())
+        from otel_launch._core.masking import mask_text  # see warn()
+
+        message = mask_text(record.getMessage(), values=header_secrets())
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             message += f" ({suppressed} similar messages in the last {self.interval:g}s suppressed)"

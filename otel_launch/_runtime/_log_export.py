@@ -19,7 +19,7 @@ while one is being exported (an export failure that logs must not feed the expor
 Cost: with export on, a call and a name check a record, then the SDK's ``LoggingHandler.emit``
 (the same translation upstream's handler does). With export off nothing is installed.
 ``Logger.callHandlers`` is undocumented (in the standard library since Python 2.3):
-tests/unit/test_log_export.py fails the day ``Logger.handle`` stops calling it, and without it
+tests/unit/runtime/test_log_export.py fails the day ``Logger.handle`` stops calling it, and without it
 a handler on the root logger serves, as before, with one warning line.
 """
 

@@ -10,7 +10,7 @@ and they are not the secret. Free text is masked too: the attributes of events
 (``exception.message`` and ``exception.stacktrace``: urllib3's "Max retries exceeded with url:
 /p?token=...", a DSN in a driver's error) and the status description, on spans;
 the body and attributes of exported log records, by :class:`ScrubbingLogRecordProcessor`.
-The rules are those of :mod:`otel_launch._masking`, shared with the launcher's own output.
+The rules are those of :mod:`otel_launch._core.masking`, shared with the launcher's own output.
 
 The pure functions are apart from the processor so that they are tested without a span.
 """
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 
-from otel_launch._masking import MASK, mask_query, mask_text, mask_url
+from otel_launch._core.masking import MASK, mask_query, mask_text, mask_url
+from otel_launch._runtime._log import header_secrets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,34 +37,14 @@ def compile_pattern(pattern: str) -> re.Pattern[str] | None:
     return re.compile(pattern, re.IGNORECASE) if pattern else None
 
 
-def redact_query(query: str, secret: re.Pattern[str]) -> str:
-    """``a=1&token=x`` -> ``a=1&token=***`` for every parameter whose name matches ``secret``.
-
-    Returns ``query`` itself when nothing changes, so callers can tell with ``is``.
-    """
-    return mask_query(query, secret)
-
-
-def redact_url(url: str, secret: re.Pattern[str]) -> str:
-    """A URL or a target (``/path?query#fragment``) with secret query values masked (and a
-    password before the host, for client spans). Returns ``url`` itself when nothing changes."""
-    return mask_url(url, secret)
-
-
-def redact_text(text: str, secret: re.Pattern[str]) -> str:
-    """An exception message, a stack trace or a log line: URLs, ``user:password@``, secret-named
-    ``name=value`` pairs and this process's export header values masked. ``text`` itself when
-    nothing changes."""
-    from otel_launch._runtime._log import _secret_values
-
-    return mask_text(text, secret, _secret_values())
-
-
 def _redact_value(value: Any, secret: re.Pattern[str]) -> Any:
+    """Free text (an exception message, a stack trace, a log line), or a tuple of texts, with
+    this process's export header values hidden too; ``value`` itself when nothing changes."""
     if value.__class__ is str:
-        return redact_text(value, secret)
+        return mask_text(value, secret, header_secrets())
     if value.__class__ is tuple and any(item.__class__ is str for item in value):
-        redacted = tuple(redact_text(item, secret) if item.__class__ is str else item for item in value)
+        hidden = header_secrets()
+        redacted = tuple(mask_text(item, secret, hidden) if item.__class__ is str else item for item in value)
         return value if redacted == value else redacted
     return value
 
@@ -97,12 +78,12 @@ def redact_attributes(attributes: Any, secret: re.Pattern[str], headers: bool) -
     for key in URL_KEYS:
         value = attributes.get(key)
         if value.__class__ is str and ("?" in value or "@" in value):  # a query, or a password before the host
-            redacted = redact_url(value, secret)
+            redacted = mask_url(value, secret)  # a password before the host, for client spans
             if redacted is not value:
                 changes[key] = redacted
     value = attributes.get(QUERY_KEY)
     if value.__class__ is str and value:
-        redacted = redact_query(value, secret)
+        redacted = mask_query(value, secret)
         if redacted is not value:
             changes[QUERY_KEY] = redacted
     if headers:
@@ -130,7 +111,7 @@ class ScrubbingSpanProcessor:
     headers, by the Django middleware), so the span is scrubbed when it ends. An ended span's
     attributes are frozen; the processor gives the read-only copy each processor receives a
     scrubbed mapping of its own (``ReadableSpan._attributes`` and ``BoundedAttributes._dict``,
-    the internals this relies on; tests/unit/test_scrub.py runs it on the real SDK). The live
+    the internals this relies on; tests/unit/runtime/test_scrub.py runs it on the real SDK). The live
     span the app holds is left as it was. Added only when redaction is on.
     """
 
@@ -189,7 +170,7 @@ class ScrubbingSpanProcessor:
         status = span._status
         description = status._description
         if description:
-            redacted = redact_text(description, self._secret)
+            redacted = mask_text(description, self._secret, header_secrets())
             if redacted is not description:
                 from opentelemetry.trace import Status
 

@@ -18,12 +18,12 @@ and one made cheap:
 - **A full queue drops the span that ends** (the SDK drops the oldest queued one), before
   it is encoded. The SDK also builds a "Queue full" log record for every span it drops
   (~15 us each): with the collector down, that cost every request. The drops are counted and
-  said by the wrapper every batch processor of otel-launch's gets (``_sdk._counting``).
+  said by the wrapper every batch processor of otel-launch's gets (``sdk.from_env._counting``).
 
 What the app's own span processors, sampler and exporters see is unchanged: this processor only
-serves the OTLP exporters otel-launch builds (``_sdk.tracer_provider``), and only when the SDK's
+serves the OTLP exporters otel-launch builds (``sdk.from_env.tracer_provider``), and only when the SDK's
 internal metrics are off (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``: the SDK's processor
-reports them). tests/unit/test_span_export.py exports the same spans through both processors
+reports them). tests/unit/runtime/test_span_export.py exports the same spans through both processors
 and compares the bytes a receiver gets.
 
 SDK internals relied on (_compat: "span-encoding"): ``BatchSpanProcessor._batch_processor`` and

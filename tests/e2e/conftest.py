@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 from tests.e2e.shop import SHOP, Shop
 from tests.helpers import LOCAL_RABBITMQ, PYTHON, SERVICES_USED, RedisUnavailable, clean_env, reachable, redis_for_run
 

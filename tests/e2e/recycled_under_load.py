@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from examples.redis_server import redis_for_run  # noqa: E402
-from otel_launch._receiver import OTLPReceiver  # noqa: E402
+from otel_launch.local.receiver import OTLPReceiver  # noqa: E402
 from tests.e2e.shop import SHOP, Shop  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from otel_launch._receiver import OTLPReceiver, ReceivedSpan
+from otel_launch.local.receiver import OTLPReceiver, ReceivedSpan
 from tests.helpers import PYTHON, clean_env, free_port, launcher, wait_until
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 from tests.helpers import clean_env, closed_port, launcher, run
 
 pytestmark = pytest.mark.process

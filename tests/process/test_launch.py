@@ -147,7 +147,7 @@ def test_start_up_imports_nothing_that_a_process_making_no_telemetry_does_not_ne
     result = run([PYTHON, "-X", "importtime", "-m", "otel_launch", PYTHON, "-c", shown], clean_env(), workdir)
     assert result.returncode == 0, result.stderr
     launcher_imports = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if "|" in line}
-    assert "otel_launch._cli" in launcher_imports
+    assert "otel_launch._launcher.cli" in launcher_imports
     assert launcher_imports & {"typing", "urllib.parse", "ipaddress", "dataclasses"} == set()
     command_modules = set(result.stdout.split())
     assert "otel_launch._runtime" in command_modules  # the bootstrap did run

@@ -94,7 +94,7 @@ def test_wheel_holds_the_bootstrap_the_viewer_page_and_the_license(built: Built)
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
     assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
     assert "Description-Content-Type: text/markdown" in metadata
-    assert "otel-launch = otel_launch._cli:main" in entry_points
+    assert "otel-launch = otel_launch._launcher.cli:main" in entry_points
     assert "[opentelemetry_tracer_provider]" in entry_points
     assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/", "scripts/", "docs/"))}
 

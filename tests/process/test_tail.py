@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, set_span_in_context
 
-from otel_launch._receiver import OTLPReceiver
+from otel_launch.local.receiver import OTLPReceiver
 from tests.helpers import clean_env, free_port, kill_group, launcher, run, start
 from tests.otlp_requests import (
     NOW,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_launch._settings import PASSTHROUGH, SETTINGS, Setting
+from otel_launch._core.settings import CHECKED_VARIABLES, SETTINGS, Setting
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -80,8 +80,8 @@ def test_the_settings_page_lists_every_variable_checked_before_it_is_passed_thro
         for name in re.findall(r"`([A-Z0-9_]+)`", names):
             assert name not in listed, name
             listed[name] = accepted
-    assert set(listed) == {check.env for check in PASSTHROUGH}
-    for check in PASSTHROUGH:
+    assert set(listed) == {check.env for check in CHECKED_VARIABLES}
+    for check in CHECKED_VARIABLES:
         assert listed[check.env].startswith(check.accepted), check.env
         assert ("secret" in listed[check.env]) == (check.mask is not None), check.env
 

@@ -23,7 +23,7 @@ def _let_the_app_instrument_again() -> None:
     """An app that instruments a library itself after we did (in a pool child, say, with its own
     providers) got "Attempting to instrument while already instrumented". Ours stays (re-doing it
     would stack the contrib's wrappers under ours), quietly; its spans follow the app's provider
-    once the app set one (``_sdk``)."""
+    once the app set one (``sdk``)."""
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
     if getattr(BaseInstrumentor.instrument, "_otel_launch", False):

@@ -84,7 +84,7 @@ def _mask_urllib_metric_urls() -> None:
     ``redact_url``: tests/process/test_redaction.py fails the day it is no longer used)."""
     import os
 
-    from otel_launch._settings import read_setting
+    from otel_launch._core.settings import read_setting
 
     pattern = read_setting("redact", os.environ)
     if not pattern:
@@ -93,7 +93,7 @@ def _mask_urllib_metric_urls() -> None:
 
     import opentelemetry.instrumentation.urllib as instrumentation
 
-    from otel_launch._masking import mask_url
+    from otel_launch._core.masking import mask_url
 
     contrib = instrumentation.redact_url
     if getattr(contrib, "_otel_launch", False):

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import click
 
-from otel_launch._listen import PORT, Size, all_interfaces
-from otel_launch._receiver import MiB
+from otel_launch.local.listen import PORT_TYPE, Size, all_interfaces
+from otel_launch.local.receiver import MiB
 
 INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
 
 
 @click.command(name="ui", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--port", type=PORT, default=16686, show_default=True, help="Web page port (0: any free port).")
-@click.option("--grpc-port", type=PORT, default=4317, show_default=True, help="OTLP/gRPC port (0: any free port).")
-@click.option("--http-port", type=PORT, default=4318, show_default=True, help="OTLP/HTTP port (0: any free port).")
+@click.option("--port", type=PORT_TYPE, default=16686, show_default=True, help="Web page port (0: any free port).")
+@click.option("--grpc-port", type=PORT_TYPE, default=4317, show_default=True, help="OTLP/gRPC port (0: any free port).")
+@click.option("--http-port", type=PORT_TYPE, default=4318, show_default=True, help="OTLP/HTTP port (0: any free port).")
 @click.option("--db", default=None, metavar="PATH", help="SQLite file (':memory:' allowed). [default: user cache dir]")
 @click.option(
     "--max-traces", type=click.IntRange(1, 1_000_000), default=1000, show_default=True, help="Oldest dropped beyond."

@@ -38,8 +38,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otel_launch._listen import is_loopback_host, listen, listening_socket, shown_host, size_text
-from otel_launch._receiver import Export, OTLPReceiver, Rejected
+from otel_launch.local.listen import is_loopback_host, listen, listening_socket, shown_host, size_text
+from otel_launch.local.receiver import Export, OTLPReceiver, Rejected
 from otel_launch.local.ui.store import NotAStore, QueryTooLong, TraceStore
 
 STATIC = resources.files("otel_launch.local.ui") / "static"

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from otel_launch._receiver import KIND_NAMES, MiB, ReceivedSpan, Rejected, closes_cycle
+from otel_launch.local.receiver import KIND_NAMES, MiB, ReceivedSpan, Rejected, closes_cycle
 
 APPLICATION_ID = int.from_bytes(b"OTLu", "big")  # PRAGMA application_id of every store otel-launch writes
 SCHEMA_VERSION = 3

@@ -29,9 +29,8 @@ import os
 from types import ModuleType
 from typing import Any
 
-# worker.py is imported where it is used, not here: the Django request path binds its histograms
-# with ``_metrics`` (which imports this package), and a web worker that never runs a task must not
-# load the worker side and the contrib's Celery instrumentation (~4 MB).
+# worker.py is imported where it is used, not here: a process that imports Celery but never runs
+# a task (a web worker) must not load the worker side and the contrib's Celery instrumentation (~4 MB).
 PUBLISHED = "otel_launch_published"  # header: seconds since the epoch, set by the producer
 _started = False
 _worker_started = False

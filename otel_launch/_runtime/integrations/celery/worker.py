@@ -39,8 +39,8 @@ from typing import Any
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
+from otel_launch._runtime.integrations._histograms import BoundHistogram
 from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
-from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
 from otel_launch._runtime.integrations.django import n_plus_one
 
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
@@ -64,7 +64,7 @@ _publishing: dict[str, tuple[Any, Any]] = {}  # task id -> (publish span, contex
 
 def _tracer() -> Any:
     """The SDK tracer of the provider of the moment: the one place the worker path follows a
-    provider the app sets later (ours hands out tracers that would follow it too, see _sdk.py,
+    provider the app sets later (ours hands out tracers that would follow it too, see sdk/from_env.py,
     at one more call a span; the Django request path takes its tracer the same way)."""
     provider = trace.get_tracer_provider()
     if _telemetry[0] is not provider:  # first use, or the app set its own provider
@@ -81,7 +81,7 @@ def instruments() -> tuple[Any, Any, Any, Any]:
     if _instruments[0] is not provider:
         from opentelemetry.instrumentation.celery.version import __version__
 
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         meter = provider.get_meter(SCOPE, __version__, schema_url=_SCHEMA)
         flower = None

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_launch._runtime import _compat
-from otel_launch._runtime.integrations import guard
+from otel_launch._runtime.integrations._activation import guard
 
 # Commands that serve or wait for a person: a span would stay open for the process's life.
 LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver", "shell", "dbshell"})

@@ -35,7 +35,7 @@ def threshold() -> int:
     """The setting, read once a process (0: off)."""
     global _threshold
     if _threshold is None:
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         _threshold = read_setting("n_plus_one_threshold", os.environ)
     return _threshold

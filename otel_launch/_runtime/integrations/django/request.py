@@ -21,10 +21,10 @@ What differs, on purpose:
   its non-recording span and the duration metric: no attribute collector, no N+1 watch, and
   its SQL queries start no span (``sql.py``).
 - **The duration histograms** are recorded through measurements bound to their attribute set
-  (``celery/_metrics.BoundHistogram``), found by the raw values the attributes come from (a few
+  (``_histograms.BoundHistogram``), found by the raw values the attributes come from (a few
   environ or scope reads); the attributes are built, by lean readers of the environ and scope
   (``_metric_attributes``, ``_asgi_metric_attributes``: the keys and values the contrib's
-  collectors give them, tests/unit/test_django_lean_readers.py), once per combination.
+  collectors give them, tests/unit/runtime/integrations/test_django_lean_readers.py), once per combination.
 - ``http.server.active_requests`` (development status; 2 of the contrib's 3 measurements a
   request) only with ``OTEL_LAUNCH_HTTP_ACTIVE_REQUESTS=true``.
 - One context attach a request (the contrib attaches twice), the absolute URL built only when
@@ -89,7 +89,7 @@ class _Config:
     def __init__(self, provider: Any) -> None:
         import os
 
-        from otel_launch._settings import read_setting
+        from otel_launch._core.settings import read_setting
 
         self.provider = provider
 
@@ -101,7 +101,7 @@ class _Config:
         self.old, self.new = _report_old(mode), _report_new(mode)
         schema_url = _get_schema_url(mode)
         # An SDK tracer of the provider of the moment, whose sampler sample-first wraps (ours hands
-        # out tracers that follow a provider the app sets later, see _sdk.py; those it cannot wrap).
+        # out tracers that follow a provider the app sets later, see sdk/from_env.py; those it cannot wrap).
         get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
         self.tracer = get_tracer(SCOPE, _contrib_version, schema_url)
         self.sample_first = _put_attributes_in_the_sampling_result(self.tracer)
@@ -244,8 +244,8 @@ def _wsgi_request_attributes(environ: dict, c: _Config) -> dict:
     """The contrib's ``opentelemetry.instrumentation.wsgi.collect_request_attributes`` (0.64b0-0.66b1),
     its common path written out: the same keys, values and order in each semconv mode, without
     its ~25 helper calls (each asking which mode is on) a request. The rare parts (no target, a
-    ``REMOTE_HOST``, a user agent) are the contrib's own functions; tests/unit/test_django_lean_readers.py
-    compares the two on a range of environs."""
+    ``REMOTE_HOST``, a user agent) are the contrib's own functions;
+    tests/unit/runtime/integrations/test_django_lean_readers.py compares the two on a range of environs."""
     from opentelemetry.instrumentation import wsgi
 
     old, new = c.old, c.new
@@ -350,7 +350,7 @@ def path_of(target: str) -> str:
 def _metric_attributes(environ: dict, c: _Config) -> dict:
     """What the duration histograms keep of the WSGI collector's request attributes, read straight
     from the environ (the same keys and values ``opentelemetry.instrumentation.wsgi``'s
-    ``collect_request_attributes`` gives them; tests/unit/test_django_lean_readers.py compares)."""
+    ``collect_request_attributes`` gives them; tests/unit/runtime/integrations/test_django_lean_readers.py compares)."""
     attributes: dict[str, Any] = {}
     method = method_name(environ.get("REQUEST_METHOD", ""))
     method = "_OTHER" if method == "HTTP" else method
@@ -608,7 +608,7 @@ _BOUND_LIMIT = 1000  # keys kept per configuration: a Host header or an unrouted
 
 def _durations(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
     """The duration histograms' measurements for this request's attribute values, bound once per
-    combination (``celery/_metrics.BoundHistogram``: the SDK's own aggregation, without hashing
+    combination (``_histograms.BoundHistogram``: the SDK's own aggregation, without hashing
     the attributes again on every request). The key is the raw values the attributes come from;
     the attributes themselves are built only for a key not seen yet."""
     c = state.config
@@ -655,7 +655,7 @@ def _durations(request: Any, state: _Request, code: int | None) -> tuple[Any, An
 
 def _bind(request: Any, state: _Request, code: int | None) -> tuple[Any, Any]:
     """The two bound measurements (old and new conventions; None where the mode has none)."""
-    from otel_launch._runtime.integrations.celery._metrics import BoundHistogram
+    from otel_launch._runtime.integrations._histograms import BoundHistogram
 
     c = state.config
     attributes = _asgi_metric_attributes(request.scope, c) if state.is_asgi else _metric_attributes(request.META, c)

@@ -1,0 +1,142 @@
+"""Default service names read from the command (otel_launch/_launcher/service_name.py), and when they apply."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_launch._launcher.config import Config
+from otel_launch._launcher.service_name import derive
+
+MANAGE_PY = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n'
+UWSGI_INI = "[uwsgi]\nhttp = :8000\nmodule = shop.wsgi:application\nmaster = true\n\n[other]\nmodule = nope.wsgi\n"
+FILES = {
+    "/srv/repo/manage.py": MANAGE_PY,
+    "/srv/repo/src/manage.py": MANAGE_PY,
+    "/srv/repo/deploy/uwsgi.ini": UWSGI_INI,
+}
+
+DERIVED = [
+    ("gunicorn shop.wsgi -w 4", "shop-web"),
+    ("gunicorn -w 4 -b 0.0.0.0:8000 shop.wsgi:application", "shop-web"),
+    ("gunicorn -k uvicorn.workers.UvicornWorker shop.asgi:application", "shop-web"),
+    ("gunicorn --config python:shop.gunicorn_conf my_shop.wsgi", "my-shop-web"),
+    ("python -m gunicorn shop.wsgi", "shop-web"),
+    ("uwsgi --http :8000 --module shop.wsgi --master --processes 2", "shop-web"),
+    ("uwsgi --http :8000 --module=shop.wsgi:application", "shop-web"),
+    ("uwsgi --http :8000 -w shop.wsgi", "shop-web"),
+    ("uwsgi --http :8000 --wsgi-file shop/wsgi.py", "shop-web"),
+    ("uwsgi --ini deploy/uwsgi.ini", "shop-web"),
+    ("pyuwsgi deploy/uwsgi.ini", "shop-web"),
+    ("uvicorn --host api.example.com --port 8000 shop.asgi:application", "shop-web"),
+    ("granian --interface asgi --workers 2 shop.asgi:application", "shop-web"),
+    ("daphne -b 0.0.0.0 -p 8000 shop.asgi:application", "shop-web"),
+    ("hypercorn -b localhost:8000 shop.asgi:application", "shop-web"),
+    ("celery -A shop worker --concurrency 8", "shop-worker"),
+    ("celery --app=shop.celery:app beat", "shop-beat"),
+    ("celery -Ashop flower", "shop-flower"),
+    ("celery -A shop inspect active", "shop-celery"),
+    ("python -m celery -A shop worker -P solo", "shop-worker"),
+    ("/usr/local/bin/python3.12 -u -m celery -A shop worker", "shop-worker"),
+    ("python manage.py migrate", "shop-manage"),  # the settings manage.py sets
+    ("python src/manage.py migrate", "shop-manage"),
+    ("./manage.py runserver 0.0.0.0:8000", "shop-web"),
+    ("python -X dev manage.py place_orders", "shop-manage"),
+    ("django-admin migrate --settings=shop.settings", "shop-manage"),
+    ("python -m django check --settings shop.settings", "shop-manage"),
+    ("gunicorn --certfile cert.pem --keyfile key.pem shop.wsgi", "shop-web"),  # values that look like modules
+    ("gunicorn --error-logfile gunicorn.log -p app.pid --access-logfile - shop.wsgi", "shop-web"),
+    ("gunicorn --preload -D --reload shop.wsgi -w4 -b0.0.0.0:8000", "shop-web"),  # flags take no value
+    ("gunicorn --worker-tmp-dir /dev/shm -u www.data -g www.data shop.wsgi", "shop-web"),
+    ("gunicorn config.wsgi", "repo-web"),  # cookiecutter-django: "config" names no project, the folder does
+]
+
+
+def _read(path: str) -> str | None:
+    return FILES.get(path)
+
+
+@pytest.mark.parametrize(("command", "name"), DERIVED, ids=[command for command, _ in DERIVED])
+def test_names_read_from_the_command(command, name):
+    derived = derive(command.split(), "/srv/repo", {}, _read)
+    assert derived is not None and derived.name == name
+    assert derived.reason.startswith("derived from the command (")
+
+
+def test_the_settings_module_names_the_project_when_the_app_does_not():
+    derived = derive(["gunicorn", "config.wsgi"], "/app", {"DJANGO_SETTINGS_MODULE": "bookshop.settings.prod"}, _read)
+    assert derived.name == "bookshop-web" and "settings bookshop.settings.prod" in derived.reason
+    # nothing better anywhere: the app's first part, rather than no name
+    assert derive(["gunicorn", "config.wsgi"], "/app", {}, _read).name == "config-web"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["python -c pass", "python script.py", "bash -c true", "node server.js", "python", "uwsgi --http :8000", ""],
+)
+def test_no_name_for_commands_it_does_not_know(command):
+    assert derive(command.split(), "/", {}, _read) is None
+
+
+def test_an_unreadable_ini_or_manage_py_is_no_error():
+    assert derive(["uwsgi", "--ini", "missing.ini"], "/", {}, _read) is None
+    assert derive(["python", "manage.py", "migrate"], "/srv/elsewhere", {}, _read).name == "elsewhere-manage"
+
+
+def _config(command, **env):
+    return Config(environ=env, env_file=None, command=command)
+
+
+def test_the_child_gets_the_derived_name_and_print_config_says_where_it_came_from():
+    config = _config(["celery", "-A", "shop", "worker"])
+    assert config.child_env()["OTEL_SERVICE_NAME"] == "shop-worker"
+    row = next(row for row in config.rows() if row[1] == "OTEL_SERVICE_NAME")
+    assert row[2:] == ("shop-worker", "derived from the command (celery: app shop, role worker)")
+
+
+@pytest.mark.parametrize(
+    "explicit",
+    [
+        {"OTEL_SERVICE_NAME": "mine"},
+        {"OTEL_RESOURCE_ATTRIBUTES": "team=a,service.name=mine"},
+    ],
+    ids=["OTEL_SERVICE_NAME", "service.name in OTEL_RESOURCE_ATTRIBUTES"],
+)
+def test_a_name_the_user_set_always_wins(explicit):
+    config = _config(["celery", "-A", "shop", "worker"], **explicit)
+    env = config.child_env(base=explicit)
+    assert env.get("OTEL_SERVICE_NAME") == explicit.get("OTEL_SERVICE_NAME")
+    assert "shop-worker" not in repr(config.rows())
+    flag = Config(environ={}, env_file=None, command=["celery", "-A", "shop", "worker"], service_name="flagged")
+    assert flag.child_env(base={})["OTEL_SERVICE_NAME"] == "flagged"
+
+
+def test_the_sample_rate_derivation_keeps_its_own_label():
+    config = Config(environ={}, env_file=None, command=["gunicorn", "shop.wsgi"], sample_rate=0.5)
+    sources = {row[1]: row[3] for row in config.rows()}
+    assert sources["OTEL_TRACES_SAMPLER"] == "derived from --sample-rate"
+    assert sources["OTEL_SERVICE_NAME"].startswith("derived from the command (gunicorn")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["uwsgi", "--wsgi-file=https://deploy:hunter2@example.com/shop/wsgi.py"],
+        ["django-admin", "migrate", "--settings=shop.settings?password=hunter2"],
+        ["uwsgi", "--module", "shop.wsgi:application?token=hunter2"],
+    ],
+    ids=["url-password", "password-pair", "token-pair"],
+)
+def test_the_reason_printed_masks_secrets_in_the_command(command):
+    derived = derive(command, "/srv/repo", {}, _read)
+    assert derived is not None and "hunter2" not in derived.reason and "***" in derived.reason, derived
+
+
+def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
+    """The table the launcher keeps (it never imports gunicorn) against gunicorn's own parser."""
+    from gunicorn.config import Config as GunicornConfig
+
+    from otel_launch._launcher.service_name import _GUNICORN_FLAGS
+
+    parser = GunicornConfig().parser()
+    flags = {option for action in parser._actions if action.nargs in (0, "?") for option in action.option_strings}
+    assert flags == _GUNICORN_FLAGS
