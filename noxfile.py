@@ -40,8 +40,9 @@ nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"
 nox.options.sessions = []  # filled below, after the cells
 
-# The tests run WORKERS at a time (pytest-xdist): each starts its own servers on free ports and works in
-# its own directory. loadgroup: tests that share an expensive module fixture (the built wheel) stay together.
+# The unit and process tests run WORKERS at a time (pytest-xdist; the end-to-end tests one at a
+# time): each starts its own servers on free ports and works in its own directory.
+# loadgroup: tests that share an expensive module fixture (the built wheel) stay together.
 WORKERS = os.environ.get("OTEL_LAUNCH_TEST_WORKERS", "2")
 LINTED = ["otel_launch", "tests", "examples", "bench", "scripts", "noxfile.py"]
 LINT_PYTHON = "3.11"
@@ -263,7 +264,11 @@ def tests(session: nox.Session, cell: Cell) -> None:
     for label, selection in cell.runs:
         junit = location / f"junit-{label.replace('/', '-')}.xml"
         session.log(f"{cell.name}: {label} ({cell.otel} OpenTelemetry, Python {python})")
-        parallel = ("-n", WORKERS, "--dist", "loadgroup") if WORKERS != "0" else ()
+        # The end-to-end tests run one at a time: they time real servers and count which prefork child ran
+        # what, and two of them at once on two cores starved each other's workers (tests failed that pass
+        # alone).
+        serial = WORKERS == "0" or label.startswith("e2e")
+        parallel = () if serial else ("-n", WORKERS, "--dist", "loadgroup")
         pytest = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *parallel)
         # Exit 1 (tests failed): the cell's other selections run still; anything worse stops the cell.
         session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1])

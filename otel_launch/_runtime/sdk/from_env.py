@@ -71,6 +71,21 @@ def exporter_kinds(signal: str) -> list[str]:
     return [_protocol(signal) if name == "otlp" else name for name in names]
 
 
+_build_locks: dict[int, threading.Lock] = {}
+
+
+def _build_lock() -> threading.Lock:
+    """The lock under which this process builds its exporters, one at a time.
+
+    The span, metric and log export threads each build their exporter at their first export,
+    importing the OTLP exporter modules; two threads importing those modules at once can meet
+    Python's import deadlock detection, which hands one of them a partially initialised module
+    (the export failed: "Exception while exporting Span"). A lock per PID: one copied held into
+    a child forked meanwhile stays its parent's entry, and the child takes its own.
+    """
+    return _build_locks.setdefault(os.getpid(), threading.Lock())
+
+
 class PerProcessExporter:
     """An exporter built on first export, in the exporting thread, once per process.
 
@@ -87,23 +102,28 @@ class PerProcessExporter:
         self._pid: int | None = None
 
     def _exporter(self) -> Any:
-        # No lock of ours: the SDK's batch processor and metric reader already serialize
-        # exports under locks they renew after fork, while a lock held here during the
-        # ~150 ms import could be copied held into a child forked meanwhile, and hang it.
+        # The SDK's batch processor and metric reader serialize each signal's exports; the build
+        # lock serializes the signals' first builds with each other (see _build_lock).
         if self._pid != os.getpid():
-            rate_limit(*_EXPORT_LOGGERS)
-            encoding = self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding")
-            if encoding:
-                from otel_launch._runtime import _otlp_encoding
-
-                if not _otlp_encoding.install(self._path.partition(":")[0]):  # replaced by another hand
-                    warn(f"{self._path} does not encode with otel-launch's encoder: spans queued encoded are lost")
-            self._real = self._make()
-            _failed_exports_free_their_batch(self._real)
-            if encoding and self._path == _OTLP_SPAN_EXPORTERS[0] and _compat.usable("otlp-grpc-bytes"):
-                _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are (gRPC)
-            self._pid = os.getpid()
+            with _build_lock():
+                if self._pid != os.getpid():
+                    self._build()
         return self._real
+
+    def _build(self) -> None:
+        """Build this process's exporter (the OTLP encoder installed first, for spans)."""
+        rate_limit(*_EXPORT_LOGGERS)
+        encoding = self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding")
+        if encoding:
+            from otel_launch._runtime import _otlp_encoding
+
+            if not _otlp_encoding.install(self._path.partition(":")[0]):  # replaced by another hand
+                warn(f"{self._path} does not encode with otel-launch's encoder: spans queued encoded are lost")
+        self._real = self._make()
+        _failed_exports_free_their_batch(self._real)
+        if encoding and self._path == _OTLP_SPAN_EXPORTERS[0] and _compat.usable("otlp-grpc-bytes"):
+            _otlp_encoding.send_bytes(self._real)  # each batch's bytes sent as they are (gRPC)
+        self._pid = os.getpid()
 
     in_flight = 0  # records of the export in progress: said when a flush gives up (_lifecycle)
     export_started: float | None = None  # when the export in progress started (time.monotonic())

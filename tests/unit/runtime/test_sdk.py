@@ -58,3 +58,36 @@ def test_a_failed_export_leaves_nothing_for_the_cycle_collector(dead_endpoint: s
         gc.garbage.clear()
         gc.enable()
         exporter.shutdown()
+
+
+def test_the_signals_exporters_are_built_one_at_a_time():
+    """The span, metric and log export threads build their exporters at their first export: two
+    builds at once (two threads importing the OTLP exporter modules) can meet Python's import
+    deadlock detection, and one export fails on a partially initialised module."""
+    import threading
+
+    first_building = threading.Event()
+    second_building = threading.Event()
+    overlapped: list[bool] = []
+
+    def make_first() -> InMemorySpanExporter:
+        first_building.set()
+        # Bounded: the second build starts within this wait only if nothing holds it back.
+        overlapped.append(second_building.wait(timeout=0.5))
+        return InMemorySpanExporter()
+
+    def make_second() -> InMemorySpanExporter:
+        second_building.set()
+        return InMemorySpanExporter()
+
+    first = PerProcessExporter("traces", "console", make=make_first)
+    second = PerProcessExporter("logs", "console", make=make_second)
+    threads = [threading.Thread(target=first.export, args=([],))]
+    threads[0].start()
+    assert first_building.wait(timeout=10)
+    threads.append(threading.Thread(target=second.export, args=([],)))
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert overlapped == [False]
+    assert second_building.is_set()
