@@ -3,6 +3,7 @@ holds that measurement's aggregation lock, as the SDK's ``aggregate()`` does), a
 forks a worker. The child records the same measurement, and one with an exemplar reservoir held
 too, then exits; a child that waits on a lock no thread of its own holds is killed after a bound."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -26,8 +27,12 @@ provider = metrics.get_meter_provider()
 recording, release = threading.Event(), threading.Event()
 
 
+# The exemplar reservoir has a lock of its own in newer SDKs; on the oldest (1.43) only the aggregation has one.
+reservoir_lock = getattr(getattr(aggregation, "_reservoir", None), "_lock", None) or contextlib.nullcontext()
+
+
 def record_slowly():
-    with aggregation._lock, aggregation._reservoir._lock:
+    with aggregation._lock, reservoir_lock:
         recording.set()
         release.wait(60)
 
