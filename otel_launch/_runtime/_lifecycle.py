@@ -398,6 +398,48 @@ def _let_exports_finish() -> None:
             _held_at_fork.append(lock)
 
 
+# How long a fork may wait for an exporter being built in another thread (see fork_waits_for_builds).
+_FORK_WAITS_FOR_A_BUILD = 2.0
+_build_lock: list[Any] = []  # () -> the lock this process builds its exporters under (sdk.from_env)
+_build_held_at_fork: list[Any] = []
+
+
+def fork_waits_for_builds(lock_of_this_process: Any) -> None:
+    """From now on, a fork waits (bounded) for an exporter being built: ``lock_of_this_process()``
+    is the lock a thread holds while it builds one, imports included. Called at the first build.
+
+    A build imports the exporter's modules in the export thread. A child forked meanwhile has
+    them half-imported for good: the importing thread is not forked, and the child's own import
+    returns the partial module (its new thread can reuse the dead one's id, which owns the
+    module's import lock) or waits for that lock for ever; either way its every export failed
+    ("partially initialized module ... has no attribute 'OTLPSpanExporter'").
+
+    Registered at the first build rather than at start: the before-fork hooks registered last run
+    first, and this one must run before those that take a lock a build needs (``logging``'s
+    module lock: the modules a build imports make their loggers), or it would wait its whole
+    bound for nothing. A build never waits for the collector (it imports and constructs; the
+    first connection is the export's), so a fork does not pay a failing exporter's retries here
+    (see _let_exports_finish); the wait is bounded all the same.
+    """
+    if _build_lock:
+        return
+    _build_lock.append(lock_of_this_process)
+    os.register_at_fork(
+        before=_let_builds_finish, after_in_parent=_release_builds, after_in_child=_build_held_at_fork.clear
+    )
+
+
+def _let_builds_finish() -> None:
+    lock = _build_lock[0]()
+    if lock.acquire(timeout=_FORK_WAITS_FOR_A_BUILD):
+        _build_held_at_fork.append(lock)
+
+
+def _release_builds() -> None:
+    while _build_held_at_fork:
+        _build_held_at_fork.pop().release()
+
+
 def _release_exports() -> None:
     while _held_at_fork:
         _held_at_fork.pop().release()

@@ -125,3 +125,19 @@ def test_forks_with_the_collector_down_do_not_wait_for_its_export(workdir):
     assert lines["exporting"] == ["True"] and lines["still-exporting"] == ["True"], result.stdout  # the wait's case
     # 20 forks each waiting the 0.25 s out took 5 s or more; without the wait, milliseconds each.
     assert float(lines["forks-took"][0]) < 2.5, result.stdout
+
+
+def test_a_child_forked_while_its_parent_builds_its_exporter_exports_its_spans(receiver, workdir):
+    """The parent's export thread was importing the OTLP/gRPC exporter (its first export) when the
+    main thread forked: the child had the module half-imported for good, and every export of its
+    failed ("partially initialized module ... has no attribute 'OTLPSpanExporter'"; a Celery
+    prefork worker's replacement child lost its spans). A fork now waits for the build; the
+    target holds the import until the fork waits for it, or until the fork is done."""
+    env = otel_env(
+        receiver, OTEL_METRICS_EXPORTER="none", OTEL_BSP_SCHEDULE_DELAY="50", OTEL_LAUNCH_SHUTDOWN_TIMEOUT="3"
+    )
+    result = run([*launcher(), PYTHON, str(TARGETS / "fork_while_building.py")], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert printed(result.stdout)["child-exit"] == ["0"], result.stdout
+    assert "Exception while exporting" not in result.stderr and "warning" not in result.stderr, result.stderr
+    assert receiver.wait_for(lambda r: {"parent", "child"} <= {s.name for s in r.spans}, timeout=10), result.stderr

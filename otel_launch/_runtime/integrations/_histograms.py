@@ -148,6 +148,16 @@ class BoundHistogram:
             self._aggregations = _NEVER
 
     def _find_aggregations(self) -> Any:
+        # Only an instrument the metrics SDK made has aggregations, and then the SDK is imported
+        # already: this never imports it. An import from here (the app's thread) met the export
+        # thread's build importing it too (the OTLP exporters do) in the SDK's own import cycle,
+        # and Python's deadlock detection gave one of them a partially initialised module
+        # ("Exception while exporting Log.": that batch lost; or a wrong fallback here).
+        import sys
+
+        Histogram = getattr(sys.modules.get("opentelemetry.sdk.metrics._internal.instrument"), "Histogram", None)
+        if Histogram is None or not isinstance(self._instrument, Histogram):
+            return _NEVER
         try:
             from opentelemetry.attributes import _clean_attribute_value
         except ImportError:  # SDK 1.43 measures the attributes as given
@@ -163,11 +173,8 @@ class BoundHistogram:
                 return frozenset(attributes.items())
 
         from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
-        from opentelemetry.sdk.metrics._internal.instrument import Histogram
 
         instrument = self._instrument
-        if not isinstance(instrument, Histogram):
-            return _NEVER
         consumer = instrument._measurement_consumer
         storages = consumer._reader_storages
         cleaned = _clean_attribute_value(self._attributes, None)  # as Measurement does

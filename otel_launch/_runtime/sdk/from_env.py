@@ -112,6 +112,7 @@ class PerProcessExporter:
 
     def _build(self) -> None:
         """Build this process's exporter (the OTLP encoder installed first, for spans)."""
+        _lifecycle.fork_waits_for_builds(_build_lock)  # a fork never copies a half-done import
         rate_limit(*_EXPORT_LOGGERS)
         encoding = self._path in _OTLP_SPAN_EXPORTERS and _compat.usable("otlp-encoding")
         if encoding:
