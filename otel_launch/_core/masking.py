@@ -21,10 +21,9 @@ Standard library only: the bootstrap in the target reads it at interpreter start
 
 from __future__ import annotations
 
-import re
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re  # imported where a text holds something to mask: re costs the launcher ~25M instructions
     from collections.abc import Iterable
     from typing import Any
 
@@ -49,7 +48,12 @@ def mask_query(query: str, secret: re.Pattern[str] | None = None) -> str:
     either). Returns ``query`` itself when nothing changes, so callers can tell with ``is``."""
     from urllib.parse import unquote_plus  # here, not at import: urllib.parse costs every launch
 
-    items = re.split(_SEPARATORS, query) if ";" in query else query.split("&")
+    if ";" in query:
+        import re
+
+        items = re.split(_SEPARATORS, query)
+    else:
+        items = query.split("&")
     step = 2 if ";" in query else 1  # re.split keeps the separators at the odd indices
     changed = False
     for index in range(0, len(items), step):
@@ -145,6 +149,8 @@ def mask_text(
     anywhere else such a pair is free text like any other. Returns ``text`` itself when
     nothing changes."""
     result = text
+    if "://" in result or "@" in result or "=" in result or "uthorization" in result or "UTHORIZATION" in result:
+        import re  # here: a text with none of these (a service name's reason, often) needs no re
     if "://" in result:
         result = re.sub(_URL_IN_TEXT, lambda match: mask_url(match.group(0), secret), result)
     if "@" in result:

@@ -5,10 +5,11 @@ accepts), renderers back to the text of a variable, and how a value may be shown
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from otel_launch._core.masking import MASK, REDACT_PATTERN, mask_userinfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class SettingValueError(ValueError):
@@ -36,28 +37,60 @@ def bad_text(raw: str) -> str | None:
         raw.encode("utf-8")
     except UnicodeEncodeError:
         return "text that is valid UTF-8"
-    if _CONTROL.search(raw):
+    if not _CONTROL.isdisjoint(raw):
         return "text without control characters (newline, tab, ...)"
     return None
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A '%' not followed by two hex digits: the SDK would pass it on undecoded.
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Every value of every setting is checked, so these checks use no regular expression: importing
+# and compiling ``re`` would cost every launch ~25M instructions (with enum), a third of it.
+_CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _bad_escape(text: str) -> bool:
+    """Whether a '%' is not followed by two hex digits: the SDK would pass it on undecoded."""
+    start = text.find("%")
+    while start != -1:
+        if not (start + 2 < len(text) and text[start + 1] in _HEX and text[start + 2] in _HEX):
+            return True
+        start = text.find("%", start + 1)
+    return False
 
 
 def _decode(text: str, accepted: str) -> str:
     """Percent-decode strictly: bad escapes and escapes of invalid UTF-8 are refused."""
     if "%" not in text:
         return text
-    if _BAD_ESCAPE.search(text):
+    if _bad_escape(text):
         raise SettingValueError(accepted + " (a '%' must start an escape such as %20)")
-    from urllib.parse import unquote  # here: urllib.parse (and ipaddress) cost every launch ~5 ms
-
     try:
-        return unquote(text, errors="strict")
+        return _unquoted(text)
     except UnicodeDecodeError:
         raise SettingValueError(accepted + " (escapes must decode to UTF-8)") from None
+
+
+def _unquoted(text: str) -> str:
+    """``urllib.parse.unquote(text, errors="strict")`` of a text whose every '%' starts an escape,
+    without importing urllib.parse (with re and ipaddress: ~35M instructions a launch). As there,
+    each run of ASCII characters is decoded from UTF-8 by itself; other characters stay as they are."""
+    decoded: list[str] = []
+    run = bytearray()
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "%":
+            run.append(int(text[index + 1 : index + 3], 16))
+            index += 3
+            continue
+        if char.isascii():
+            run.append(ord(char))
+        else:
+            decoded += [run.decode("utf-8"), char]
+            run.clear()
+        index += 1
+    decoded.append(run.decode("utf-8"))
+    return "".join(decoded)
 
 
 def choices(*names: str) -> Callable[[str], str]:
@@ -158,8 +191,8 @@ def key_values(raw: str) -> dict[str, str]:
     return pairs
 
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+# An HTTP header name is a token (RFC 9110): these characters, at least one.
+_TOKEN = frozenset("!#$%&'*+.^_`|~-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def headers(raw: str) -> dict[str, str]:
@@ -171,12 +204,12 @@ def headers(raw: str) -> dict[str, str]:
             continue
         name, sep, value = item.partition("=")
         name = _decode(name.strip(), accepted)
-        if not sep or not _HEADER_NAME.match(name):
+        if not sep or not name or not _TOKEN.issuperset(name):
             raise SettingValueError(accepted)
         # gRPC metadata and HTTP header values are printable ASCII; the exporters fail every
         # export on anything else (and their error prints the whole header, token included).
         decoded = _decode(value.strip(), accepted).strip()
-        if not _HEADER_VALUE.fullmatch(decoded):
+        if not (decoded.isascii() and decoded.isprintable()):  # ASCII's printable: 0x20 to 0x7e
             raise SettingValueError(accepted + " (values must decode to printable ASCII, no CR/LF)")
         headers[name.lower()] = decoded
     if not headers:
@@ -184,10 +217,28 @@ def headers(raw: str) -> dict[str, str]:
     return headers
 
 
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+
+
+def _plain_url(value: str) -> bool:
+    """Whether ``value`` is ``http[s]://host[:port][/...]`` with a host of letters, digits, dots
+    and dashes and a port of digits from 0 to 65535: a URL urlsplit accepts, told without it."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return False
+    end = min((index for index in map(rest.find, "/?#") if index != -1), default=len(rest))
+    host, colon, port = rest[:end].partition(":")
+    if not host or not _HOST_CHARACTERS.issuperset(host):
+        return False
+    return not colon or (0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
 def endpoint(raw: str) -> str:
     value = raw.strip()
     if any(char.isspace() for char in value):  # urlsplit would drop tabs and newlines silently
         raise SettingValueError("an http:// or https:// URL without spaces, e.g. http://localhost:4317")
+    if _plain_url(value):
+        return value  # urllib.parse (with re and ipaddress) costs every launch ~35M instructions
     from urllib.parse import urlsplit
 
     try:
@@ -212,12 +263,14 @@ _PROPAGATOR_PACKAGES = {"jaeger": "otel-launch[jaeger]"}
 
 
 def propagators(raw: str) -> tuple[str, ...]:
-    import importlib.util
-
     names = choice_list(*PROPAGATOR_MODULES)(raw)
     for name in names:
         module = PROPAGATOR_MODULES[name]
-        if module and importlib.util.find_spec(module) is None:
+        if module is None:
+            continue
+        import importlib.util  # only for a propagator in a package of its own: it costs start-up time
+
+        if importlib.util.find_spec(module) is None:
             package = _PROPAGATOR_PACKAGES.get(name, module.replace(".", "-"))
             raise SettingValueError(f"propagators that are installed ({name} needs: pip install '{package}')")
     return names
@@ -235,9 +288,18 @@ def render_list(value: tuple[str, ...]) -> str:
 
 
 def render_pairs(value: dict[str, str]) -> str:
-    from urllib.parse import quote
+    return ",".join(f"{key}={_quoted(val)}" for key, val in value.items())
 
-    return ",".join(f"{key}={quote(val, safe='')}" for key, val in value.items())
+
+# What percent-encoding leaves as it is (RFC 3986's unreserved characters).
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-~")
+
+
+def _quoted(text: str) -> str:
+    """``urllib.parse.quote(text, safe="")``, without importing urllib.parse."""
+    if _UNRESERVED.issuperset(text):
+        return text
+    return "".join(char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode()) for char in text)
 
 
 def render_number(value: float) -> str:
@@ -250,6 +312,8 @@ def render_number(value: float) -> str:
 def has_userinfo(url: str) -> bool:
     """Whether a URL carries a user or password before its host: as urlsplit reads it, or as
     the masker does (a password holding a ``/``, which urlsplit takes for the path's start)."""
+    if "@" not in url:
+        return False  # neither rule below can find one: urllib.parse is not imported
     from urllib.parse import urlsplit
 
     url = url.strip()
@@ -296,6 +360,8 @@ def redact(raw: str) -> str:
         return REDACT_PATTERN
     if value.lower() == "none":
         return ""
+    import re  # only for a pattern of the user's own
+
     try:
         re.compile(value, re.IGNORECASE)
     except (re.error, RecursionError, OverflowError):

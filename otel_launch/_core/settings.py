@@ -9,35 +9,35 @@ at interpreter start.
 
 from __future__ import annotations
 
-from collections import namedtuple
-from collections.abc import Callable
-
 from otel_launch._core import parsers
 from otel_launch._core.masking import mask_url
 from otel_launch._core.parsers import SettingValueError, mask_pairs
+from otel_launch._core.records import record
 
 TYPE_CHECKING = False  # typing is not imported when the launcher starts: it costs ~5 ms of every launch
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # --- the declaration -----------------------------------------------------------------------------
 
 
-class Setting(
-    namedtuple(
-        "Setting",
-        ["name", "env", "help", "parse", "accepted", "default", "render", "mask", "extra_flags"],
-        defaults=(None, str, None, ()),
-    )
-):
+_SettingRecord: Any = record(
+    "Setting",
+    ["name", "env", "help", "parse", "accepted", "default", "render", "mask", "extra_flags"],
+    (None, str, None, ()),
+)
+
+
+class Setting(_SettingRecord):
     """One setting: its name, flag, variable, default, parser and help, in one place.
 
     ``name``, ``env`` (the variable), ``help``, ``parse`` (text -> value, raising
     SettingValueError), ``accepted`` (what parse accepts, for errors), ``default`` (text or
     None), ``render`` (value -> text), ``mask`` (text -> text shown, for secrets, or None) and
-    ``extra_flags``. A named tuple rather than a dataclass or a ``typing.NamedTuple``: the
-    launcher runs before every process start, and importing dataclasses (it pulls in inspect and
-    ast) costs ~13 ms of it, typing ~5 ms.
+    ``extra_flags``. A named tuple (:func:`~otel_launch._core.records.record`) rather than a
+    dataclass or a ``typing.NamedTuple``: the launcher runs before every process start, and
+    importing dataclasses (it pulls in inspect and ast) costs ~13 ms of it, typing ~5 ms.
     """
 
     __slots__ = ()
@@ -295,7 +295,10 @@ def read_setting(name: str, environ: dict[str, str] | Any) -> Any:
 # --- OTEL_* variables the SDK reads, passed through unchanged but checked first ------------------
 
 
-class CheckedVariable(namedtuple("CheckedVariable", ["env", "parse", "accepted", "mask"], defaults=(None,))):
+_CheckedVariableRecord: Any = record("CheckedVariable", ["env", "parse", "accepted", "mask"], (None,))
+
+
+class CheckedVariable(_CheckedVariableRecord):
     """A standard variable the launcher does not set but validates: the SDK would otherwise
     switch a signal off, or fail every export, in each process, with a traceback."""
 

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
-from collections.abc import Sequence
 
+from otel_launch._core.records import record
 from otel_launch._core.settings import SETTINGS
 from otel_launch._launcher.config import _AUTO, Config, ConfigError
 from otel_launch._launcher.launch import LaunchError, exec_target
 from otel_launch._version import __version__
+
+TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 PROG = "otel-launch"
 USAGE_ERROR = 2
@@ -36,13 +40,14 @@ def fail(message: str, status: int = USAGE_ERROR) -> None:
     sys.exit(status)
 
 
-class LaunchRequest(
-    namedtuple(
-        "LaunchRequest",
-        ["command", "settings", "env_file", "no_env_file", "print_config", "separated"],
-        defaults=(None, False, False, False),
-    )
-):
+_LaunchRequestRecord: Any = record(
+    "LaunchRequest",
+    ["command", "settings", "env_file", "no_env_file", "print_config", "separated"],
+    (None, False, False, False),
+)
+
+
+class LaunchRequest(_LaunchRequestRecord):
     """A parsed ``otel-launch`` command line, whichever parser read it (a named tuple: typing is
     not imported when the launcher starts)."""
 

@@ -13,15 +13,15 @@ one line and exit 2 here rather than a signal silently off, or a traceback, in e
 from __future__ import annotations
 
 import os
-from collections import namedtuple
-from collections.abc import Mapping, Sequence
 
 from otel_launch._core.masking import mask_text
 from otel_launch._core.parsers import SettingValueError, bad_text, echo, has_userinfo, mask_pairs
+from otel_launch._core.records import record
 from otel_launch._core.settings import BY_ENV, BY_NAME, CHECKED_BY_ENV, CHECKED_VARIABLES, SETTINGS, Setting
 
 TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap")
@@ -35,7 +35,10 @@ class ConfigError(Exception):
     """Invalid configuration; the message is one line naming the flag or variable."""
 
 
-class Resolved(namedtuple("Resolved", ["setting", "value", "raw", "source"])):
+_ResolvedRecord: Any = record("Resolved", ["setting", "value", "raw", "source"])
+
+
+class Resolved(_ResolvedRecord):
     """One setting's value and where it came from."""
 
     __slots__ = ()

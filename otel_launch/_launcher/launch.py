@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Mapping, Sequence
 
 from otel_launch._launcher.config import Config
 
 TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 # Exit statuses a shell uses for these cases, so scripts that check them keep working.

@@ -23,18 +23,26 @@ names no project (``config``, ``app``, ``src``, ...: cookiecutter-django's ``con
 passed over for the next source. Names are lower case, ``_`` becomes ``-``.
 
 Pure functions of the command line, the working directory and the environment (a reader of
-small files is passed in for ``manage.py`` and uWSGI's ini file): stdlib only, for the launcher.
+small files is passed in for ``manage.py`` and uWSGI's ini file): stdlib only, for the launcher,
+and no regular expression: this runs before every launch, where importing ``re`` (with ``enum``)
+would cost more than the rest of the launcher's own code.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
 
-# A Python module path, optionally ":attribute" (gunicorn's "module:app()" call included).
-_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_][\w.]*(\(.*\))?)?$")
+from otel_launch._core.records import record
+
+TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+# What starts a name in a Python module path (``\w`` continues it: str.isalnum() or "_").
+_NAME_START = frozenset("_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# What a service name keeps; any other run of characters becomes one "-".
+_SERVICE_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 # First parts that name no project: passed over for the next source.
 _GENERIC = frozenset(
     {
@@ -65,14 +73,17 @@ _VALUE_OPTIONS = {
                 "--root-path", "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs"},
 }  # fmt: skip
 _CELERY_VALUE_OPTIONS = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config", "--workdir"}
-_DJANGO_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""")
-_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_SETTINGS_KEY = "DJANGO_SETTINGS_MODULE"
+_QUOTES = ("'", '"')
 _PYTHON_VALUE_OPTIONS = {"-W", "-X", "-Q"}
 _MAX_READ = 64 * 1024
 _MAX_REASON = 160
 
 
-class Derived(namedtuple("Derived", ["name", "reason"])):
+_DerivedRecord: Any = record("Derived", ["name", "reason"])
+
+
+class Derived(_DerivedRecord):
     """A service name and what it was read from (for ``--print-config`` and the doctor; a named
     tuple: typing is not imported when the launcher starts)."""
 
@@ -142,7 +153,7 @@ def _program(command: list[str]) -> tuple[str | None, list[str], str]:
         return None, [], ""
     name = os.path.basename(command[0])
     args = command[1:]
-    if not _PYTHON.match(name):
+    if not _is_python(name):
         return _normalised(name), args, command[0] if name == "manage.py" else ""
     index = 0
     while index < len(args):
@@ -157,6 +168,59 @@ def _program(command: list[str]) -> tuple[str | None, list[str], str]:
             return _normalised(os.path.basename(arg)), args[index + 1 :], arg
         index += 2 if arg in _PYTHON_VALUE_OPTIONS else 1
     return None, [], ""
+
+
+def _is_python(name: str) -> bool:
+    """``python``, ``python3``, ``python3.12``: an interpreter, whose arguments name the script."""
+    if not name.startswith("python"):
+        return False
+    version = name[len("python") :]
+    major, dot, minor = version.partition(".")
+    return not version or (major.isdecimal() and (not dot or minor.isdecimal()))
+
+
+def _is_word(text: str, also: str = "") -> bool:
+    return all(char.isalnum() or char == "_" or char in also for char in text)
+
+
+def _is_module_path(arg: str) -> bool:
+    """A Python module path, optionally ``:attribute`` (gunicorn's ``module:app()`` call included)."""
+    module, colon, attribute = arg.partition(":")
+    for part in module.split("."):
+        if not part or part[0] not in _NAME_START or not _is_word(part[1:]):
+            return False
+    if not colon:
+        return True
+    head, call, arguments = attribute.partition("(")
+    if not head or head[0] not in _NAME_START or not _is_word(head[1:], "."):
+        return False
+    return not call or (arguments.endswith(")") and "\n" not in arguments)
+
+
+def _settings_in(text: str) -> str:
+    """The module of ``os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")`` in a
+    ``manage.py`` (the first such call), or ""."""
+    start = text.find(_SETTINGS_KEY)
+    while start != -1:
+        index = start + len(_SETTINGS_KEY)
+        if text[index : index + 1] in _QUOTES:
+            index = _after_spaces(text, index + 1)
+            if text[index : index + 1] == ",":
+                index = _after_spaces(text, index + 1)
+                if text[index : index + 1] in _QUOTES:
+                    end = index + 1
+                    while end < len(text) and (text[end].isalnum() or text[end] in "_."):
+                        end += 1
+                    if end > index + 1 and text[end : end + 1] in _QUOTES:
+                        return text[index + 1 : end]
+        start = text.find(_SETTINGS_KEY, start + 1)
+    return ""
+
+
+def _after_spaces(text: str, index: int) -> int:
+    while index < len(text) and text[index].isspace():
+        index += 1
+    return index
 
 
 def _normalised(program: str) -> str:
@@ -178,8 +242,7 @@ def _role_and_app(
         settings = _option_value(args, "--settings")
         if program == "manage.py" and not settings:
             text = read(script)
-            match = _DJANGO_SETTINGS.search(text or "")
-            settings = match.group(1) if match else ""
+            settings = _settings_in(text or "")
         return ("web" if command == "runserver" else "manage"), "", settings
     if program in ("uwsgi", "pyuwsgi"):
         return "web", _uwsgi_app(args, cwd, read), ""
@@ -234,7 +297,7 @@ def _app_argument(args: list[str], value_options: set[str], program: str) -> str
             skip = False
         elif arg.startswith("-"):
             skip = _takes_a_value(arg, program, value_options)
-        elif _MODULE.match(arg):
+        elif _is_module_path(arg):
             candidates.append(arg)
     with_attribute = [arg for arg in candidates if ":" in arg]
     if with_attribute:
@@ -283,7 +346,16 @@ def _project(app: str, settings: str, folder: str) -> tuple[str, str]:
     ]
     usable = [(name, source) for name, source in candidates if name]
     name, source = next(((n, s) for n, s in usable if n.lower() not in _GENERIC), usable[0] if usable else ("", ""))
-    return re.sub(r"[^a-z0-9.-]+", "-", name.lower().replace("_", "-")).strip("-."), source
+    kept: list[str] = []
+    in_other_run = False  # one "-" for a run of other characters
+    for char in name.lower().replace("_", "-"):
+        if char in _SERVICE_NAME_CHARACTERS:
+            kept.append(char)
+            in_other_run = False
+        elif not in_other_run:
+            kept.append("-")
+            in_other_run = True
+    return "".join(kept).strip("-."), source
 
 
 def _short(text: str) -> str:

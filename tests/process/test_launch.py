@@ -137,19 +137,46 @@ def test_no_instrumentation_is_imported_when_no_instrumented_library_is(workdir)
     assert [name for name in loaded if name.startswith("opentelemetry")] == []
 
 
-def test_start_up_imports_nothing_that_a_process_making_no_telemetry_does_not_need(workdir):
+# As deployed: a collector's URL, its credentials, the service's name, version and team.
+CONFIGURED = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example.com:4317",
+    "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc123,x-team=web",
+    "OTEL_SERVICE_NAME": "shop-web",
+    "OTEL_LAUNCH_SERVICE_VERSION": "1.2.3",
+    "OTEL_RESOURCE_ATTRIBUTES": "team=web,region=eu%20west",
+}
+
+
+@pytest.mark.parametrize("command", ["python -c", "python manage.py", "python -c, configured"])
+def test_start_up_imports_nothing_that_a_process_making_no_telemetry_does_not_need(workdir, command):
     """Every process start pays for what the launcher imports before its exec and what the
     bootstrap imports in the command: typing (~16M instructions), urllib.parse with ipaddress
-    (~15M) in the launcher, importlib with warnings in the command, none of them needed to
-    launch a process that makes no telemetry."""
-    shown = "import sys; print(' '.join(sorted(sys.modules)))"
-    # -X importtime is the launcher's own flag: the command it execs runs without it.
-    result = run([PYTHON, "-X", "importtime", "-m", "otel_launch", PYTHON, "-c", shown], clean_env(), workdir)
+    (~15M), re with enum (~25M), collections (~7M), importlib in the launcher, importlib with
+    warnings in the command, none of them needed to launch a process that makes no telemetry.
+    ``manage.py``: a command the launcher reads a service name from (its settings module, in the
+    script); configured: the values a deployment sets, each checked (and some rendered again)."""
+    shown = "import os, sys; print(os.environ.get('OTEL_SERVICE_NAME')); print(' '.join(sorted(sys.modules)))"
+    if command == "python manage.py":
+        script = workdir / "manage.py"
+        script.write_text(f"import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n{shown}\n")
+        target = [PYTHON, str(script), "check"]
+    else:
+        target = [PYTHON, "-c", shown]
+    # The console script as pip (25 and later) and uv write it: "python -m" would import
+    # importlib.util and collections itself (runpy), pip's older script re. -X importtime is the
+    # launcher's own flag: the command it execs runs without it.
+    script = "import sys; from otel_launch._launcher.cli import main; sys.exit(main())"
+    env = clean_env(**(CONFIGURED if command.endswith("configured") else {}))
+    result = run([PYTHON, "-X", "importtime", "-c", script, *target], env, workdir)
     assert result.returncode == 0, result.stderr
     launcher_imports = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "otel_launch._launcher.cli" in launcher_imports
-    assert launcher_imports & {"typing", "urllib.parse", "ipaddress", "dataclasses"} == set()
-    command_modules = set(result.stdout.split())
+    unneeded = {"typing", "urllib.parse", "ipaddress", "dataclasses", "re", "enum", "collections", "importlib"}
+    assert launcher_imports & unneeded == set()
+    service_name, _, modules = result.stdout.partition("\n")
+    expected = {"python manage.py": "shop-manage", "python -c, configured": "shop-web"}
+    assert service_name == expected.get(command, "None")
+    command_modules = set(modules.split())
     assert "otel_launch._runtime" in command_modules  # the bootstrap did run
     assert command_modules & {"typing", "urllib.parse", "importlib", "warnings"} == set()
 

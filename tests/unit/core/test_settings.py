@@ -127,7 +127,9 @@ def test_mask_text_masks_urls_in_free_text():
         ("headers", "a=caf%C3%A9"),
         ("headers", "a=%ZZ"),
         ("headers", "a=%FF"),
+        ("headers", "api-key%0A=x"),  # a name that decodes to a token and a newline
         ("resource_attributes", "team=%ZZ"),
+        ("resource_attributes", "team=%2"),
         ("resource_attributes", "team=%FF"),
         ("shutdown_timeout", "1e-320"),
         ("shutdown_timeout", "inf"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_launch._launcher.config import Config
 from otel_launch._launcher.service_name import derive
@@ -140,3 +142,33 @@ def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
     parser = GunicornConfig().parser()
     flags = {option for action in parser._actions if action.nargs in (0, "?") for option in action.option_strings}
     assert flags == _GUNICORN_FLAGS
+
+
+# The launcher reads commands without regular expressions (importing re costs every launch): its
+# readers accept what these patterns accept, matched in full (a trailing newline is no module).
+_PATTERNS = {
+    "module path": r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_][\w.]*(\(.*\))?)?",
+    "python": r"python(\d+(\.\d+)?)?",
+}
+_PIECES = [*"aZ_9.:()'\", \t\n", "\u00e9", "\u0663", "\u00b2", "python", "3", "12", "DJANGO_SETTINGS_MODULE"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join))
+def test_command_readers_accept_what_their_patterns_accept(text):
+    import re
+
+    from otel_launch._launcher.service_name import _is_module_path, _is_python, _settings_in
+
+    assert _is_module_path(text) == bool(re.fullmatch(_PATTERNS["module path"], text))
+    assert _is_python(text) == bool(re.fullmatch(_PATTERNS["python"], text))
+    found = re.search(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""", text)
+    assert _settings_in(text) == (found.group(1) if found else "")
+
+
+@pytest.mark.parametrize(
+    ("app", "name"),
+    [("Shop_Front", "shop-front-web"), ("caf\u00e9!!bar", "caf-bar-web"), ("a-_b", "a--b-web"), ("x.y", "x-web")],
+)
+def test_service_name_keeps_lower_case_letters_digits_dots_and_dashes(app, name):
+    assert derive(["uwsgi", "--module", f"{app}:application"], "/srv", {}, _read).name == name
