@@ -37,6 +37,7 @@ OWN: dict[str, str | None] = {
     "psycopg": "psycopg",
     "psycopg2": "psycopg2",
     "threading": None,  # the trace context carried into threads and thread pools
+    "uvicorn": "uvicorn",  # its exit flush, before it dies by its signal
     "uwsgi": "uwsgi",  # the post-fork chain of uWSGI's workers
 }
 # Entry points otel-launch never loads: ours replace them, so does our log correlation

@@ -203,6 +203,26 @@ def test_disabled_instrumentation_is_not_loaded(receiver, workdir, disabled):
     assert span_names(receiver) == ["handler"]
 
 
+_EXIT_PATHS = """
+import django.utils.autoreload as autoreload, uvicorn.server as server
+print(autoreload.restart_with_reloader.__name__, server.Server.capture_signals.__name__)
+"""
+
+
+@pytest.mark.parametrize("disabled", ["", "django,uvicorn"])
+def test_the_servers_exit_flush_steps_run_as_integrations_and_are_disabled_by_name(receiver, workdir, disabled):
+    """runserver's reloader and uvicorn's signal exit get their flush from integration steps,
+    which the disabled list turns off by the server's name (the server then runs as it is)."""
+    pytest.importorskip("django")
+    pytest.importorskip("uvicorn")
+    env = otel_env(receiver, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=disabled)
+    result = run([*launcher(), PYTHON, "-c", _EXIT_PATHS], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    patched = "restart_with_reloader_letting_the_child_flush flushing_capture_signals"
+    assert result.stdout.split() == (["restart_with_reloader", "capture_signals"] if disabled else patched.split())
+
+
 def test_app_with_its_own_tracer_provider_keeps_it(receiver, workdir):
     result = run([*launcher(), PYTHON, str(TARGETS / "own_provider.py")], otel_env(receiver), workdir)
     assert result.returncode == 0, result.stderr

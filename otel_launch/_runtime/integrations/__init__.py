@@ -31,6 +31,13 @@ STEPS = (
     Integration("django", "django.core.cache", "django", "on_cache_import", without="cache calls run without spans"),
     Integration(
         "django",
+        "django.utils.autoreload",
+        "django.reloader",
+        "on_autoreload_import",
+        without="runserver's reloader may end its serving child before it has flushed",
+    ),
+    Integration(
+        "django",
         "django.db.backends.base.base",
         "django",
         "on_db_import",
@@ -60,6 +67,12 @@ STEPS = (
         "opentelemetry.context",
         "threads",
         without="work handed to threads and thread pools runs outside the span that handed it over",
+    ),
+    Integration(
+        "uvicorn",
+        "uvicorn.server",
+        "uvicorn",
+        without="the spans of uvicorn's last requests may be lost when it stops on a signal",
     ),
     # uWSGI's post-fork chain; the rest starts with the first provider (uwsgi.on_first_provider).
     Integration(
