@@ -172,7 +172,7 @@ INSTANCE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_server_address",
         "_server_port",
     ),
-    "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in sdk/from_env.py
+    "drop-counts": ("_batch_processor",),  # of a BatchSpanProcessor, in sdk/parts.py
     # of a BatchSpanProcessor's _batch_processor, and of a Resource's attributes, in _lifecycle.py
     "unannounced-fork": ("_pid", "_queue", "_bsp_reset_once"),
     "span-encoding": ("_batch_processor",),  # of a BatchSpanProcessor, in _span_export.py

@@ -18,7 +18,7 @@ extensions) inherits providers that believe they belong to its parent: their thr
 gone and their identity is the parent's. The SDK's batch processor notices the new PID on
 the process's first span; that is where :func:`renew_after_unannounced_fork` runs, once,
 and gives the process what a Python fork would have: its own ``process.pid`` and
-``service.instance.id``, export and metric threads, exporter (``sdk.from_env.PerProcessExporter``)
+``service.instance.id``, export and metric threads, exporter (``sdk.parts.PerProcessExporter``)
 and exit flush.
 """
 
@@ -308,7 +308,7 @@ def renew_after_unannounced_fork(at_exit: bool = False) -> bool:
     attributes in place (so that the span that revealed the fork carries them too), the SDK's
     locks and export threads (``_handle_fork``, ``_at_fork_reinit``: tests/unit/runtime/test_compat.py
     checks them on each release), and this module's flusher. The exporters renew themselves
-    (``sdk.from_env.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
+    (``sdk.parts.PerProcessExporter``). Returns False, with one warning line, when it cannot: telemetry
     is then off in this process.
     """
     global _flusher
@@ -398,7 +398,7 @@ def _let_exports_finish() -> None:
 
 # How long a fork may wait for an exporter being built in another thread (see fork_waits_for_builds).
 _FORK_WAITS_FOR_A_BUILD = 2.0
-_build_lock: list[Any] = []  # () -> the lock this process builds its exporters under (sdk.from_env)
+_build_lock: list[Any] = []  # () -> the lock this process builds its exporters under (sdk.parts)
 _build_held_at_fork: list[Any] = []
 
 

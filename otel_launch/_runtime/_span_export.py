@@ -18,7 +18,7 @@ and one made cheap:
 - **A full queue drops the span that ends** (the SDK drops the oldest queued one), before
   it is encoded. The SDK also builds a "Queue full" log record for every span it drops
   (~15 us each): with the collector down, that cost every request. The drops are counted and
-  said by the wrapper every batch processor of otel-launch's gets (``sdk.from_env._counting``).
+  said by the wrapper every batch processor of otel-launch's gets (``sdk.parts.counting``).
 
 What the app's own span processors, sampler and exporters see is unchanged: this processor only
 serves the OTLP exporters otel-launch builds (``sdk.from_env.tracer_provider``), and only when the SDK's

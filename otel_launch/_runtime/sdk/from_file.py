@@ -4,7 +4,7 @@ The ``opentelemetry-configuration`` package reads the file and builds each part;
 do differently from the rest of otel-launch is taken back here:
 
 - every exporter of the file (a plugin's too) is wrapped in
-  :class:`~otel_launch._runtime.sdk.from_env.PerProcessExporter` and built by the package's factory on
+  :class:`~otel_launch._runtime.sdk.parts.PerProcessExporter` and built by the package's factory on
   its first export in each process: a process forked after the provider was built (a Celery
   pool child, a gunicorn worker) builds its own, never a gRPC channel of its parent's, and
   nothing imports gRPC on the start-up path. Span and log processors are built here, with the
@@ -31,7 +31,7 @@ import threading
 from otel_launch._core.masking import header_values, mask_text
 from otel_launch._core.settings import read_setting
 from otel_launch._runtime._log import rate_limit
-from otel_launch._runtime.sdk import from_env
+from otel_launch._runtime.sdk import parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ ENV = "OTEL_CONFIG_FILE"
 _lock = threading.RLock()
 _state: dict[str, Any] = {}
 
-# The package's exporter names, as the kinds of from_env.EXPORTER_CLASSES (None: no class of ours).
+# The package's exporter names, as the kinds of parts.EXPORTER_CLASSES (None: no class of ours).
 _KINDS = {"otlp_grpc": "grpc", "otlp_http": "http/protobuf", "console": "console"}
 _PACKAGE_LOGGERS = ("", "._common", "._tracer_provider", "._meter_provider", "._logger_provider", "._resource")
 _BUILT_IN = ("otlp_grpc", "otlp_http", "console", "otlp_file_development")
@@ -107,7 +107,7 @@ def resource() -> Any:
 
 
 def _own(exporter_config: Any) -> tuple[str | None, Any]:
-    """(our kind for from_env.EXPORTER_CLASSES, the built-in exporter's settings) of an exporter
+    """(our kind for parts.EXPORTER_CLASSES, the built-in exporter's settings) of an exporter
     block; (None, None) for a plugin."""
     for name in _BUILT_IN:
         value = getattr(exporter_config, name, None)
@@ -121,7 +121,7 @@ def span_exporter(exporter_config: Any) -> Any:
     from opentelemetry.configuration._tracer_provider import _create_span_exporter
 
     kind = _own(exporter_config)[0]
-    return from_env.PerProcessExporter("traces", kind, lambda: _create_span_exporter(exporter_config))
+    return parts.PerProcessExporter("traces", kind, lambda: _create_span_exporter(exporter_config))
 
 
 def log_exporter(exporter_config: Any) -> Any:
@@ -129,7 +129,7 @@ def log_exporter(exporter_config: Any) -> Any:
     from opentelemetry.configuration._logger_provider import _create_log_record_exporter
 
     kind = _own(exporter_config)[0]
-    return from_env.PerProcessExporter("logs", kind, lambda: _create_log_record_exporter(exporter_config))
+    return parts.PerProcessExporter("logs", kind, lambda: _create_log_record_exporter(exporter_config))
 
 
 def metric_exporter(exporter_config: Any, create: Any) -> Any:
@@ -139,7 +139,7 @@ def metric_exporter(exporter_config: Any, create: Any) -> Any:
     from opentelemetry.configuration import _meter_provider
 
     kind, own = _own(exporter_config)
-    exporter = from_env._PerProcessMetricExporter(kind, lambda: create(exporter_config), preferences=({}, {}))
+    exporter = parts.PerProcessMetricExporter(kind, lambda: create(exporter_config), preferences=({}, {}))
     if own is not None:
         exporter._preferred_temporality = _meter_provider._map_temporality(own.temporality_preference)
         exporter._preferred_aggregation = _meter_provider._map_histogram_aggregation(own.default_histogram_aggregation)
@@ -165,7 +165,7 @@ def _wrap_metric_exporter_factory() -> None:
 
 
 def _without_atexit(provider: Any) -> Any:
-    """The SDK's own exit flush has no bound; ``_lifecycle`` flushes it instead (``from_env`` registers it)."""
+    """The SDK's own exit flush has no bound; ``_lifecycle`` flushes it instead (the package registers it)."""
     handler = getattr(provider, "_atexit_handler", None)
     if handler is not None:
         atexit.unregister(handler)
@@ -185,7 +185,7 @@ def _create(create: Any, section: Any, model: Any) -> Any:
 
 def _processors(configs: Any, batch_class: type, simple_class: type, make: Any, what: str, **extra: Any) -> list:
     """The file's batch/simple processors, ours: per-process exporters, drops counted."""
-    counting = from_env._counting(batch_class, "on_end" if what == "spans" else "on_emit", what)
+    counting = parts.counting(batch_class, "on_end" if what == "spans" else "on_emit", what)
     built = []
     for config in configs or []:
         if config.batch is not None:
@@ -221,14 +221,14 @@ def tracer_provider() -> Any:
     # Sampler, limits, id generator from the file; processors added below, after the scrubber.
     bare = dataclasses.replace(model.tracer_provider, processors=[])
     provider = _without_atexit(_create(create_tracer_provider, bare, model))
-    provider.__class__ = from_env._provider_whose_tracers_follow_the_app(type(provider))  # methods only
-    internal = from_env._sdk_internal_meter_provider()
+    provider.__class__ = parts.provider_whose_tracers_follow_the_app(type(provider))  # methods only
+    internal = parts.sdk_internal_meter_provider()
     if internal is not None:  # as without a file: the SDK's own metrics only when asked for
         provider._meter_provider = internal
     redact = read_setting("redact", os.environ)
     if redact:
         provider.add_span_processor(ScrubbingSpanProcessor(redact, os.environ))
-    rate_limit(*from_env._EXPORT_LOGGERS)
+    rate_limit(*parts.EXPORT_LOGGERS)
     processors = model.tracer_provider.processors
     extra = {"meter_provider": internal} if internal is not None else {}
     for processor in _processors(processors, BatchSpanProcessor, SimpleSpanProcessor, span_exporter, "spans", **extra):
@@ -266,7 +266,7 @@ def logger_provider() -> Any:
         from otel_launch._runtime._scrub import ScrubbingLogRecordProcessor
 
         provider.add_log_record_processor(ScrubbingLogRecordProcessor(redact))
-    rate_limit(*from_env._EXPORT_LOGGERS)
+    rate_limit(*parts.EXPORT_LOGGERS)
     processors = model.logger_provider.processors
     built = _processors(processors, BatchLogRecordProcessor, SimpleLogRecordProcessor, log_exporter, "log records")
     for processor in built:

@@ -211,7 +211,7 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from otel_launch._runtime._scrub import ScrubbingSpanProcessor
-    from otel_launch._runtime.sdk import from_env, from_file
+    from otel_launch._runtime.sdk import from_file, parts
 
     (tmp_path / "otel.yaml").write_text(
         GOOD + "meter_provider:\n  readers:\n    - periodic:\n        exporter:\n            console: {}\n"
@@ -230,7 +230,7 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
         assert isinstance(processors[0], ScrubbingSpanProcessor)
         assert isinstance(processors[1], BatchSpanProcessor)
         exporter = processors[1]._batch_processor._exporter
-        assert isinstance(exporter, from_env.PerProcessExporter) and exporter._real is None  # built on first export
+        assert isinstance(exporter, parts.PerProcessExporter) and exporter._real is None  # built on first export
         assert hasattr(processors[1], "_drops")  # a full queue's drops are reported
         assert type(provider._meter_provider).__name__ == "NoOpMeterProvider"  # the SDK's own metrics stay off
         assert provider._atexit_handler is None
@@ -240,7 +240,7 @@ def test_the_provider_built_from_the_file_keeps_our_process_handling(tmp_path, m
     meter = from_file.meter_provider()
     try:
         reader = meter._metric_readers[0]
-        assert isinstance(reader._exporter, from_env.PerProcessExporter) and reader._exporter._real is None
+        assert isinstance(reader._exporter, parts.PerProcessExporter) and reader._exporter._real is None
         assert meter._atexit_handler is None
     finally:
         meter.shutdown()
@@ -316,7 +316,7 @@ logger_provider:
 def test_log_records_from_the_file_are_scrubbed_before_its_processors(tmp_path, monkeypatch):
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
-    from otel_launch._runtime.sdk import from_env, from_file
+    from otel_launch._runtime.sdk import from_file, parts
 
     (tmp_path / "otel.yaml").write_text(LOGS)
     monkeypatch.setenv("OTEL_CONFIG_FILE", str(tmp_path / "otel.yaml"))
@@ -325,7 +325,7 @@ def test_log_records_from_the_file_are_scrubbed_before_its_processors(tmp_path, 
     try:
         processors = provider._multi_log_record_processor._log_record_processors
         exporter = processors[-1]._exporter
-        assert isinstance(exporter, from_env.PerProcessExporter)
+        assert isinstance(exporter, parts.PerProcessExporter)
         memory = InMemoryLogRecordExporter()
         exporter._make = lambda: memory
         import logging

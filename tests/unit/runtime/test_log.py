@@ -105,7 +105,7 @@ def test_counting_batch_processor_counts_what_the_real_sdk_queue_drops(capsys):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-    from otel_launch._runtime.sdk.from_env import _counting
+    from otel_launch._runtime.sdk.parts import counting
 
     release, exported = threading.Event(), []
 
@@ -118,7 +118,7 @@ def test_counting_batch_processor_counts_what_the_real_sdk_queue_drops(capsys):
         def shutdown(self):
             pass
 
-    processor = _counting(BatchSpanProcessor, "on_end", "spans")(
+    processor = counting(BatchSpanProcessor, "on_end", "spans")(
         StuckExporter(), max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=10_000
     )
     provider = TracerProvider()

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_launch._runtime.sdk.from_env import PerProcessExporter
+from otel_launch._runtime.sdk.parts import PerProcessExporter
 
 
 @pytest.fixture

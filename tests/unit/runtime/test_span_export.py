@@ -19,7 +19,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_launch._runtime import _otlp_encoding, _span_export
 from otel_launch._runtime._span_export import EncodingBatchSpanProcessor
-from otel_launch._runtime.sdk import from_env
+from otel_launch._runtime.sdk import parts
 from otel_launch.local.receiver import OTLPReceiver
 
 RESOURCE = Resource({"service.name": "shop", "service.instance.id": "abc"})
@@ -136,7 +136,7 @@ def test_a_full_queue_drops_the_ending_span_before_encoding_it_and_logs_no_recor
     made, module = exporter("grpc", recording)
     _otlp_encoding.install(module.__name__)
     provider = TracerProvider(resource=RESOURCE)
-    counted = from_env._counting(EncodingBatchSpanProcessor, "on_end", "spans")  # as from_env.tracer_provider makes it
+    counted = parts.counting(EncodingBatchSpanProcessor, "on_end", "spans")  # as from_env.tracer_provider makes it
     processor = counted(made, max_queue_size=3, max_export_batch_size=3, schedule_delay_millis=60_000)
     processor._batch_processor._worker_awaken.set = lambda: None  # the export thread sleeps: the queue stays full
     provider.add_span_processor(processor)

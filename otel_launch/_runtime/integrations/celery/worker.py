@@ -64,7 +64,7 @@ _publishing: dict[str, tuple[Any, Any]] = {}  # task id -> (publish span, contex
 
 def _tracer() -> Any:
     """The SDK tracer of the provider of the moment: the one place the worker path follows a
-    provider the app sets later (ours hands out tracers that would follow it too, see sdk/from_env.py,
+    provider the app sets later (ours hands out tracers that would follow it too, see sdk/parts.py,
     at one more call a span; the Django request path takes its tracer the same way)."""
     provider = trace.get_tracer_provider()
     if _telemetry[0] is not provider:  # first use, or the app set its own provider

@@ -101,7 +101,7 @@ class _Config:
         self.old, self.new = _report_old(mode), _report_new(mode)
         schema_url = _get_schema_url(mode)
         # An SDK tracer of the provider of the moment, whose sampler sample-first wraps (ours hands
-        # out tracers that follow a provider the app sets later, see sdk/from_env.py; those it cannot wrap).
+        # out tracers that follow a provider the app sets later, see sdk/parts.py; those it cannot wrap).
         get_tracer = getattr(provider, "get_sdk_tracer", None) or provider.get_tracer
         self.tracer = get_tracer(SCOPE, _contrib_version, schema_url)
         self.sample_first = _put_attributes_in_the_sampling_result(self.tracer)
