@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
@@ -68,6 +69,11 @@ _TRANSITIVE = (
 )
 EXTRAS = ("test", "demo", "ui", "catalogue", "config")
 SOURCE_ONLY = ("uwsgi",)  # test tools released as source only (see _built_from_cache)
+# uWSGI's build skips an object file newer than its source, and uv builds a cached source release for
+# each Python in one directory: without this, the Python plugin compiled for the first Python was linked
+# into every other Python's uWSGI (on 3.12 and later it aborts at start: PyImport_AppendInittab() may not
+# be called after Py_Initialize()).
+BUILD_ENV = {"UWSGI_FORCE_REBUILD": "1"}
 
 # The floors cell: every direct requirement of otel-launch at the lowest release it declares (uv's
 # --resolution lowest-direct: click, python-dotenv, h11, the OpenTelemetry floors), beside the
@@ -223,7 +229,43 @@ def _built_from_cache(session: nox.Session) -> None:
     for raw in test_extra:
         if Requirement(raw).name in SOURCE_ONLY:
             offline = ("uv", "pip", "install", "--offline", "--quiet", raw)
-            session.run_install(*offline, success_codes=[0, 1, 2], silent=True)
+            session.run_install(*offline, success_codes=[0, 1, 2], silent=True, env=BUILD_ENV)
+
+
+def _uwsgi_starts_python(session: nox.Session) -> bool:
+    """Whether the cell's uWSGI (if any) starts its Python and imports a module, without otel-launch."""
+    uwsgi = Path(session.virtualenv.location) / "bin" / "uwsgi"
+    if not uwsgi.exists():
+        return True
+    probe = [str(uwsgi), "--socket", "127.0.0.1:0", "--test", "sys"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("OTEL_")}
+    try:
+        return subprocess.run(probe, env=env, capture_output=True, timeout=60, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _rebuilt_uwsgi_if_stale(session: nox.Session, constraints_file: Path) -> None:
+    """A uWSGI wheel that uv built without BUILD_ENV, for this Python from another Python's objects, stays in
+    its cache and would be installed again in every environment: found by its abort, it is built again."""
+    if _uwsgi_starts_python(session):
+        return
+    test_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    (raw,) = [raw for raw in test_extra if Requirement(raw).name == "uwsgi"]
+    session.log("uWSGI from uv's cache does not start its Python (built for another Python): building it again")
+    again = (
+        "-c",
+        str(constraints_file),
+        "--reinstall-package",
+        "uwsgi",
+        "--refresh-package",
+        "uwsgi",
+        "--no-deps",
+        raw,
+    )
+    session.install(*again, env=BUILD_ENV)
+    if not _uwsgi_starts_python(session):
+        session.error(f"uwsgi ({raw}): the uWSGI built for this Python does not start its Python (`uwsgi --test sys`)")
 
 
 def _install_cell(session: nox.Session, cell: Cell, constraints_file: Path) -> None:
@@ -232,14 +274,18 @@ def _install_cell(session: nox.Session, cell: Cell, constraints_file: Path) -> N
     # pip: the packaging test installs the built wheel with it, as a user would.
     if not cell.floors:
         project = f".[{','.join(extras(cell.otel))}]"
-        session.install("-c", str(constraints_file), "--reinstall-package", "otel-launch", project, "pip")
+        session.install(
+            "-c", str(constraints_file), "--reinstall-package", "otel-launch", project, "pip", env=BUILD_ENV
+        )
+        _rebuilt_uwsgi_if_stale(session, constraints_file)
         return
     # otel-launch at the floors it declares, beside FLOOR_PINS; then the test tools, moving nothing.
     session.install("--resolution", "lowest-direct", "--reinstall-package", "otel-launch", ".", *constraints(cell))
     frozen = session.run_install("uv", "pip", "freeze", silent=True)
     resolved = [line for line in frozen.splitlines() if "==" in line and not line.startswith("otel-launch")]
     constraints_file.write_text("\n".join(resolved) + "\n")
-    session.install("-c", str(constraints_file), *FLOORS_TOOLS, "pip")
+    session.install("-c", str(constraints_file), *FLOORS_TOOLS, "pip", env=BUILD_ENV)
+    _rebuilt_uwsgi_if_stale(session, constraints_file)
 
 
 @nox.session

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 import time
 import urllib.request
@@ -96,8 +95,6 @@ def test_a_web_server_runs_as_project_web(receiver, workdir, server):
         uwsgi = shutil.which("uwsgi", path=str(BIN)) or shutil.which("uwsgi")
         if uwsgi is None:
             pytest.skip("uwsgi (the uwsgi or pyuwsgi package) is not installed")
-        if sys.version_info >= (3, 13):  # docs/limits.md: an open defect, not this test's subject
-            pytest.skip("uWSGI 2.0.31 on Python 3.13 aborts at start with otel-launch's bootstrap")
         args = [uwsgi, "--http", f"127.0.0.1:{port}", "--module", "pool_app.wsgi", "--master", "--processes", "1"]
         args += ["--lazy-apps", "--pythonpath", str(TARGETS)]
     process = start([*launcher(), *args], _env(receiver, workdir), workdir)
