@@ -41,12 +41,12 @@ nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"
 nox.options.sessions = []  # filled below, after the cells
 
-# OTEL_LAUNCH_TEST_WORKERS=2 runs the unit and process tests two at a time (pytest-xdist; the
-# end-to-end tests always one at a time): each starts its own servers on free ports and works in its
-# own directory. One at a time by default: two at once on two cores failed a few process tests that
-# time real servers (uWSGI's start on 3.13 among them) now and then.
+# The unit and process tests run WORKERS at a time (pytest-xdist; the end-to-end tests always one at a
+# time): each starts its own servers on free ports and works in its own directory, and a process test
+# bounds its waits by polling, not by the wall clock of a quiet machine. OTEL_LAUNCH_TEST_WORKERS=0:
+# one at a time (to tell a test that fails under load from one that fails alone).
 # loadgroup: tests that share an expensive module fixture (the built wheel) stay together.
-WORKERS = os.environ.get("OTEL_LAUNCH_TEST_WORKERS", "0")
+WORKERS = os.environ.get("OTEL_LAUNCH_TEST_WORKERS", "2")
 LINTED = ["otel_launch", "tests", "examples", "bench", "scripts", "noxfile.py"]
 LINT_PYTHON = "3.11"
 
@@ -91,13 +91,17 @@ FLOOR_PINS = {
 }
 FLOORS_TOOLS = (".[test,ui,catalogue]", "gunicorn", "requests", "httpx")
 
-# Test selections: (label, pytest arguments).
+# Test selections: (label, pytest arguments). A marker's selection names its directory too (the tests
+# mirror it, tests/unit, tests/process, tests/e2e): pytest then collects only that directory, not the
+# whole suite to deselect most of it, in every xdist worker.
 UNIT = ("unit", ("tests/unit",))
 # check-jsonschema (the deploy files' schema test, the same on every release) needs a newer click than our floor.
 UNIT_ON_FLOORS = ("unit", ("tests/unit", "--ignore=tests/unit/test_deploy.py"))
-PROCESS = ("process", ("-m", "process"))
+# The tests marked `alone` run in a selection of their own, one at a time (see parallel()).
+PROCESS = ("process", ("-m", "process and not alone", "tests/process"))
+ALONE = ("alone", ("-m", "process and alone", "tests/process"))
 # The other cells leave out the process tests that are the same on every release (marker `once`).
-PROCESS_VERSIONED = ("process", ("-m", "process and not once"))
+PROCESS_VERSIONED = ("process", ("-m", "process and not once and not alone", "tests/process"))
 # The process tests of what the floors touch: Django and Celery, the fallbacks, the env file
 # (python-dotenv) and the command line's shell completion (click: marked `once`, selected by its file).
 PROCESS_ON_FLOORS = (
@@ -105,7 +109,7 @@ PROCESS_ON_FLOORS = (
     ("-m", "process")
     + tuple(f"tests/process/test_{name}.py" for name in ("django", "celery", "compat", "env_file", "completion")),
 )
-E2E = ("e2e", ("-m", "e2e"))
+E2E = ("e2e", ("-m", "e2e", "tests/e2e"))
 # The Django and Celery end-to-end tests: a cheap way to bring a Django/Celery release into e2e.
 E2E_DJANGO_CELERY = (
     "e2e-dj/cel",
@@ -129,7 +133,7 @@ class Cell:
 
 
 CELLS = (
-    Cell("py311-newest", "3.11", "newest", "~=5.2.0", "~=5.7.0", (UNIT, PROCESS, E2E)),
+    Cell("py311-newest", "3.11", "newest", "~=5.2.0", "~=5.7.0", (UNIT, PROCESS, ALONE, E2E)),
     Cell("py310-oldest", "3.10", "oldest", "~=4.2.0", "~=5.3.0", (UNIT, PROCESS_VERSIONED, E2E_DJANGO_CELERY)),
     Cell("py313-newest", "3.13", "newest", ">=6,<7", "~=5.7.0", (UNIT, PROCESS_VERSIONED, E2E_DJANGO_CELERY)),
     Cell("py312-oldest", "3.12", "oldest", ">=6,<7", "~=5.7.0", (UNIT, PROCESS_VERSIONED)),
@@ -288,6 +292,15 @@ def _install_cell(session: nox.Session, cell: Cell, constraints_file: Path) -> N
     _rebuilt_uwsgi_if_stale(session, constraints_file)
 
 
+def parallel(label: str) -> tuple[str, ...]:
+    """pytest-xdist's arguments for a selection: WORKERS at a time, but for the end-to-end tests (they
+    time real servers and count which prefork child ran what: two of them at once on two cores starved
+    each other's workers) and those marked `alone`."""
+    if WORKERS == "0" or label.startswith("e2e") or label == ALONE[0]:
+        return ()
+    return ("-n", WORKERS, "--dist", "loadgroup")
+
+
 @nox.session
 @nox.parametrize(
     "python,cell",
@@ -312,12 +325,7 @@ def tests(session: nox.Session, cell: Cell) -> None:
     for label, selection in cell.runs:
         junit = location / f"junit-{label.replace('/', '-')}.xml"
         session.log(f"{cell.name}: {label} ({cell.otel} OpenTelemetry, Python {python})")
-        # The end-to-end tests run one at a time: they time real servers and count which prefork child ran
-        # what, and two of them at once on two cores starved each other's workers (tests failed that pass
-        # alone).
-        serial = WORKERS == "0" or label.startswith("e2e")
-        parallel = () if serial else ("-n", WORKERS, "--dist", "loadgroup")
-        pytest = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *parallel)
+        pytest = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *parallel(label))
         # Exit 1 (tests failed): the cell's other selections run still; anything worse stops the cell.
         session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1])
         counts = _counts(junit)

@@ -434,6 +434,7 @@ def test_one_small_export_cannot_break_the_disk_bound(workdir: Path):
 
 
 @pytest.mark.once
+@pytest.mark.alone  # its answer within the client's 10 s: beside another test on two cores it took longer
 @pytest.mark.parametrize("one_trace", [True, False], ids=["one trace", "a trace each"])
 def test_an_export_of_430000_tiny_spans_is_answered_in_seconds_within_the_bounds(workdir: Path, one_trace: bool):
     db = workdir / "traces.sqlite3"

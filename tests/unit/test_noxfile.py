@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -106,3 +107,19 @@ def test_the_matrix_runs_both_ends_and_the_full_suite_once_on_the_newest(matrix)
     assert [cell for cell in cells if matrix.PROCESS in cell.runs] == full  # and only there
     # A plain `nox` (`make test`) runs lint, every default cell, the docs, then the table.
     assert matrix.nox.options.sessions == ["lint", *(f"tests({cell.name})" for cell in cells), "docs", "summary"]
+
+
+def test_unit_and_process_tests_run_two_at_a_time_the_e2e_and_alone_ones_one_at_a_time(matrix, monkeypatch):
+    assert os.environ.get("OTEL_LAUNCH_TEST_WORKERS", "2") == matrix.WORKERS
+    monkeypatch.setattr(matrix, "WORKERS", "2")
+    for label, _ in (matrix.UNIT, matrix.PROCESS, matrix.PROCESS_VERSIONED, matrix.PROCESS_ON_FLOORS):
+        assert matrix.parallel(label) == ("-n", "2", "--dist", "loadgroup"), label
+    for label, _ in (matrix.E2E, matrix.E2E_DJANGO_CELERY, matrix.ALONE):
+        assert matrix.parallel(label) == (), label
+    # Every test marked `alone` runs, once, and only in a selection of its own.
+    (full,) = [cell for cell in matrix.CELLS if matrix.E2E in cell.runs]
+    assert matrix.ALONE in full.runs
+    for _, selection in (matrix.PROCESS, matrix.PROCESS_VERSIONED):
+        assert selection[selection.index("-m") + 1].endswith(" and not alone")
+    monkeypatch.setattr(matrix, "WORKERS", "0")
+    assert matrix.parallel(matrix.PROCESS[0]) == ()
