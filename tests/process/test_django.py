@@ -6,10 +6,13 @@ import json
 import os
 import select
 import signal
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from otel_launch.local.receiver import OTLPReceiver
 from tests.helpers import PYTHON, TARGETS, clean_env, kill_group, launcher, run, start
 
 pytest.importorskip("django")
@@ -110,17 +113,72 @@ ASKED_FOR_EVERYTHING = {
 SERVER_SCOPE = "opentelemetry.instrumentation.django"
 SQL_SCOPE = "opentelemetry.instrumentation.sqlite3"
 RECORDS_STATUSES = ["200", "200", "404", "500", "404", "200", "200", "200"]
+# Instrumentors of libraries django_records.py never imports (in any cell's contrib release): they
+# cannot record a span or a point there, and loading them (redis, httpx, psycopg, ...) would double
+# the upstream run's start-up. The target imports django, sqlite3, celery (the shop's app), jinja2,
+# threading, urllib, asyncio, logging: those stay enabled, as any instrumentor not named here.
+UNIMPORTED = (
+    "aiohttp-client",
+    "asyncpg",
+    "falcon",
+    "httpx",
+    "httpx2",
+    "psycopg",
+    "psycopg2",
+    "pymemcache",
+    "pymongo",
+    "pymysql",
+    "redis",
+    "requests",
+    "sqlalchemy",
+    "starlette",
+    "urllib3",
+)
+UPSTREAM_SKIPS = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(UNIMPORTED)}
 
 
 def _run_records(receiver, command: list[str], env: dict[str, str], workdir: Path, spans: int = 8) -> None:
     receiver.clear()
+    _records_arrived(_start_records(command, env, workdir), receiver, env, spans)
+
+
+def _start_records(command: list[str], env: dict[str, str], workdir: Path) -> subprocess.Popen:
     target = [PYTHON, str(TARGETS / "django_records.py"), str(SHOP), *(["--asgi"] if env.get("ASGI") else [])]
-    result = run([*command, *target], env, workdir)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == RECORDS_STATUSES
+    return start([*command, *target], env, workdir)
+
+
+def _records_arrived(process: subprocess.Popen, receiver, env: dict[str, str], spans: int) -> None:
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        pytest.fail(f"{process.args} did not finish within 60s")
+    assert process.returncode == 0, err
+    assert out.split() == RECORDS_STATUSES
     assert receiver.wait_for(lambda r: sum(s.scope == SERVER_SCOPE for s in r.spans) == spans, timeout=15)
     if env.get("OTEL_METRICS_EXPORTER") != "none":
         assert receiver.wait_for(lambda r: any(p.metric.startswith("http.server.") for p in r.points), timeout=15)
+
+
+def _ours_and_upstreams(
+    receivers: tuple, ours: list[str], env: dict[str, str], workdir: Path, spans: int = 8
+) -> tuple[list[tuple], list[tuple]]:
+    """The records of otel-launch (``ours``, its arguments) and of ``opentelemetry-instrument``, each
+    to its own receiver: the two runs at once (each is mostly an interpreter's start-up, one a core).
+    Same target, same settings, same database file; upstream without the instrumentors of libraries
+    the target never imports (UNIMPORTED), whose loading is most of its start-up."""
+    (mine, theirs) = receivers
+    ours_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": mine.grpc_endpoint}
+    upstream_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": theirs.grpc_endpoint, **UPSTREAM_SKIPS}
+    processes = [_start_records(ours, ours_env, workdir), _start_records([str(UPSTREAM)], upstream_env, workdir)]
+    try:
+        _records_arrived(processes[0], mine, ours_env, spans)
+        _records_arrived(processes[1], theirs, upstream_env, 8)
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                kill_group(process)
+    return _comparable(mine), _comparable(theirs)
 
 
 def _comparable(receiver) -> list[tuple]:
@@ -181,9 +239,9 @@ SEMCONV = {
 }
 
 
-def _upstream_env(receiver, workdir: Path, **settings: str) -> dict[str, str]:
+def _upstream_env(workdir: Path, **settings: str) -> dict[str, str]:
+    """The records' settings (each run adds its receiver's endpoint)."""
     return clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
         OTEL_METRIC_EXPORT_INTERVAL="600000",  # one export, at exit
         SHOP_DB=str(workdir / "shop.sqlite3"),
         # opentelemetry-instrument reads Django's settings at start-up: they must import then.
@@ -193,31 +251,32 @@ def _upstream_env(receiver, workdir: Path, **settings: str) -> dict[str, str]:
     )
 
 
+@pytest.fixture
+def receivers() -> Iterator[tuple[OTLPReceiver, OTLPReceiver]]:
+    """Two real receivers: otel-launch's run and opentelemetry-instrument's, side by side."""
+    with OTLPReceiver(grpc_port=0, http_port=0) as ours, OTLPReceiver(grpc_port=0, http_port=0) as upstream:
+        yield ours, upstream
+
+
 @pytest.mark.parametrize("settings", list(SEMCONV.values()), ids=list(SEMCONV))
-def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receiver, workdir, settings):
+def test_spans_and_metrics_are_what_opentelemetry_instrument_records(receivers, workdir, settings):
     """Our request and SQL paths record what the contrib's middleware and dbapi proxy record under
     ``opentelemetry-instrument``, in each semconv mode: the same span names, kinds, attributes,
     statuses, exception events, parents and metric points (active requests asked for, as it
     records them)."""
-    env = _upstream_env(receiver, workdir, **settings)
-    _run_records(receiver, [*launcher(), "--http-active-requests", "true"], env, workdir)
-    ours = _comparable(receiver)
-    _run_records(receiver, [str(UPSTREAM)], env, workdir)
-    upstream = _comparable(receiver)
+    env = _upstream_env(workdir, **settings)
+    ours, upstream = _ours_and_upstreams(receivers, [*launcher(), "--http-active-requests", "true"], env, workdir)
     assert len([r for r in ours if r[:2] == ("span", SQL_SCOPE)]) == 19  # 10 + 4 + 5 on Django's, 1 raw
     assert ours == upstream
 
 
-def test_unsampled_requests_record_the_same_metric_points_and_no_active_requests(receiver, workdir):
+def test_unsampled_requests_record_the_same_metric_points_and_no_active_requests(receivers, workdir):
     """Not sampled, a request still gives the contrib's duration points (attributes read the
     lean way); http.server.active_requests only when asked for."""
-    env = _upstream_env(receiver, workdir, OTEL_SEMCONV_STABILITY_OPT_IN="http/dup")
-    _run_records(receiver, [*launcher(), "--sampler", "always_off"], env, workdir, spans=0)
-    ours = _comparable(receiver)
-    _run_records(receiver, [str(UPSTREAM)], env, workdir)
-    upstream = [r for r in _comparable(receiver) if r[0] == "point" and r[1] != "http.server.active_requests"]
+    env = _upstream_env(workdir, OTEL_SEMCONV_STABILITY_OPT_IN="http/dup")
+    ours, upstream = _ours_and_upstreams(receivers, [*launcher(), "--sampler", "always_off"], env, workdir, spans=0)
     assert [r for r in ours if r[0] == "span"] == []
-    assert ours == upstream
+    assert ours == [r for r in upstream if r[0] == "point" and r[1] != "http.server.active_requests"]
 
 
 def test_ctrl_c_on_the_reloader_lets_the_serving_child_flush(receiver, workdir):
@@ -254,7 +313,7 @@ def test_the_sampler_decides_before_any_request_attribute_is_collected(workdir):
 def test_n_plus_one_marks_the_server_span_of_a_view_repeating_one_statement(receiver, workdir):
     """10 identical statements mark the view's span (attributes and one event); 4 do not; every
     query is one span (Django's connection and a raw one side by side, never two a query)."""
-    env = _upstream_env(receiver, workdir, OTEL_METRICS_EXPORTER="none")
+    env = _upstream_env(workdir, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
     _run_records(receiver, launcher(), env, workdir)
     views = [s for s in receiver.spans if s.scope == SERVER_SCOPE and s.name == "GET /queries/<int:times>/"]
     marked = [s for s in receiver.spans if "otel_launch.n_plus_one.count" in s.attributes]

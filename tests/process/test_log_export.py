@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -46,6 +44,7 @@ def _pool_app_env(receiver, workdir: Path, logging_setup: str) -> dict[str, str]
         POOL_APP_DB=str(workdir / "pool.sqlite3"),
         POOL_APP_BROKER_DIR=str(workdir / "broker"),
         POOL_APP_LOGGING=logging_setup,
+        POOL_APP_POLLING_INTERVAL="0.01",  # a worker takes a message at once, not after kombu's 1 s sleep
     )
 
 
@@ -55,18 +54,29 @@ def _app_lines(stderr: str) -> list[str]:
 
 @contextlib.contextmanager
 def _worker(env: dict[str, str], workdir: Path, *pool: str):
-    """A real Celery worker (solo pool, unless ``pool`` says) of the pool app, stopped by SIGTERM (warm shutdown)."""
+    """A real Celery worker (solo pool, unless ``pool`` says) of the pool app, stopped by a remote-control
+    shutdown (a warm shutdown, as SIGTERM's: SIGTERM is noticed only between two 2 s waits for a message)."""
     pool = pool or ("--pool", "solo")
     args = [*launcher(), PYTHON, "-m", "celery", "-A", "pool_app", "worker", *pool, "-l", "info"]
     args += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
     worker = start(args, {**env, "PYTHONPATH": str(TARGETS)}, workdir)
     try:
         yield worker
-        os.kill(worker.pid, signal.SIGTERM)
+        _shutdown(Path(env["POOL_APP_BROKER_DIR"]))
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.wait(timeout=20)
     finally:
         kill_group(worker)
+
+
+def _shutdown(broker: Path) -> None:
+    """Celery's ``control shutdown``, sent from here to the workers of the pool app's broker folder."""
+    from celery import Celery
+
+    options = {"data_folder_in": str(broker), "data_folder_out": str(broker), "control_folder": str(broker / "control")}
+    app = Celery("stopper", broker="filesystem://", broker_transport_options=options)
+    with app.connection_for_write() as connection:
+        app.control.shutdown(connection=connection)
 
 
 @pytest.mark.parametrize("logging_setup", ["root", "disable"], ids=["LOGGING-root", "disable_existing_loggers"])
@@ -82,17 +92,22 @@ def test_a_django_logging_setting_keeps_its_handlers_and_the_views_and_tasks_rec
     env = _pool_app_env(receiver, workdir, logging_setup)
     client = [PYTHON, str(TARGETS / "pool_app_client.py"), "/pool/?task=1"]
     (workdir / "unused-broker").mkdir()
-    # Not launched (the app's own output); its task goes to a broker folder no worker reads.
-    plain = run(client, {**env, "POOL_APP_BROKER_DIR": str(workdir / "unused-broker")}, workdir)
-    launched = run([*launcher(), *client], env, workdir)
-    assert launched.returncode == 0, launched.stderr
-    assert launched.stdout.strip() == "200 0,1,2"
-    assert _app_lines(launched.stderr) == _app_lines(plain.stderr)
-    assert "APP-LOG INFO pool_app.views view ran" in _app_lines(launched.stderr)
-    early_printed = "APP-LOG INFO pool_app.early from a logger made before the LOGGING setting"
-    assert (early_printed in _app_lines(launched.stderr)) is (logging_setup == "root")
+    with _worker(env, workdir) as worker:  # starting while the clients run
+        # Not launched (the app's own output); its task goes to a broker folder no worker reads.
+        plain = start(client, {**env, "POOL_APP_BROKER_DIR": str(workdir / "unused-broker")}, workdir)
+        try:  # both at once: each is mostly an interpreter's start-up
+            launched = run([*launcher(), *client], env, workdir)
+            _, plain_stderr = plain.communicate(timeout=60)
+        finally:
+            if plain.returncode is None:
+                kill_group(plain)
+        assert launched.returncode == 0, launched.stderr
+        assert launched.stdout.strip() == "200 0,1,2"
+        assert _app_lines(launched.stderr) == _app_lines(plain_stderr)
+        assert "APP-LOG INFO pool_app.views view ran" in _app_lines(launched.stderr)
+        early_printed = "APP-LOG INFO pool_app.early from a logger made before the LOGGING setting"
+        assert (early_printed in _app_lines(launched.stderr)) is (logging_setup == "root")
 
-    with _worker(env, workdir) as worker:
         assert receiver.wait_for(
             lambda r: (
                 any(s.name == "run/pool_app.pooled" for s in r.spans) and any(log.body == "task ran" for log in r.logs)
@@ -140,9 +155,9 @@ def test_a_prefork_pool_childs_task_records_are_exported_with_the_tasks_ids(rece
     pytest.importorskip("celery")
     env = _pool_app_env(receiver, workdir, "root")
     client = [PYTHON, str(TARGETS / "pool_app_client.py"), "/pool/?task=1"]
-    launched = run([*launcher(), *client], env, workdir)
-    assert launched.returncode == 0, launched.stderr
-    with _worker(env, workdir, "--pool", "prefork", "--concurrency", "1") as worker:
+    with _worker(env, workdir, "--pool", "prefork", "--concurrency", "1") as worker:  # starting while the client runs
+        launched = run([*launcher(), *client], env, workdir)
+        assert launched.returncode == 0, launched.stderr
         assert receiver.wait_for(
             lambda r: (
                 any(s.name == "run/pool_app.pooled" for s in r.spans) and any(log.body == "task ran" for log in r.logs)

@@ -15,6 +15,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_out": os.environ["POOL_APP_BROKER_DIR"],
     "control_folder": os.path.join(os.environ["POOL_APP_BROKER_DIR"], "control"),
 }
+# POOL_APP_POLLING_INTERVAL=<seconds>: how long a worker sleeps on an empty broker folder (kombu's
+# default is 1 s, the time a test would wait for each message it sends).
+if os.environ.get("POOL_APP_POLLING_INTERVAL"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = float(os.environ["POOL_APP_POLLING_INTERVAL"])
 CELERY_TASK_IGNORE_RESULT = True
 
 _CONSOLE = {
