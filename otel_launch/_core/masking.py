@@ -148,16 +148,23 @@ def mask_text(
     ``OTEL_*=value`` was masked by the setting's own rule (a key file's path is no secret);
     anywhere else such a pair is free text like any other. Returns ``text`` itself when
     nothing changes."""
+    # ``re`` is imported by the branch that uses it: a text with none of these marks (a service
+    # name's reason, often) needs no re, which costs the launcher ~25M instructions.
     result = text
-    if "://" in result or "@" in result or "=" in result or "uthorization" in result or "UTHORIZATION" in result:
-        import re  # here: a text with none of these (a service name's reason, often) needs no re
     if "://" in result:
+        import re
+
         result = re.sub(_URL_IN_TEXT, lambda match: mask_url(match.group(0), secret), result)
     if "@" in result:
+        import re
+
         result = re.sub(_USERINFO_IN_TEXT, lambda match: f"{match.group(1)}:{MASK}@", result)
     if "uthorization" in result or "UTHORIZATION" in result:
+        import re
+
         result = re.sub(_AUTH_IN_TEXT, lambda match: f"{match.group(1)}{MASK}", result)
     if "=" in result:
+        import re
         from urllib.parse import unquote_plus
 
         names = secret or re.compile(REDACT_PATTERN, re.IGNORECASE)  # re's cache: compiled once
