@@ -42,10 +42,15 @@ def bad_text(raw: str) -> str | None:
     return None
 
 
+# The character classes the checks below are made of (``string``'s would import re).
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+LETTERS = LOWER + LOWER.upper()
+DIGITS = "0123456789"
+
 # Every value of every setting is checked, so these checks use no regular expression: importing
 # and compiling ``re`` would cost every launch ~25M instructions (with enum), a third of it.
 _CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX = frozenset(DIGITS + "abcdefABCDEF")
 
 
 def _bad_escape(text: str) -> bool:
@@ -192,7 +197,7 @@ def key_values(raw: str) -> dict[str, str]:
 
 
 # An HTTP header name is a token (RFC 9110): these characters, at least one.
-_TOKEN = frozenset("!#$%&'*+.^_`|~-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = frozenset("!#$%&'*+.^_`|~-" + DIGITS + LETTERS)
 
 
 def headers(raw: str) -> dict[str, str]:
@@ -217,7 +222,7 @@ def headers(raw: str) -> dict[str, str]:
     return headers
 
 
-_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_HOST_CHARACTERS = frozenset(LETTERS + DIGITS + ".-")
 
 
 def _plain_url(value: str) -> bool:
@@ -292,7 +297,7 @@ def render_pairs(value: dict[str, str]) -> str:
 
 
 # What percent-encoding leaves as it is (RFC 3986's unreserved characters).
-_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-~")
+_UNRESERVED = frozenset(LETTERS + DIGITS + "_.-~")
 
 
 def _quoted(text: str) -> str:

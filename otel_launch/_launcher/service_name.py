@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 
+from otel_launch._core.parsers import DIGITS, LETTERS, LOWER
 from otel_launch._core.records import record
 
 TYPE_CHECKING = False  # typing is not imported when the launcher starts (see Setting)
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 # What starts a name in a Python module path (``\w`` continues it: str.isalnum() or "_").
-_NAME_START = frozenset("_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NAME_START = frozenset("_" + LETTERS)
 # What a service name keeps; any other run of characters becomes one "-".
-_SERVICE_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_SERVICE_NAME_CHARACTERS = frozenset(LOWER + DIGITS + ".-")
 # First parts that name no project: passed over for the next source.
 _GENERIC = frozenset(
     {
