@@ -3,7 +3,8 @@
 Not part of the suite (tests/e2e/test_celery.py keeps one run of 8 tasks): this repeats a run of
 64 tasks (``place_orders 32``: fulfil + notify each) while one busy loop per CPU keeps the
 machine busy, and counts, per run, the run spans against the executions the tasks logged, and
-the "gave up flushing" lines of the worker's output. Each pool child runs one task, flushes at
+the "gave up flushing" lines of the worker's output (a run that lost or gave up prints those lines
+and keeps the worker's output in a directory it names). Each pool child runs one task, flushes at
 its exit (``worker_process_shutdown``) and leaves through ``os._exit``. The export settings are
 the e2e suite's (spans batched for 5 s, metrics every 10 minutes), unless asked otherwise:
 
@@ -68,7 +69,7 @@ def one_run(template: Path, redis_url: str, orders: int) -> dict:
             receiver.wait_for(lambda r: ids <= {s.attributes.get("messaging.message.id") for s in r.spans}, 10)
             runs = [s for s in receiver.spans if s.name.startswith("run/")]
             output = shop.output(worker)
-            return {
+            result = {
                 "executions": len(executions),
                 "run spans": len({s.attributes.get("messaging.message.id") for s in runs} & ids),
                 "gave up": output.count("gave up flushing"),
@@ -76,6 +77,12 @@ def one_run(template: Path, redis_url: str, orders: int) -> dict:
                 "stop s": round(time.monotonic() - started, 1),
                 "children": len({e["pid"] for e in executions}),
             }
+            if result["gave up"] or result["run spans"] < len(executions) or stopped != 0:
+                kept = Path(tempfile.mkdtemp(prefix="recycled-kept-")) / "worker.log"
+                shutil.copy(workdir / "worker.log", kept)  # the worker's whole output, for the lines around it
+                result["gave up lines"] = [line for line in output.splitlines() if "gave up flushing" in line]
+                result["worker log"] = str(kept)
+            return result
         finally:
             shop.kill_all()
             shutil.rmtree(workdir, ignore_errors=True)

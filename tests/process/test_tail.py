@@ -274,7 +274,11 @@ def test_a_text_plain_post_is_refused_and_prints_nothing(workdir: Path):
 # -- bounded -----------------------------------------------------------------------------------
 
 RSS_ROUNDS = 3
-RSS_BOUND = 16 * 1024 * 1024  # README: "flat within 16 MiB of the first round"
+RSS_BOUND = 16 * 1024 * 1024  # docs: "flat within 16 MiB of the first round" (a small --max-bytes)
+# The default --max-bytes (64M) is not always reached in the first round: how much of it is held
+# depends on how far the exports run ahead of the printing. docs: the peak stays within twice the
+# cap over tail's RSS at start (measured: 80-86 MiB over it); keeping every span reached 419 MB.
+DEFAULT_CAP_BOUND = 2 * 64 * 1024 * 1024
 
 
 @pytest.mark.once
@@ -291,7 +295,7 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: 
                     changed.notify_all()
 
     threading.Thread(target=count_traces, daemon=True).start()
-    after = []
+    after, (idle, _) = [], memory(process.pid)
     try:
         client = HttpClient(http_port)
         for number in range(1, RSS_ROUNDS + 1):
@@ -310,6 +314,10 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path, cap: 
         kill_group(process)
     rss, peak = after[0]
     shown = [(r // 2**20, p // 2**20) for r, p in after]  # MiB: (VmRSS, VmHWM) after each round
+    print(f"MiB at start {idle // 2**20}, (VmRSS, VmHWM) after each round: {shown}")  # -rP shows it
+    if not cap:
+        assert all(later_peak <= idle + DEFAULT_CAP_BOUND for _, later_peak in after), (idle // 2**20, shown)
+        return
     for later_rss, later_peak in after[1:]:
         assert later_rss <= rss + RSS_BOUND and later_peak <= peak + RSS_BOUND, shown
 

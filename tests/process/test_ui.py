@@ -349,6 +349,7 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path):
         client.close()
     rss, peak = after[0]
     shown = [(r // 2**20, p // 2**20) for r, p in after]  # MiB: (VmRSS, VmHWM) after each round
+    print("MiB (VmRSS, VmHWM) after each round:", shown)  # -rP shows it
     for later_rss, later_peak in after[1:]:
         assert later_rss <= rss + RSS_BOUND and later_peak <= peak + RSS_BOUND, shown
 
@@ -357,11 +358,13 @@ def test_memory_is_flat_across_rounds_of_60000_one_kb_spans(workdir: Path):
 def test_the_store_stays_under_its_byte_bound_and_keeps_the_newest(workdir: Path):
     db = workdir / "traces.sqlite3"
     with running_ui(workdir, "--db", str(db), "--max-bytes", "4M", "--max-traces", "100000") as ui:
-        client = HttpClient(ui.http_port)
+        client, largest = HttpClient(ui.http_port), 0
         for body in one_kb_rounds(1, 30_000):  # about 35 MB as stored
             assert client.post("/v1/traces", body)[0] == 200
+            largest = max(largest, file_bytes(db))
             assert file_bytes(db) <= 4 * 1024 * 1024, file_bytes(db)
         client.close()
+        print("largest store (database and log) after an export:", largest, "bytes")  # -rP shows it
         listed = ui.get("/api/traces?limit=1")[1]
         assert listed["traces"][0]["trace_id"] == format((1 << 64) | 3000, "032x")
         assert listed["stored"] >= 100, listed["stored"]  # evicted to the bound, not emptied
