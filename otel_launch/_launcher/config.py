@@ -380,7 +380,7 @@ class Config:
         return loaded
 
     def _derive_service_name(self, command: Sequence[str] | None) -> None:
-        """A name read from the command (``service_name.py``), only when the user set none: no
+        """A name read from the command (``_core/service_name.py``), only when the user set none: no
         service name, no ``service.name`` resource attribute, no configuration file (its
         resource is the SDK's whole resource)."""
         current = self.values["service_name"]
@@ -388,7 +388,7 @@ class Config:
             return
         if "service.name" in (self.resource_attributes or {}):
             return
-        from otel_launch._launcher.service_name import derive
+        from otel_launch._core.service_name import derive
 
         derived = derive(command, os.getcwd(), self.environ)
         if derived is not None:

@@ -1,4 +1,4 @@
-"""Service names read from the command (otel_launch/_launcher/service_name.py): what ``--print-config`` says,
+"""Service names read from the command (otel_launch/_core/service_name.py): what ``--print-config`` says,
 and the ``service.name`` of the launched process's spans, on real servers and workers."""
 
 from __future__ import annotations
