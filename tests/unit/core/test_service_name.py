@@ -1,4 +1,5 @@
-"""Default service names read from the command (otel_launch/_core/service_name.py)."""
+"""Default service names read from a command (otel_launch/_core/service_name.py): the command the launcher
+starts, and the command line a Python process sees at its start."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_launch._core.service_name import derive
+from otel_launch._core.service_name import derive, derive_name, program_of
 
 MANAGE_PY = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n'
 UWSGI_INI = "[uwsgi]\nhttp = :8000\nmodule = shop.wsgi:application\nmaster = true\n\n[other]\nmodule = nope.wsgi\n"
@@ -136,3 +137,53 @@ def test_command_readers_accept_what_their_patterns_accept(text):
 )
 def test_service_name_keeps_lower_case_letters_digits_dots_and_dashes(app, name):
     assert derive(["uwsgi", "--module", f"{app}:application"], "/srv", {}, _read).name == name
+
+
+# What a Python process sees of its own command at interpreter start: sys.orig_argv, the
+# interpreter's (a console script runs as "python /venv/bin/gunicorn"), or uWSGI's /proc/self/cmdline.
+IN_PROCESS = [
+    (["/venv/bin/python", "/venv/bin/gunicorn", "shop.wsgi:application", "-b", "0.0.0.0:8080"], "shop-web"),
+    (["/venv/bin/python", "/venv/bin/gunicorn", "--preload", "shop.wsgi", "-w", "4"], "shop-web"),
+    (["/venv/bin/python", "/venv/bin/celery", "-A", "shop", "worker", "-c", "8"], "shop-worker"),
+    (["/usr/local/bin/python3.12", "-X", "dev", "-u", "-m", "celery", "-A", "shop", "beat"], "shop-beat"),
+    (["/venv/bin/python", "manage.py", "migrate", "--noinput"], "shop-manage"),
+    (["/usr/bin/python3", "-u", "./manage.py", "runserver"], "shop-web"),  # "#!/usr/bin/env -S python3 -u"
+    (["/venv/bin/python", "/venv/bin/django-admin", "migrate", "--settings=shop.settings"], "shop-manage"),
+    (["/venv/bin/python", "/venv/bin/uvicorn", "shop.asgi:application", "--port", "8000"], "shop-web"),
+    (["/venv/bin/uwsgi", "--http", ":8000", "--module", "shop.wsgi", "--master"], "shop-web"),
+    (["/venv/bin/uwsgi", "--ini", "deploy/uwsgi.ini"], "shop-web"),
+]
+
+
+@pytest.mark.parametrize(("argv", "name"), IN_PROCESS, ids=[" ".join(argv[:3]) for argv, _ in IN_PROCESS])
+def test_names_read_from_a_processs_own_command_line(argv, name):
+    assert derive_name(argv, "/srv/repo", {}, _read) == name
+    assert derive(argv, "/srv/repo", {}, _read).name == name  # the launcher's rules, the same name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/venv/bin/python", "-c", "from multiprocessing.spawn import spawn_main", "--multiprocessing-fork"],
+        ["/venv/bin/python", "wait_for_db.py"],
+        ["/venv/bin/python"],
+        [],
+    ],
+    ids=["multiprocessing spawn", "script", "interpreter", "empty"],
+)
+def test_no_name_in_process_for_commands_it_does_not_know(argv):
+    assert derive_name(argv, "/srv/repo", {}, _read) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["/venv/bin/python", "-X", "dev", "-c", "import secrets; token = 'hunter2'"], "python -c"),
+        (["/venv/bin/python", "/srv/repo/wait_for_db.py", "--password", "hunter2"], "wait_for_db"),
+        (["/venv/bin/python", "-m", "myapp.worker"], "myapp"),
+        (["/venv/bin/uwsgi", "--http", ":8000"], "uwsgi"),
+        (["/venv/bin/python3.12"], "python3.12"),
+    ],
+)
+def test_what_a_command_runs_as_a_message_shows_it(argv, shown):
+    assert program_of(argv) == shown
