@@ -187,6 +187,8 @@ class Config:
         self._apply_cross_rules()
         self.config_file = self._load_config_file()
         self.derivations: dict[str, str] = {"sampler": "derived from --sample-rate"}
+        # No name set nor read from the command: the processes under it read their own.
+        self.names_inside = False
         self._derive_service_name(command)
 
     # -- resolution -------------------------------------------------------------------------
@@ -380,20 +382,23 @@ class Config:
         return loaded
 
     def _derive_service_name(self, command: Sequence[str] | None) -> None:
-        """A name read from the command (``service_name.py``), only when the user set none: no
-        service name, no ``service.name`` resource attribute, no configuration file (its
-        resource is the SDK's whole resource)."""
+        """A name read from the command (``_core/service_name.py``), only when the user set none:
+        no service name, no ``service.name`` resource attribute, no configuration file (its
+        resource is the SDK's whole resource). When the command names none (a shell script),
+        ``names_inside``: each Python process started under it reads its own."""
         current = self.values["service_name"]
         if not command or current.raw is not None or self.config_file is not None:
             return
         if "service.name" in (self.resource_attributes or {}):
             return
-        from otel_launch._launcher.service_name import derive
+        from otel_launch._core.service_name import derive
 
         derived = derive(command, os.getcwd(), self.environ)
         if derived is not None:
             self.values["service_name"] = Resolved(current.setting, derived.name, derived.name, "derived")
             self.derivations["service_name"] = derived.reason
+        else:
+            self.names_inside = True
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -412,9 +417,18 @@ class Config:
             attributes["deployment.environment"] = self.deployment_environment
         return attributes
 
-    def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment of the launched process: standard OTEL_* variables and the bootstrap."""
+    def child_env(self, base: Mapping[str, str] | None = None, executable: str | None = None) -> dict[str, str]:
+        """The environment of the launched process: standard OTEL_* variables and the bootstrap.
+
+        ``executable``: the file the launcher execs, which, with this process's pid (exec keeps
+        it), tells the bootstrap which process is the launcher's own command (``names_inside``).
+        """
         env = dict(self.environ if base is None else base)
+        from otel_launch._core import NAME_FROM_COMMAND, SAY
+
+        env.pop(NAME_FROM_COMMAND, None)  # an outer launch's: this one decides
+        if self.names_inside:
+            env[NAME_FROM_COMMAND] = f"{os.getpid()}:{os.path.abspath(executable)}" if executable else SAY
         for key, value in self.env_file_passthrough.items():
             env.setdefault(key, value)
         for check in CHECKED_VARIABLES:
@@ -457,6 +471,8 @@ class Config:
                 source = f"env file {self.env_file}"
             elif source == "derived":
                 source = self.derivations[setting.name]
+            elif setting.name == "service_name" and self.names_inside:
+                source = "default; each Python process under this command reads its own from its command line"
             if replaced is not None and replaced(setting.env):
                 source = f"{source}; ignored: the configuration file replaces it"
             rows.append((setting.flag, setting.env, resolved.shown, source))

@@ -58,8 +58,9 @@ def resolve_executable(name: str, env: Mapping[str, str]) -> str:
 
 def exec_target(command: Sequence[str], config: Config) -> None:
     """Exec ``command`` with the configured environment. Returns only by raising LaunchError."""
-    env = config.child_env()
-    path = resolve_executable(command[0], env)
+    # The child's PATH is the launcher's: only OTEL_* and PYTHONPATH differ.
+    path = resolve_executable(command[0], config.environ)
+    env = config.child_env(executable=path)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

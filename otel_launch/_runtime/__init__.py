@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from otel_launch._core import NAME_FROM_COMMAND
 from otel_launch._runtime._log import warn
 
 # The OpenTelemetry API builds its global providers from these entry points on first use
@@ -23,6 +24,13 @@ def start() -> None:
     if _started or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
     _started = True
+    if NAME_FROM_COMMAND in os.environ:  # before anything reads OTEL_SERVICE_NAME
+        try:
+            from otel_launch._runtime._service_name import name_this_process
+
+            name_this_process()
+        except Exception as exc:
+            warn(f"the service name could not be read from the command ({type(exc).__name__}: {exc})")
     try:
         for name in PROVIDER_VARS:
             os.environ.setdefault(name, "otel_launch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import time
@@ -147,21 +148,26 @@ CONFIGURED = {
 }
 
 
-@pytest.mark.parametrize("command", ["python -c", "python manage.py", "python -c, configured"])
+@pytest.mark.parametrize(
+    "command", ["python -c", "python manage.py", "python -c, configured", "sh: python manage.py", "sh: python -c"]
+)
 def test_start_up_imports_nothing_that_a_process_making_no_telemetry_does_not_need(workdir, command):
     """Every process start pays for what the launcher imports before its exec and what the
     bootstrap imports in the command: typing (~16M instructions), urllib.parse with ipaddress
     (~15M), re with enum (~25M), collections (~7M), importlib in the launcher, importlib with
     warnings in the command, none of them needed to launch a process that makes no telemetry.
     ``manage.py``: a command the launcher reads a service name from (its settings module, in the
-    script); configured: the values a deployment sets, each checked (and some rendered again)."""
+    script); configured: the values a deployment sets, each checked (and some rendered again);
+    ``sh:`` under a shell, where the process reads its own name, or says in one line it has none."""
     shown = "import os, sys; print(os.environ.get('OTEL_SERVICE_NAME')); print(' '.join(sorted(sys.modules)))"
-    if command == "python manage.py":
+    if command.endswith("python manage.py"):
         script = workdir / "manage.py"
         script.write_text(f"import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop.settings')\n{shown}\n")
         target = [PYTHON, str(script), "check"]
     else:
         target = [PYTHON, "-c", shown]
+    if command.startswith("sh:"):
+        target = ["sh", "-c", shlex.join(target)]
     # The console script as pip (25 and later) and uv write it: "python -m" would import
     # importlib.util and collections itself (runpy), pip's older script re. -X importtime is the
     # launcher's own flag: the command it execs runs without it.
@@ -174,8 +180,13 @@ def test_start_up_imports_nothing_that_a_process_making_no_telemetry_does_not_ne
     unneeded = {"typing", "urllib.parse", "ipaddress", "dataclasses", "re", "enum", "collections", "importlib"}
     assert launcher_imports & unneeded == set()
     service_name, _, modules = result.stdout.partition("\n")
-    expected = {"python manage.py": "shop-manage", "python -c, configured": "shop-web"}
+    expected = {
+        "python manage.py": "shop-manage",
+        "python -c, configured": "shop-web",
+        "sh: python manage.py": "shop-manage",
+    }
     assert service_name == expected.get(command, "None")
+    assert ("no service name for this process" in result.stderr) is (command == "sh: python -c")
     command_modules = set(modules.split())
     assert "otel_launch._runtime" in command_modules  # the bootstrap did run
     assert command_modules & {"typing", "urllib.parse", "importlib", "warnings"} == set()

@@ -1,9 +1,11 @@
-"""Service names read from the command (otel_launch/_launcher/service_name.py): what ``--print-config`` says,
-and the ``service.name`` of the launched process's spans, on real servers and workers."""
+"""Service names read from the command (otel_launch/_core/service_name.py): what ``--print-config`` says,
+and the ``service.name`` of the launched process's spans, on real servers and workers; under a shell
+script, each Python process's own (otel_launch/_runtime/_service_name.py)."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -84,19 +86,23 @@ def _spans_of(receiver, name: str, timeout: float = 20) -> list:
     return [s for s in receiver.spans if s.name == name]
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
-def test_a_web_server_runs_as_project_web(receiver, workdir, server):
+def _server(server: str, port: int) -> list[str]:
+    """One web server serving pool_app on ``port``, one worker (forked by its master)."""
     pytest.importorskip("django")
-    port = free_port()
     if server == "gunicorn":
         pytest.importorskip("gunicorn")
-        args = [str(BIN / "gunicorn"), "pool_app.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"]
-    else:
-        uwsgi = shutil.which("uwsgi", path=str(BIN)) or shutil.which("uwsgi")
-        if uwsgi is None:
-            pytest.skip("uwsgi (the uwsgi or pyuwsgi package) is not installed")
-        args = [uwsgi, "--http", f"127.0.0.1:{port}", "--module", "pool_app.wsgi", "--master", "--processes", "1"]
-        args += ["--lazy-apps", "--pythonpath", str(TARGETS)]
+        return [str(BIN / "gunicorn"), "pool_app.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"]
+    uwsgi = shutil.which("uwsgi", path=str(BIN)) or shutil.which("uwsgi")
+    if uwsgi is None:
+        pytest.skip("uwsgi (the uwsgi or pyuwsgi package) is not installed")
+    args = [uwsgi, "--http", f"127.0.0.1:{port}", "--module", "pool_app.wsgi", "--master", "--processes", "1"]
+    return [*args, "--lazy-apps", "--pythonpath", str(TARGETS)]
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_a_web_server_runs_as_project_web(receiver, workdir, server):
+    port = free_port()
+    args = _server(server, port)
     process = start([*launcher(), *args], _env(receiver, workdir), workdir)
     try:
         _get_until_served(f"http://127.0.0.1:{port}/pool/")
@@ -158,3 +164,60 @@ def test_an_ini_that_is_a_pipe_or_stdin_is_left_to_uwsgi(workdir):
     assert proc.returncode == 0, err
     (row,) = [line for line in out.splitlines() if " OTEL_SERVICE_NAME " in line]
     assert "shop" not in row
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_under_a_shell_script_each_python_process_names_itself(receiver, workdir, server):
+    """``otel-launch ./entrypoint.sh`` (shynet's Docker entrypoint): the launcher reads no name from a
+    shell script, so each Python process it runs reads its own from its own command line, by the
+    launcher's rules: a Celery worker in the background as pool-app-worker (the task run in its
+    forked pool child), ``manage.py check`` as pool-app-manage, the server (``exec``'d: the
+    launcher's pid, not its command) and its forked worker as pool-app-web. A script that names
+    nothing (the client that publishes the task) says so once, in its own process."""
+    pytest.importorskip("celery")
+    port = free_port()
+    worker = [PYTHON, "-m", "celery", "-A", "pool_app", "worker", "-c", "1", "-l", "info"]
+    worker += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
+    # A task published before the worker binds its queue (a file in the broker folder) is dropped.
+    bound = shlex.quote(str(workdir / "broker" / "control" / "celery.exchange"))
+    script = workdir / "entrypoint.sh"
+    script.write_text(
+        "#!/bin/sh\nset -e\n"
+        f"{shlex.join(worker)} &\n"
+        f"tries=0; until [ -e {bound} ]; do tries=$((tries + 1)); [ $tries -lt 600 ] || exit 3; sleep 0.1; done\n"
+        f"{shlex.join([PYTHON, str(MANAGE_PY), 'check'])}\n"
+        f"{shlex.join([PYTHON, str(TARGETS / 'pool_app_client.py'), '/pool/?task=1'])}\n"
+        f"exec {shlex.join(_server(server, port))}\n"
+    )
+    script.chmod(0o755)
+    env = _env(receiver, workdir, POOL_APP_POLLING_INTERVAL="0.01")
+    process = start([*launcher(), str(script)], env, workdir)
+    try:
+        _get_until_served(f"http://127.0.0.1:{port}/pool/", timeout=90)
+        (command,) = _spans_of(receiver, "check")
+        (published,) = _spans_of(receiver, "apply_async/pool_app.pooled")
+        (task,) = _spans_of(receiver, "run/pool_app.pooled")
+        assert receiver.wait_for(lambda r: len([s for s in r.spans if s.name == "GET /pool/"]) == 2, timeout=20)
+    finally:
+        _, err = kill_group(process)
+    assert command.service == "pool-app-manage"
+    assert task.service == "pool-app-worker"
+    served = sorted(span.service for span in receiver.spans if span.name == "GET /pool/")
+    assert served == ["pool-app-web", "unknown_service:python"]  # the server's, the client's
+    assert published.service == "unknown_service:python"
+    said = [line for line in err.splitlines() if "no service name" in line]
+    assert said == [
+        "otel-launch: warning: no service name for this process (pool_app_client): its telemetry is reported "
+        "as unknown_service:python; set OTEL_SERVICE_NAME to name it"
+    ], err
+
+
+def test_the_launchers_own_python_command_keeps_todays_default_quietly(receiver, workdir):
+    """``otel-launch python script.py``: the launcher reads no name from it (``--print-config`` shows
+    none) and the process says nothing more; the SDK's default, as before."""
+    target = [PYTHON, str(TARGETS / "span_and_exit.py"), "direct"]
+    result = run([*launcher(), *target], _env(receiver, workdir), workdir)
+    assert result.returncode == 0, result.stderr
+    (span,) = _spans_of(receiver, "direct")
+    assert span.service == "unknown_service:python"
+    assert "no service name" not in result.stderr

@@ -23,9 +23,16 @@ names no project (``config``, ``app``, ``src``, ...: cookiecutter-django's ``con
 passed over for the next source. Names are lower case, ``_`` becomes ``-``.
 
 Pure functions of the command line, the working directory and the environment (a reader of
-small files is passed in for ``manage.py`` and uWSGI's ini file): stdlib only, for the launcher,
-and no regular expression: this runs before every launch, where importing ``re`` (with ``enum``)
-would cost more than the rest of the launcher's own code.
+small files is passed in for ``manage.py`` and uWSGI's ini file): stdlib only, and no regular
+expression: this runs before every launch, where importing ``re`` (with ``enum``) would cost more
+than the rest of the launcher's own code, and at the start of a Python process the launcher could
+not name itself.
+
+Both sides read the same rules. The launcher names the command it starts (``--print-config``
+says where the name came from); when it names none and the user set none, it sets
+``NAME_FROM_COMMAND`` (``otel_launch/_core/__init__.py``) in the command's environment, and each
+Python process started under it (by a shell script, say) reads its own name from its own command
+line at interpreter start (``otel_launch/_runtime/_service_name.py``).
 """
 
 from __future__ import annotations
@@ -122,6 +129,41 @@ def derive(
     read: Callable[[str], str | None] = read_small_file,
 ) -> Derived | None:
     """The default service name for ``command``, or None when it is not one we know."""
+    found = _derived(command, cwd, environ, read)
+    if found is None:
+        return None
+    name, program, (kind, text), role = found
+    return Derived(name, _shown(f"derived from the command ({program}: {kind} {_short(text)}, role {role})"))
+
+
+def derive_name(
+    command: Sequence[str],
+    cwd: str,
+    environ: Mapping[str, str],
+    read: Callable[[str], str | None] = read_small_file,
+) -> str | None:
+    """The name alone, as :func:`derive` reads it: no reason to show, so nothing is masked (the
+    masker may import ``re``, which a process starting should not pay for)."""
+    found = _derived(command, cwd, environ, read)
+    return None if found is None else found[0]
+
+
+def program_of(command: Sequence[str]) -> str:
+    """What a command runs, for a message: ``python script.py`` -> ``script``, ``python -m
+    celery.__main__`` -> ``celery``, ``python -c ...`` -> ``python -c`` (its code is not shown)."""
+    if not command:
+        return ""
+    program = _program(list(command))[0]
+    if program:
+        return program
+    name = os.path.basename(command[0])
+    return f"{name} -c" if _is_python(name) and "-c" in command[1:] else name
+
+
+def _derived(
+    command: Sequence[str], cwd: str, environ: Mapping[str, str], read: Callable[[str], str | None]
+) -> tuple[str, str, tuple[str, str], str] | None:
+    """(name, program, (what the project was read from, its text), role), or None."""
     program, args, script = _program(list(command))
     if program is None:
         return None
@@ -135,7 +177,7 @@ def derive(
     project, source = _project(app, settings, folder)
     if not project:
         return None
-    return Derived(f"{project}-{role}", _shown(f"derived from the command ({program}: {source}, role {role})"))
+    return f"{project}-{role}", program, source, role
 
 
 def _shown(reason: str) -> str:
@@ -338,15 +380,18 @@ def _uwsgi_ini_app(ini: str, cwd: str, read: Callable[[str], str | None]) -> str
     return found.get("module") or found.get("wsgi") or found.get("wsgi-file") or found.get("file") or ""
 
 
-def _project(app: str, settings: str, folder: str) -> tuple[str, str]:
-    """The project's name, and where it was read: the app, the settings module, or the folder."""
+def _project(app: str, settings: str, folder: str) -> tuple[str, tuple[str, str]]:
+    """The project's name, and where it was read: the app, the settings module, or the folder
+    (what, and its text)."""
     candidates = [
-        (_first_part(app), f"app {_short(app)}"),
-        (_first_part(settings), f"settings {_short(settings)}"),
-        (os.path.basename(os.path.normpath(folder)), f"folder {_short(folder)}"),
+        (_first_part(app), ("app", app)),
+        (_first_part(settings), ("settings", settings)),
+        (os.path.basename(os.path.normpath(folder)), ("folder", folder)),
     ]
     usable = [(name, source) for name, source in candidates if name]
-    name, source = next(((n, s) for n, s in usable if n.lower() not in _GENERIC), usable[0] if usable else ("", ""))
+    name, source = next(
+        ((n, s) for n, s in usable if n.lower() not in _GENERIC), usable[0] if usable else ("", ("", ""))
+    )
     kept: list[str] = []
     in_other_run = False  # one "-" for a run of other characters
     for char in name.lower().replace("_", "-"):

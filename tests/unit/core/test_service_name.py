@@ -1,4 +1,5 @@
-"""Default service names read from the command (otel_launch/_launcher/service_name.py), and when they apply."""
+"""Default service names read from a command (otel_launch/_core/service_name.py): the command the launcher
+starts, and the command line a Python process sees at its start."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_launch._launcher.config import Config
-from otel_launch._launcher.service_name import derive
+from otel_launch._core.service_name import derive, derive_name, program_of
 
 MANAGE_PY = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n'
 UWSGI_INI = "[uwsgi]\nhttp = :8000\nmodule = shop.wsgi:application\nmaster = true\n\n[other]\nmodule = nope.wsgi\n"
@@ -84,41 +84,6 @@ def test_an_unreadable_ini_or_manage_py_is_no_error():
     assert derive(["python", "manage.py", "migrate"], "/srv/elsewhere", {}, _read).name == "elsewhere-manage"
 
 
-def _config(command, **env):
-    return Config(environ=env, env_file=None, command=command)
-
-
-def test_the_child_gets_the_derived_name_and_print_config_says_where_it_came_from():
-    config = _config(["celery", "-A", "shop", "worker"])
-    assert config.child_env()["OTEL_SERVICE_NAME"] == "shop-worker"
-    row = next(row for row in config.rows() if row[1] == "OTEL_SERVICE_NAME")
-    assert row[2:] == ("shop-worker", "derived from the command (celery: app shop, role worker)")
-
-
-@pytest.mark.parametrize(
-    "explicit",
-    [
-        {"OTEL_SERVICE_NAME": "mine"},
-        {"OTEL_RESOURCE_ATTRIBUTES": "team=a,service.name=mine"},
-    ],
-    ids=["OTEL_SERVICE_NAME", "service.name in OTEL_RESOURCE_ATTRIBUTES"],
-)
-def test_a_name_the_user_set_always_wins(explicit):
-    config = _config(["celery", "-A", "shop", "worker"], **explicit)
-    env = config.child_env(base=explicit)
-    assert env.get("OTEL_SERVICE_NAME") == explicit.get("OTEL_SERVICE_NAME")
-    assert "shop-worker" not in repr(config.rows())
-    flag = Config(environ={}, env_file=None, command=["celery", "-A", "shop", "worker"], service_name="flagged")
-    assert flag.child_env(base={})["OTEL_SERVICE_NAME"] == "flagged"
-
-
-def test_the_sample_rate_derivation_keeps_its_own_label():
-    config = Config(environ={}, env_file=None, command=["gunicorn", "shop.wsgi"], sample_rate=0.5)
-    sources = {row[1]: row[3] for row in config.rows()}
-    assert sources["OTEL_TRACES_SAMPLER"] == "derived from --sample-rate"
-    assert sources["OTEL_SERVICE_NAME"].startswith("derived from the command (gunicorn")
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -137,7 +102,7 @@ def test_gunicorns_options_without_a_value_are_the_installed_gunicorns():
     """The table the launcher keeps (it never imports gunicorn) against gunicorn's own parser."""
     from gunicorn.config import Config as GunicornConfig
 
-    from otel_launch._launcher.service_name import _GUNICORN_FLAGS
+    from otel_launch._core.service_name import _GUNICORN_FLAGS
 
     parser = GunicornConfig().parser()
     flags = {option for action in parser._actions if action.nargs in (0, "?") for option in action.option_strings}
@@ -158,7 +123,7 @@ _PIECES = [*"aZ_9.:()'\", \t\n", "\u00e9", "\u0663", "\u00b2", "python", "3", "1
 def test_command_readers_accept_what_their_patterns_accept(text):
     import re
 
-    from otel_launch._launcher.service_name import _is_module_path, _is_python, _settings_in
+    from otel_launch._core.service_name import _is_module_path, _is_python, _settings_in
 
     assert _is_module_path(text) == bool(re.fullmatch(_PATTERNS["module path"], text))
     assert _is_python(text) == bool(re.fullmatch(_PATTERNS["python"], text))
@@ -172,3 +137,53 @@ def test_command_readers_accept_what_their_patterns_accept(text):
 )
 def test_service_name_keeps_lower_case_letters_digits_dots_and_dashes(app, name):
     assert derive(["uwsgi", "--module", f"{app}:application"], "/srv", {}, _read).name == name
+
+
+# What a Python process sees of its own command at interpreter start: sys.orig_argv, the
+# interpreter's (a console script runs as "python /venv/bin/gunicorn"), or uWSGI's /proc/self/cmdline.
+IN_PROCESS = [
+    (["/venv/bin/python", "/venv/bin/gunicorn", "shop.wsgi:application", "-b", "0.0.0.0:8080"], "shop-web"),
+    (["/venv/bin/python", "/venv/bin/gunicorn", "--preload", "shop.wsgi", "-w", "4"], "shop-web"),
+    (["/venv/bin/python", "/venv/bin/celery", "-A", "shop", "worker", "-c", "8"], "shop-worker"),
+    (["/usr/local/bin/python3.12", "-X", "dev", "-u", "-m", "celery", "-A", "shop", "beat"], "shop-beat"),
+    (["/venv/bin/python", "manage.py", "migrate", "--noinput"], "shop-manage"),
+    (["/usr/bin/python3", "-u", "./manage.py", "runserver"], "shop-web"),  # "#!/usr/bin/env -S python3 -u"
+    (["/venv/bin/python", "/venv/bin/django-admin", "migrate", "--settings=shop.settings"], "shop-manage"),
+    (["/venv/bin/python", "/venv/bin/uvicorn", "shop.asgi:application", "--port", "8000"], "shop-web"),
+    (["/venv/bin/uwsgi", "--http", ":8000", "--module", "shop.wsgi", "--master"], "shop-web"),
+    (["/venv/bin/uwsgi", "--ini", "deploy/uwsgi.ini"], "shop-web"),
+]
+
+
+@pytest.mark.parametrize(("argv", "name"), IN_PROCESS, ids=[" ".join(argv[:3]) for argv, _ in IN_PROCESS])
+def test_names_read_from_a_processs_own_command_line(argv, name):
+    assert derive_name(argv, "/srv/repo", {}, _read) == name
+    assert derive(argv, "/srv/repo", {}, _read).name == name  # the launcher's rules, the same name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/venv/bin/python", "-c", "from multiprocessing.spawn import spawn_main", "--multiprocessing-fork"],
+        ["/venv/bin/python", "wait_for_db.py"],
+        ["/venv/bin/python"],
+        [],
+    ],
+    ids=["multiprocessing spawn", "script", "interpreter", "empty"],
+)
+def test_no_name_in_process_for_commands_it_does_not_know(argv):
+    assert derive_name(argv, "/srv/repo", {}, _read) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["/venv/bin/python", "-X", "dev", "-c", "import secrets; token = 'hunter2'"], "python -c"),
+        (["/venv/bin/python", "/srv/repo/wait_for_db.py", "--password", "hunter2"], "wait_for_db"),
+        (["/venv/bin/python", "-m", "myapp.worker"], "myapp"),
+        (["/venv/bin/uwsgi", "--http", ":8000"], "uwsgi"),
+        (["/venv/bin/python3.12"], "python3.12"),
+    ],
+)
+def test_what_a_command_runs_as_a_message_shows_it(argv, shown):
+    assert program_of(argv) == shown
