@@ -72,12 +72,14 @@ class _Flusher:
         self.pid = os.getpid()
         self.requested = threading.Event()
         self.done = threading.Event()
+        self.flushing = ""  # what the provider being shut down holds: named when the wait gives up
         threading.Thread(target=self._run, name="otel-launch-flush", daemon=True).start()
 
     def _run(self) -> None:
         self.requested.wait()
         # Spans first, metrics last: what one provider's flush cannot finish never holds the others'.
         for provider in sorted(_providers, key=_metrics_last):
+            self.flushing = _holds(provider)
             try:
                 provider.shutdown()
             except Exception as exc:
@@ -101,6 +103,13 @@ def register(provider: Any) -> None:
 
 def _metrics_last(provider: Any) -> bool:
     return hasattr(provider, "_metric_readers")
+
+
+def _holds(provider: Any) -> str:
+    """What a provider records, as the give-up line names it (which flush the bound ran out in)."""
+    if _metrics_last(provider):
+        return "metrics"
+    return "log records" if hasattr(provider, "get_logger") else "spans"
 
 
 def track_batcher(processor: Any, what: str) -> None:
@@ -246,7 +255,7 @@ def shutdown(timeout: float | None = None) -> bool:
         timeout = read_setting("shutdown_timeout", os.environ)
     done = _wait_for_the_flush(flusher, timeout)
     if not done:
-        _say_what_was_not_flushed(timeout)
+        _say_what_was_not_flushed(timeout, flusher.flushing)
     if _deferred_signal and _in_the_main_thread():  # a SIGTERM waited for this flush: the process leaves by it
         _die_by(_deferred_signal[0])
     return done
@@ -274,8 +283,9 @@ def _in_the_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _say_what_was_not_flushed(timeout: float) -> None:
-    """One line: the bound passed; how many spans and log records were still queued, and where to look."""
+def _say_what_was_not_flushed(timeout: float, flushing: str) -> None:
+    """One line: the bound passed; which flush it passed in (spans, log records, metrics: flushed in
+    that order), how many spans and log records were still queued, and where to look."""
     once = f"said-{os.getpid()}"
     if once in _said:
         return
@@ -294,7 +304,8 @@ def _say_what_was_not_flushed(timeout: float) -> None:
         queued[what] = queued.get(what, 0) + count
     lost = " and ".join(f"{count} {what}" for what, count in queued.items() if count)
     lost = f", {lost} not exported" if lost else ""
-    warn(f"gave up flushing telemetry after {timeout:g}s{lost}; is the collector at {where} reachable?")
+    stage = f" (in the flush of {flushing})" if flushing else ""
+    warn(f"gave up flushing telemetry after {timeout:g}s{stage}{lost}; is the collector at {where} reachable?")
 
 
 _said: set[str] = set()
