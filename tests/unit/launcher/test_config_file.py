@@ -451,6 +451,7 @@ def test_the_flush_warning_names_the_configuration_file(monkeypatch, capsys):
     class Stuck:
         pid = os.getpid()
         requested, done = threading.Event(), threading.Event()  # never done
+        flushing = "metrics"  # the flush it gave up in
 
     monkeypatch.setattr(_lifecycle, "_flusher", Stuck())
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://removed:4317")  # the launcher removes it; if not
@@ -458,3 +459,4 @@ def test_the_flush_warning_names_the_configuration_file(monkeypatch, capsys):
     assert _lifecycle.shutdown(0.01) is False
     err = capsys.readouterr().err
     assert "is the collector at the endpoint configured in /etc/otel.yaml reachable?" in err, err
+    assert "(in the flush of metrics)" in err, err
