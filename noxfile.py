@@ -74,6 +74,10 @@ SOURCE_ONLY = ("uwsgi",)  # test tools released as source only (see _built_from_
 # into every other Python's uWSGI (on 3.12 and later it aborts at start: PyImport_AppendInittab() may not
 # be called after Py_Initialize()).
 BUILD_ENV = {"UWSGI_FORCE_REBUILD": "1"}
+# The tests write bytecode, whatever the shell says: where PYTHONDONTWRITEBYTECODE is set, every process a
+# test starts compiled each module it imported again, from source (a launched `manage.py check` of the shop:
+# 0.96 s of CPU; 0.38 s from the bytecode of an earlier start).
+WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}  # None: nox leaves the variable out
 
 # The floors cell: every direct requirement of otel-launch at the lowest release it declares (uv's
 # --resolution lowest-direct: click, python-dotenv, h11, the OpenTelemetry floors), beside the
@@ -329,7 +333,7 @@ def tests(session: nox.Session, cell: Cell) -> None:
         session.log(f"{cell.name}: {label} ({cell.otel} OpenTelemetry, Python {python})")
         pytest = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *parallel(label))
         # Exit 1 (tests failed): the cell's other selections run still; anything worse stops the cell.
-        session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1])
+        session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1], env=WRITE_BYTECODE)
         counts = _counts(junit)
         if counts["failed"] or not counts["passed"]:  # all skipped or deselected: nothing was shown
             failed.append(f"{label} ({counts['failed']} failed, {counts['passed']} passed)")
