@@ -41,8 +41,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"
 nox.options.sessions = []  # filled below, after the cells
 
-# The unit and process tests run WORKERS at a time (pytest-xdist; the end-to-end tests always one at a
-# time): each starts its own servers on free ports and works in its own directory, and a process test
+# The tests run WORKERS at a time (pytest-xdist), but for those marked `alone`, which run one at a time in a
+# selection of their own: each test starts its own servers on free ports and works in its own directory, and
 # bounds its waits by polling, not by the wall clock of a quiet machine. OTEL_LAUNCH_TEST_WORKERS=0:
 # one at a time (to tell a test that fails under load from one that fails alone).
 # loadgroup: tests that share an expensive module fixture (the built wheel) stay together.
@@ -74,6 +74,10 @@ SOURCE_ONLY = ("uwsgi",)  # test tools released as source only (see _built_from_
 # into every other Python's uWSGI (on 3.12 and later it aborts at start: PyImport_AppendInittab() may not
 # be called after Py_Initialize()).
 BUILD_ENV = {"UWSGI_FORCE_REBUILD": "1"}
+# The tests write bytecode, whatever the shell says: where PYTHONDONTWRITEBYTECODE is set, every process a
+# test starts compiled each module it imported again, from source (a launched `manage.py check` of the shop:
+# 0.96 s of CPU; 0.38 s from the bytecode of an earlier start).
+WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}  # None: nox leaves the variable out
 
 # The floors cell: every direct requirement of otel-launch at the lowest release it declares (uv's
 # --resolution lowest-direct: click, python-dotenv, h11, the OpenTelemetry floors), beside the
@@ -97,9 +101,10 @@ FLOORS_TOOLS = (".[test,ui,catalogue]", "gunicorn", "requests", "httpx")
 UNIT = ("unit", ("tests/unit",))
 # check-jsonschema (the deploy files' schema test, the same on every release) needs a newer click than our floor.
 UNIT_ON_FLOORS = ("unit", ("tests/unit", "--ignore=tests/unit/test_deploy.py"))
-# The tests marked `alone` run in a selection of their own, one at a time (see parallel()).
+# The tests marked `alone` (process and end-to-end) run in a selection of their own, one at a time (see
+# parallel()), in the full cell; every other selection leaves them out.
 PROCESS = ("process", ("-m", "process and not alone", "tests/process"))
-ALONE = ("alone", ("-m", "process and alone", "tests/process"))
+ALONE = ("alone", ("-m", "alone", "tests/process", "tests/e2e"))
 # The other cells leave out the process tests that are the same on every release (marker `once`).
 PROCESS_VERSIONED = ("process", ("-m", "process and not once and not alone", "tests/process"))
 # The process tests of what the floors touch: Django and Celery, the fallbacks, the env file
@@ -109,8 +114,9 @@ PROCESS_ON_FLOORS = (
     ("-m", "process")
     + tuple(f"tests/process/test_{name}.py" for name in ("django", "celery", "compat", "env_file", "completion")),
 )
-E2E = ("e2e", ("-m", "e2e", "tests/e2e"))
-# The Django and Celery end-to-end tests: a cheap way to bring a Django/Celery release into e2e.
+E2E = ("e2e", ("-m", "e2e and not alone", "tests/e2e"))
+# The Django and Celery end-to-end tests: a cheap way to bring a Django/Celery release into e2e (none of
+# them is marked `alone`: tests/unit/test_noxfile.py checks).
 E2E_DJANGO_CELERY = (
     "e2e-dj/cel",
     ("-m", "e2e", "-k", "not runserver and not uvicorn", "tests/e2e/test_web.py", "tests/e2e/test_celery.py"),
@@ -293,10 +299,10 @@ def _install_cell(session: nox.Session, cell: Cell, constraints_file: Path) -> N
 
 
 def parallel(label: str) -> tuple[str, ...]:
-    """pytest-xdist's arguments for a selection: WORKERS at a time, but for the end-to-end tests (they
-    time real servers and count which prefork child ran what: two of them at once on two cores starved
-    each other's workers) and those marked `alone`."""
-    if WORKERS == "0" or label.startswith("e2e") or label == ALONE[0]:
+    """pytest-xdist's arguments for a selection: WORKERS at a time, but for the tests marked `alone` (they
+    hold work to a wall-clock bound, or count which prefork child ran what: beside another test on two
+    cores, a starved worker failed them)."""
+    if WORKERS == "0" or label == ALONE[0]:
         return ()
     return ("-n", WORKERS, "--dist", "loadgroup")
 
@@ -327,7 +333,7 @@ def tests(session: nox.Session, cell: Cell) -> None:
         session.log(f"{cell.name}: {label} ({cell.otel} OpenTelemetry, Python {python})")
         pytest = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *parallel(label))
         # Exit 1 (tests failed): the cell's other selections run still; anything worse stops the cell.
-        session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1])
+        session.run(*pytest, *selection, *session.posargs, success_codes=[0, 1], env=WRITE_BYTECODE)
         counts = _counts(junit)
         if counts["failed"] or not counts["passed"]:  # all skipped or deselected: nothing was shown
             failed.append(f"{label} ({counts['failed']} failed, {counts['passed']} passed)")

@@ -36,6 +36,8 @@ def points(shop, metric: str) -> list:
     return [p for p in shop.receiver.points if p.metric == metric]
 
 
+# alone: both prefork children must take a share of a 0.3 s-a-task backlog, and its age is timed.
+@pytest.mark.alone
 def test_queue_time_of_a_backlog_and_worker_metrics_from_every_child(shop):
     # 0.3 s each: a pool child that ran trivial tasks emptied the backlog alone before the other took one.
     publish(shop, "for i in range(6): tasks.notify_customer.delay(i, 0.3)")
@@ -78,6 +80,8 @@ def test_queue_time_of_a_backlog_and_worker_metrics_from_every_child(shop):
     assert telemetry_noise(shop.output(worker)) == []
 
 
+# alone: the load is sampled every 200 ms while a 2 s countdown runs (a starved worker missed the sample).
+@pytest.mark.alone
 def test_countdown_is_not_queue_time_and_the_worker_shows_its_load(shop):
     worker = shop.worker("--pool", "prefork", "--concurrency", "2", OTEL_METRIC_EXPORT_INTERVAL="200")
     publish(shop, "tasks.remind_customer.apply_async((7,), countdown=2)")
@@ -102,6 +106,8 @@ def test_countdown_is_not_queue_time_and_the_worker_shows_its_load(shop):
     assert peak("celery.worker.tasks.scheduled") == 1  # the reminder, while it waited for its countdown
 
 
+# alone: the time-limited task's span is held to under 3 s.
+@pytest.mark.alone
 def test_a_task_over_its_time_limit_or_whose_child_died_is_an_error_in_its_trace(shop):
     worker = shop.worker("--pool", "prefork", "--concurrency", "2")
     publish(shop, "tasks.export_orders.delay(5)\ntasks.crash_worker.delay()\ntasks.notify_customer.delay(1)")

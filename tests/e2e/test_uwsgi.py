@@ -171,6 +171,8 @@ def _idle_after_one_request(port: int) -> bool:
     return [(w["requests"], w["status"]) for w in workers] == [(1, "idle")]
 
 
+# alone: the stop is timed against the 3 s flush bound.
+@pytest.mark.alone
 @pytest.mark.parametrize("extra", [[], ["--py-call-osafterfork"]], ids=["plain", "py-call-osafterfork"])
 def test_a_stop_with_the_collector_down_waits_the_flush_bound_once(tmp_path, extra):
     """SIGINT at an idle worker: our signal relay flushes (the bound passes: no collector), then

@@ -109,17 +109,30 @@ def test_the_matrix_runs_both_ends_and_the_full_suite_once_on_the_newest(matrix)
     assert matrix.nox.options.sessions == ["lint", *(f"tests({cell.name})" for cell in cells), "docs", "summary"]
 
 
-def test_unit_and_process_tests_run_two_at_a_time_the_e2e_and_alone_ones_one_at_a_time(matrix, monkeypatch):
+def test_the_tests_run_two_at_a_time_but_those_marked_alone(matrix, monkeypatch):
     assert os.environ.get("OTEL_LAUNCH_TEST_WORKERS", "2") == matrix.WORKERS
     monkeypatch.setattr(matrix, "WORKERS", "2")
-    for label, _ in (matrix.UNIT, matrix.PROCESS, matrix.PROCESS_VERSIONED, matrix.PROCESS_ON_FLOORS):
+    selections = (matrix.UNIT, matrix.PROCESS, matrix.PROCESS_VERSIONED, matrix.PROCESS_ON_FLOORS, matrix.E2E)
+    for label, _ in (*selections, matrix.E2E_DJANGO_CELERY):
         assert matrix.parallel(label) == ("-n", "2", "--dist", "loadgroup"), label
-    for label, _ in (matrix.E2E, matrix.E2E_DJANGO_CELERY, matrix.ALONE):
-        assert matrix.parallel(label) == (), label
-    # Every test marked `alone` runs, once, and only in a selection of its own.
+    assert matrix.parallel(matrix.ALONE[0]) == ()
+    # Every test marked `alone` (process or end-to-end) runs, once, and only in a selection of its own.
     (full,) = [cell for cell in matrix.CELLS if matrix.E2E in cell.runs]
     assert matrix.ALONE in full.runs
-    for _, selection in (matrix.PROCESS, matrix.PROCESS_VERSIONED):
+    assert matrix.ALONE[1] == ("-m", "alone", "tests/process", "tests/e2e")
+    for _, selection in (matrix.PROCESS, matrix.PROCESS_VERSIONED, matrix.E2E):
         assert selection[selection.index("-m") + 1].endswith(" and not alone")
+    # A selection run two at a time that does not leave them out names only files with none of them.
+    marked = re.compile(r"mark\.alone\b")
+    for cell in matrix.CELLS:
+        for label, selection in cell.runs:
+            expression = selection[selection.index("-m") + 1] if "-m" in selection else ""
+            if not matrix.parallel(label) or expression.endswith(" and not alone"):
+                continue
+            paths = [ROOT / arg for arg in selection if arg.startswith("tests/")]
+            files = [path for path in paths if path.is_file()] + [
+                f for d in paths if d.is_dir() for f in d.rglob("*.py")
+            ]
+            assert files and not [f for f in files if marked.search(f.read_text())], (cell.name, label)
     monkeypatch.setattr(matrix, "WORKERS", "0")
     assert matrix.parallel(matrix.PROCESS[0]) == ()
