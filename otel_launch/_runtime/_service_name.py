@@ -51,11 +51,11 @@ def name_this_process(environ: MutableMapping[str, str] | None = None) -> None:
         from otel_launch._runtime._log import warn
 
         environ[NAME_FROM_COMMAND] = QUIET  # said here, not again in what this process starts
-        # The SDK's default, as Resource.create() makes it.
-        default = "unknown_service" + (f":{os.path.basename(sys.executable)}" if sys.executable else "")
+        # The SDK's default: unknown_service:<executable>, which SDK releases spell differently
+        # (the executable's name, or its path), so the line names only its stem.
         warn(
             f"no service name for this process ({program_of(command) or 'python'}): its telemetry is "
-            f"reported as {default}; set OTEL_SERVICE_NAME to name it"
+            "reported as the SDK's default, unknown_service; set OTEL_SERVICE_NAME to name it"
         )
 
 

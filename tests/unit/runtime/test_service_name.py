@@ -38,7 +38,7 @@ def test_one_that_cannot_says_so_once_and_what_it_starts_does_not_repeat_it(argv
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
         "otel-launch: warning: no service name for this process (wait_for_db): its telemetry is reported as "
-        "unknown_service:python; set OTEL_SERVICE_NAME to name it"
+        "the SDK's default, unknown_service; set OTEL_SERVICE_NAME to name it"
     )
     assert environ == {NAME_FROM_COMMAND: QUIET}
     name_this_process(environ)  # a process it starts, unnamed too: said already
