@@ -49,7 +49,7 @@ UI_ARGS = ["ui", "--port", "0", "--grpc-port", "0", "--http-port", "0", "--db", 
 
 class UI:
     def __init__(self, process: subprocess.Popen, line: str):
-        self.process = process
+        self.process, self.line = process, line
         found = re.search(
             r"(http://127\.0\.0\.1:(\d+))/ .*OTLP/gRPC on 127\.0\.0\.1:(\d+), OTLP/HTTP on [\d.]+:(\d+)", line
         )
@@ -251,7 +251,18 @@ def test_only_protobuf_is_taken_a_text_plain_post_is_refused_and_not_stored(ui: 
 
 # -- only local readers out ------------------------------------------------------------------
 
-SECURED = ("/", "/trace/" + "ab" * 16, "/api/traces", "/api/services", "/api/traces/" + "ab" * 16, "/static/app.js")
+SECURED = (
+    "/",
+    "/trace/" + "ab" * 16,
+    "/api/traces",
+    "/api/services",
+    "/api/traces/" + "ab" * 16,
+    "/static/app.js",
+    "/api/metrics/names",
+    "/api/metrics/series?name=g",
+    "/api/logs",
+    "/api/overview",
+)
 
 
 def assert_security_headers(headers: dict[str, str], path: str) -> None:
