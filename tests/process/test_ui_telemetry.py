@@ -355,3 +355,32 @@ def test_a_bad_max_age_is_one_line_exit_2(workdir: Path):
     for value in ("0", "soon", "400d"):
         result = run([*launcher(), "ui", "--max-age", value], clean_env(), workdir, timeout=30)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--max-age" in result.stderr, result.stderr
+
+
+def test_a_service_on_the_old_http_conventions_is_read_in_ms_beside_one_on_the_new(ui: UI):
+    old = meters(HttpMetricExporter(endpoint=f"http://127.0.0.1:{ui.http_port}/v1/metrics"), "legacy-web", 1)
+    old.get_meter("django").create_histogram("http.server.duration", unit="ms").record(
+        40, {"http.method": "POST", "http.status_code": 503, "http.route": "/pay/"}
+    )
+    new, duration = web_process(ui, 2, grpc=False)
+    duration.record(0.02, ROUTE)
+    old.force_flush()
+    new.force_flush()
+    client = HttpClient(ui.http_port)
+    client.export_logs(logs_request(["only logs"], service="log-only"))
+    client.close()
+
+    def both():
+        routes = ui.get("/api/overview?since=300")[1]["web"]["routes"]
+        return routes if len(routes) == 2 else None
+
+    routes = {r["route"]: r for r in wait_for(both, "both services' routes")}
+    assert (routes["/pay/"]["service"], routes["/pay/"]["method"], routes["/pay/"]["errors"]) == (
+        "legacy-web",
+        "POST",
+        1,
+    )
+    assert routes["/pay/"]["time_s"] == pytest.approx(0.04) and routes["/orders/"]["time_s"] == pytest.approx(0.02)
+    # 40 ms in the SDK's default bucket (25, 50]: p95 = 25 + 25 * 0.95
+    assert routes["/pay/"]["p95_ms"] == pytest.approx(48.75)
+    assert ui.get("/api/services")[1]["services"] == ["legacy-web", "log-only", "shop-web"]

@@ -235,7 +235,10 @@ def _sum_steps(rows: list[Stepped], steps: int, pick: Callable[[Stepped], bool] 
 
 
 def _web(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]:
-    rows = by_name.get(HTTP_NEW) or by_name.get(HTTP_OLD) or []
+    # The new conventions' metric, and the old one of the services that send only that.
+    new = by_name.get(HTTP_NEW, [])
+    with_new = {one.service for one in new}
+    rows = new + [one for one in by_name.get(HTTP_OLD, []) if one.service not in with_new]
     steps = window.steps
     requests, errors = [0.0] * steps, [0.0] * steps
     per_step = [_Percentiles() for _ in range(steps)]

@@ -28,7 +28,7 @@ from typing import Any
 
 from otel_launch.local.receiver import FUTURE_NS, INT64_MAX, ReceivedLog, ReceivedPoint, Rejected
 from otel_launch.local.ui.series import severity_name, severity_number
-from otel_launch.local.ui.store import SERVICE_CHARS, TraceStore, _dumps, _like
+from otel_launch.local.ui.store import SERVICE_CHARS, SERVICES_LISTED, TraceStore, _dumps, _like
 
 MAX_SERIES = 10_000  # distinct metric series held; points of new ones beyond are refused
 SERIES_ATTRIBUTE_BYTES = 4096  # one series' attributes, as JSON
@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS logs (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
+CREATE INDEX IF NOT EXISTS logs_service ON logs (service, time_ns);
 CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id);
 CREATE INDEX IF NOT EXISTS logs_received ON logs (received_ns);
 """
@@ -459,6 +460,16 @@ class Store(TraceStore):
                 ),
             )
         )
+
+    def services(self) -> list[str]:
+        """The services seen in spans, metrics and logs, the first :data:`SERVICES_LISTED` by name."""
+        return [
+            row[0]
+            for row in self._read(
+                "SELECT service FROM (SELECT DISTINCT service FROM spans UNION SELECT service FROM series "
+                f"UNION SELECT DISTINCT service FROM logs) ORDER BY service LIMIT {SERVICES_LISTED}"
+            )
+        ]
 
     def held_bytes(self) -> dict[str, int]:
         """The row bytes each signal holds, as the shares count them."""
