@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind
 from tests.helpers import clean_env, launcher, run
 from tests.otlp_requests import (
     HttpClient,
+    Peak,
     file_bytes,
     gauge_request,
     histogram_request,
@@ -327,6 +328,21 @@ def test_logs_and_points_stay_within_their_share_of_the_byte_bound_the_newest_ke
         assert values[-1] == 99 and values[0] > 0, values  # the oldest points were evicted
         assert ui.trace_ids() == [format(0x51, "032x")]
         print("store after 3 MB of logs and 2 MB of points:", file_bytes(db), "bytes")  # -rP shows it
+
+
+def test_one_export_of_18_mb_of_records_keeps_the_file_within_the_bound_throughout(workdir: Path):
+    db = workdir / "store.sqlite3"
+    with running_ui(workdir, "--db", str(db), "--max-bytes", "4M") as ui:
+        client = HttpClient(ui.http_port)
+        request = logs_request([f"record {index} " + "x" * 10_000 for index in range(1800)])
+        with Peak(lambda: file_bytes(db)) as disk:
+            answer = client.export_logs(request)
+        client.close()
+        assert answer.partial_success.rejected_log_records == 0, answer
+        assert disk.value <= 4 * 1024 * 1024, disk.value
+        listed = ui.get("/api/logs?limit=1")[1]
+        assert listed["logs"][0]["body"].startswith("record 1799 ") and 50 <= listed["stored"] <= 105, listed["stored"]
+        print("largest store within the export:", disk.value, "bytes")  # -rP shows it
 
 
 def test_traces_points_and_records_older_than_max_age_are_dropped(workdir: Path):
