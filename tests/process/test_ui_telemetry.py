@@ -4,6 +4,7 @@ the store's bounds for points and records (bytes, age, series), and what it refu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.error
@@ -259,7 +260,7 @@ def test_bad_parameters_are_400_with_the_reason(ui: UI, query: str):
 def test_an_unknown_metric_is_404(ui: UI):
     with pytest.raises(urllib.error.HTTPError) as refused:
         ui.get("/api/metrics/series?name=nothing.here")
-    assert refused.value.code == 404
+    assert refused.value.code == 404 and json.loads(refused.value.read()) == {"error": "no such metric"}
 
 
 # -- what is refused -------------------------------------------------------------------------
@@ -371,9 +372,10 @@ def test_traces_points_and_records_older_than_max_age_are_dropped(workdir: Path)
 
 
 def test_a_bad_max_age_is_one_line_exit_2(workdir: Path):
-    for value in ("0", "soon", "400d"):
+    for value, why in (("0", "is outside 1s to 366d"), ("soon", "is not a duration"), ("400d", "is outside")):
         result = run([*launcher(), "ui", "--max-age", value], clean_env(), workdir, timeout=30)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--max-age" in result.stderr, result.stderr
+        assert f"{value!r} {why}" in result.stderr, result.stderr
 
 
 def test_a_service_on_the_old_http_conventions_is_read_in_ms_beside_one_on_the_new(ui: UI):
