@@ -1,0 +1,157 @@
+"""The overview and logs pages in a real headless Chromium, after a real gunicorn + prefork Celery run
+of the shop exporting traces, metrics (every second) and logs to a real ``otel-launch ui``.
+
+What the test sent is known on its side: how many requests each route got, how long the slow one
+slept, how many tasks failed (the tasks' own log, independent of telemetry). The page must show
+those numbers (within an export interval: it refreshes by itself), draw charts with points, list the
+app's log lines newest first, each linked to a trace that opens. ``OTEL_LAUNCH_UI_SCREENSHOTS=docs``
+keeps the screenshots (docs/ui-overview.png, docs/ui-logs.png are made so).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.shop import Shop
+from tests.e2e.test_ui_browser import ARGS, CHROMIUM, assert_security_headers
+
+pytestmark = pytest.mark.e2e
+SCREENSHOTS = os.environ.get("OTEL_LAUNCH_UI_SCREENSHOTS")
+SLOW, SLOW_MS, FAILING, FAST, ORDERS = 5, 400, 4, 8, 3  # requests to /slow/ (each sleeps SLOW_MS), /fail/, /orders/
+
+
+def cell(row, index: int) -> str:
+    return row.locator("td").nth(index).inner_text().strip()
+
+
+def duration_ms(text: str) -> float:
+    value, unit = text.split()
+    return float(value) * (1000 if unit == "s" else 1)
+
+
+def keep(page, tmp_path: Path, name: str) -> None:
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    if SCREENSHOTS:
+        shutil.copy(shot, Path(SCREENSHOTS) / name)
+
+
+def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: Path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    expect = sync_api.expect
+    url, endpoint = ui
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BLRP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_LOGS_EXPORTER": "otlp",
+    }
+    web = shop.gunicorn("-w", "2", **env)
+    shop.worker("--pool", "prefork", "--concurrency", "2", **env)
+
+    slow_took = []
+    for _ in range(SLOW):
+        started = time.monotonic()
+        assert shop.request(web.port, "GET", f"/slow/?ms={SLOW_MS}")[0] == 200
+        slow_took.append((time.monotonic() - started) * 1000)
+    assert shop.concurrently(web.port, ["/fail/"] * FAILING) == [500] * FAILING
+    assert shop.concurrently(web.port, ["/orders/"] * FAST) == [200] * FAST
+    status, output = shop.manage("place_orders", str(ORDERS), "--refund", **env)
+    assert status == 0, output
+    assert shop.request(web.port, "GET", "/customers/")[0] == 200  # one query per order listed: N+1
+    # fulfil, notify and refund for each order, as the tasks logged them (not from telemetry)
+    executions = shop.wait_for_executions(3 * ORDERS)
+    refunds = [e for e in executions if e["task"] == "orders.tasks.refund"]
+    assert len(refunds) == ORDERS
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(30_000)
+            refused_by_policy, errors, answers = [], [], []
+            page.on("console", lambda m: "Content Security Policy" in m.text and refused_by_policy.append(m.text))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("response", lambda answer: answers.append(answer))
+
+            # -- the overview, last 5 minutes: counts as sent, once an export has carried them
+            first = page.goto(url + "/overview?since=300")
+            assert_security_headers(first.headers)
+            slow = page.locator('#routes tr.route[data-route="/slow/"]')
+            expect(slow.locator("td").nth(3)).to_have_text(str(SLOW), timeout=30_000)  # requests
+            assert cell(slow, 1) == "shop-web" and cell(slow, 4) == "0"
+            assert float(cell(slow, 2)) == pytest.approx(SLOW / 300, abs=0.01)  # req/s over the window
+            # p95 from the histogram's buckets (0.25 < 0.4 s <= 0.5): between the bucket's bounds, and
+            # no more than the slowest answer the test measured (queueing in gunicorn included)
+            p95 = duration_ms(cell(slow, 6))
+            assert 250 <= p95 <= max(500.0, max(slow_took)), (p95, slow_took)
+            failing = page.locator('#routes tr.route[data-route="/fail/"]')
+            expect(failing.locator("td").nth(3)).to_have_text(str(FAILING))
+            assert cell(failing, 4) == str(FAILING) and cell(failing, 5) == "100.0%"
+            fast = page.locator('#routes tr.route[data-route="/orders/"][data-method="GET"]')
+            expect(fast.locator("td").nth(3)).to_have_text(str(FAST))
+            assert duration_ms(cell(fast, 6)) < 250
+            # sorted by time spent: the slow route first
+            assert page.locator("#routes tr.route").first.get_attribute("data-route") == "/slow/"
+
+            refund = page.locator('#tasks tr.task[data-task="orders.tasks.refund"]')
+            expect(refund.locator("td").nth(6)).to_have_text(str(ORDERS))  # failures
+            assert cell(refund, 4) == str(ORDERS) and cell(refund, 5) == "0"  # runs, successes
+            assert cell(refund, 10) != "-" and cell(refund, 11) != "-"  # run and queue p95
+            fulfil = page.locator('#tasks tr.task[data-task="orders.tasks.fulfil_order"]')
+            expect(fulfil.locator("td").nth(5)).to_have_text(str(ORDERS))  # successes
+            assert page.locator("#workers tr.worker", has_text="shop-worker").count() >= 1
+
+            # real charts, with points: the requests a second and the tasks by outcome
+            for name in ("rps", "latency", "outcomes", "run"):
+                chart = page.locator(f'.chart[data-chart="{name}"]')
+                expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+                assert chart.locator("canvas").bounding_box()["width"] > 200
+            # the database: the N+1 of /customers/, linked to a trace that shows it
+            n_plus_one = page.locator("#n-plus-one tbody tr").first
+            n_plus_one.wait_for()
+            assert int(cell(n_plus_one, 2)) >= ORDERS
+            assert page.locator("#slowest tbody tr").count() >= 1
+            keep(page, tmp_path, "ui-overview.png")
+            n_plus_one.locator("a", has_text="trace").click()
+            page.wait_for_url(re.compile(r"/trace/[0-9a-f]{32}$"))
+            expect(page.locator('li.span[data-name="GET /customers/"] > .row .badge.nplus1')).to_have_count(1)
+
+            # -- the logs: the app's lines newest first, each with a link that opens its trace
+            page.locator("header nav a", has_text="Logs").click()
+            page.wait_for_url(re.compile(r"/logs$"))
+            warnings = page.locator("#log-list tr.log", has_text=f"slow report took {SLOW_MS} ms")
+            expect(warnings).to_have_count(SLOW)
+            times = [float(t) for t in page.locator("#log-list tr.log").evaluate_all("rows => rows.map(r => r.dataset.time)")]
+            assert len(times) > SLOW and times == sorted(times, reverse=True), times  # newest first
+            expect(page.locator("#log-list tr.log", has_text="order").first).to_be_visible()
+            page.locator('select[name="severity"]').select_option("ERROR")
+            expect(page.locator("#log-list tr.log", has_text="slow report")).to_have_count(0)
+            assert page.locator("#log-list tr.log", has_text="Internal Server Error: /fail/").count() == FAILING
+            page.locator('select[name="severity"]').select_option("")
+            page.locator('input[name="q"]').fill("slow report")
+            expect(page.locator("#log-list tr.log")).to_have_count(SLOW)
+            keep(page, tmp_path, "ui-logs.png")
+            warnings.first.locator("a", has_text="trace").click()
+            page.wait_for_url(re.compile(r"/trace/[0-9a-f]{32}$"))
+            expect(page.locator("#trace-title")).to_have_text("GET /slow/")
+            expect(page.locator("#trace-logs tr.log", has_text=f"slow report took {SLOW_MS} ms")).to_have_count(1)
+            assert "1 log" in page.locator('li.span[data-name="GET /slow/"] > .row').inner_text()
+
+            paths = {urlsplit(answer.url).path for answer in answers}
+            assert {"/overview", "/static/vendor/uPlot.iife.min.js", "/api/overview", "/api/logs"} <= paths, paths
+            for answer in answers:
+                assert_security_headers(answer.headers)
+            assert refused_by_policy == [] and errors == [], (refused_by_policy, errors)
+        finally:
+            browser.close()
