@@ -135,13 +135,13 @@ def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: P
             times = [float(t) for t in page.locator("#log-list tr.log").evaluate_all("rows => rows.map(r => r.dataset.time)")]
             assert len(times) > SLOW and times == sorted(times, reverse=True), times  # newest first
             expect(page.locator("#log-list tr.log", has_text="order").first).to_be_visible()
+            keep(page, tmp_path, "ui-logs.png")
             page.locator('select[name="severity"]').select_option("ERROR")
             expect(page.locator("#log-list tr.log", has_text="slow report")).to_have_count(0)
             assert page.locator("#log-list tr.log", has_text="Internal Server Error: /fail/").count() == FAILING
             page.locator('select[name="severity"]').select_option("")
             page.locator('input[name="q"]').fill("slow report")
             expect(page.locator("#log-list tr.log")).to_have_count(SLOW)
-            keep(page, tmp_path, "ui-logs.png")
             warnings.first.locator("a", has_text="trace").click()
             page.wait_for_url(re.compile(r"/trace/[0-9a-f]{32}$"))
             expect(page.locator("#trace-title")).to_have_text("GET /slow/")

@@ -416,7 +416,9 @@ function chart(slot, key, title, unit, t, series, range) {
         { stroke: "#667085", grid: { stroke: "#f0f1f4" }, ticks: { stroke: "#e4e7ec" } },
         { stroke: "#667085", grid: { stroke: "#f0f1f4" }, ticks: { stroke: "#e4e7ec" }, size: 64, values: (u, splits) => splits.map((v) => formatValue(v, unit)) },
       ],
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5, points: { size: 4 }, value: (u, v) => formatValue(v, unit) }))],
+      // a legend with live values while the labels are short; long task names get a plain list
+      legend: { live: series.length <= 3 && labels.length <= 60 },
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5, points: { size: 5, show: fewPoints }, value: (u, v) => formatValue(v, unit) }))],
     };
     entry.plot = new uPlot(options, data, box);
     charts.set(key, entry);
@@ -428,6 +430,14 @@ function chart(slot, key, title, unit, t, series, range) {
   entry.box.dataset.points = String(points);
 }
 
+// Dots on a line while it has few points: a value between two gaps (one export so far) is a dot,
+// which a line alone would not draw.
+function fewPoints(u, index) {
+  let count = 0;
+  for (const value of u.data[index]) if (value !== null && ++count > 30) return false;
+  return true;
+}
+
 // Each chart as wide as its slot in the grid, whatever the window or the grid does.
 const chartWidths = new ResizeObserver((changes) => {
   for (const change of changes) {
@@ -436,6 +446,16 @@ const chartWidths = new ResizeObserver((changes) => {
     if (entry && Math.abs(entry.plot.width - width) > 2) entry.plot.setSize({ width, height: 170 });
   }
 });
+
+// `slot` shows `children` unless it already shows the same `data`: a table left alone between
+// refreshes keeps its links steady under the pointer (and costs nothing).
+const shownData = new WeakMap();
+function redraw(slot, data, ...children) {
+  const text = JSON.stringify(data);
+  if (shownData.get(slot) === text) return;
+  shownData.set(slot, text);
+  slot.replaceChildren(...children);
+}
 
 // The child of `parent` with this id, made (by `make`) and appended the first time.
 function slotIn(parent, id, make) {
@@ -511,7 +531,7 @@ function renderOverview(body, data) {
   webSection.hidden = !web.routes.length && !web.series.t.length;
   const requests = web.routes.reduce((n, r) => n + r.requests, 0);
   const errors = web.routes.reduce((n, r) => n + r.errors, 0);
-  slotIn(webSection, "web-tiles", () => el("div")).replaceChildren(tiles([
+  redraw(slotIn(webSection, "web-tiles", () => el("div")), [requests, errors, data.since_s], tiles([
     ["requests", String(requests)], ["requests / s", number(requests / data.since_s)],
     ["errors (5xx)", String(errors), errors ? "err" : ""], ["error rate", percent(requests ? errors / requests : 0), errors ? "err" : ""],
   ]));
@@ -522,7 +542,7 @@ function renderOverview(body, data) {
   chart(slotIn(webCharts, "chart-errors", () => el("div", { class: "chart-slot" })), "error_rate", "error rate (5xx)", "%", s.t, [{ label: "error rate", values: s.error_rate, stroke: "#c0362c" }], range);
   chart(slotIn(webCharts, "chart-latency", () => el("div", { class: "chart-slot" })), "latency", "latency", "ms", s.t, [
     { label: "p50", values: s.p50_ms, stroke: "#2f9e6e" }, { label: "p95", values: s.p95_ms, stroke: "#e07a35" }, { label: "p99", values: s.p99_ms, stroke: "#c0362c" }], range);
-  slotIn(webSection, "routes-slot", () => el("div")).replaceChildren(el("h3", {}, "routes, by time spent"), dataTable("routes", [
+  redraw(slotIn(webSection, "routes-slot", () => el("div")), web.routes, el("h3", {}, "routes, by time spent"), dataTable("routes", [
     ["route", (r) => link("/?q=" + encodeURIComponent(r.route), el("span", { class: "method" }, r.method), " ", r.route)],
     ["service", (r) => r.service],
     ["req / s", (r) => number(r.rate), true],
@@ -540,7 +560,7 @@ function renderOverview(body, data) {
   const failures = celery.tasks.reduce((n, t) => n + t.failure, 0);
   const busy = celery.workers.reduce((n, w) => n + (w.executing || 0), 0);
   const waiting = celery.workers.reduce((n, w) => n + (w.prefetched || 0) + (w.scheduled || 0), 0);
-  slotIn(celerySection, "celery-tiles", () => el("div")).replaceChildren(tiles([
+  redraw(slotIn(celerySection, "celery-tiles", () => el("div")), [runs, failures, busy, waiting, data.since_s], tiles([
     ["task runs", String(runs)], ["tasks / s", number(runs / data.since_s)],
     ["failures", String(failures), failures ? "err" : ""], ["executing now", String(busy)], ["prefetched + scheduled", String(waiting), waiting ? "warn" : ""],
   ]));
@@ -551,18 +571,19 @@ function renderOverview(body, data) {
     OUTCOMES.filter(([name]) => cs[name]).map(([name, stroke]) => ({ label: name, values: cs[name], stroke })), range);
   const perTask = celery.task_series || [];
   const taskT = perTask.length ? perTask[0].t : [];
-  const taskLabel = (t) => `${t.task} (${t.queue})`;
+  const queues = new Set(perTask.map((t) => t.queue));
+  const taskLabel = (t) => (queues.size > 1 ? `${t.task} (${t.queue})` : t.task);
   chart(slotIn(celeryCharts, "chart-run", () => el("div", { class: "chart-slot" })), "run", "run duration p95, by task and queue", "ms", taskT,
     perTask.map((t, i) => ({ label: taskLabel(t), values: t.p95_ms, stroke: PALETTE[i % PALETTE.length] })), range);
   chart(slotIn(celeryCharts, "chart-queue", () => el("div", { class: "chart-slot" })), "queue", "queue time p95, by task and queue", "ms", taskT,
     perTask.map((t, i) => ({ label: taskLabel(t), values: t.queue_p95_ms, stroke: PALETTE[i % PALETTE.length] })), range);
-  slotIn(celerySection, "workers-slot", () => el("div")).replaceChildren(el("h3", {}, "workers, now"), dataTable("workers", [
+  redraw(slotIn(celerySection, "workers-slot", () => el("div")), celery.workers, el("h3", {}, "workers, now"), dataTable("workers", [
     ["service", (w) => w.service],
     ["executing", (w) => String(w.executing ?? "-"), true],
     ["prefetched", (w) => el("span", { class: w.prefetched ? "warn" : "" }, String(w.prefetched ?? "-")), true],
     ["scheduled", (w) => String(w.scheduled ?? "-"), true],
   ], celery.workers.map((w) => ({ data: w, attrs: { class: "worker", "data-service": w.service } })), "no worker gauge in this window"));
-  slotIn(celerySection, "tasks-slot", () => el("div")).replaceChildren(el("h3", {}, "tasks, by time spent"), dataTable("tasks", [
+  redraw(slotIn(celerySection, "tasks-slot", () => el("div")), celery.tasks, el("h3", {}, "tasks, by time spent"), dataTable("tasks", [
     ["task", (t) => link("/?q=" + encodeURIComponent("run/" + t.task), t.task)],
     ["queue", (t) => t.queue],
     ["service", (t) => t.service],
@@ -582,13 +603,13 @@ function renderOverview(body, data) {
   const dbSection = slotIn(body, "db", () => el("section", { class: "panel" }, el("h2", {}, "Database")));
   dbSection.hidden = !db.slowest.length && !db.n_plus_one.length;
   const traceCell = (row) => (row.trace_id ? link("/trace/" + row.trace_id, "trace") : "-");
-  slotIn(dbSection, "slowest-slot", () => el("div")).replaceChildren(el("h3", {}, "slowest statements"), dataTable("slowest", [
+  redraw(slotIn(dbSection, "slowest-slot", () => el("div")), db.slowest, el("h3", {}, "slowest statements"), dataTable("slowest", [
     ["statement", (row) => el("code", { class: "statement", title: row.statement }, row.statement)],
     ["service", (row) => row.service],
     ["duration", (row) => ms(row.duration_ms), true],
     ["", traceCell],
   ], db.slowest.map((row) => ({ data: row, attrs: { class: "statement-row" } })), "no statement in this window"));
-  slotIn(dbSection, "nplus1-slot", () => el("div")).replaceChildren(el("h3", {}, "N+1 statements (one query per row of a list)"), dataTable("n-plus-one", [
+  redraw(slotIn(dbSection, "nplus1-slot", () => el("div")), db.n_plus_one, el("h3", {}, "N+1 statements (one query per row of a list)"), dataTable("n-plus-one", [
     ["statement", (row) => el("code", { class: "statement", title: row.statement }, row.statement)],
     ["service", (row) => row.service],
     ["repeats", (row) => String(row.count), true],
@@ -631,11 +652,13 @@ function logsPage() {
       const known = new Set([...serviceSelect.options].map((o) => o.value));
       for (const service of services.services) if (!known.has(service)) serviceSelect.append(el("option", { value: service }, service));
       serviceSelect.value = logFilters.service;
-      const text = JSON.stringify(list);
-      if (text !== shown) {  // redrawn only when it changed: an opened record stays open
+      const text = JSON.stringify(list.logs);
+      if (text !== shown) {  // redrawn only when the records changed: an opened record stays open
         shown = text;
         body.replaceChildren(renderLogs(list, open));
       }
+      const caption = body.querySelector("caption");
+      if (caption) caption.textContent = `${list.logs.length} shown, newest first, ${list.stored} stored`;
     } catch (error) {
       shown = null;
       body.replaceChildren(el("div", { class: "empty" }, "cannot read the logs: " + error.message));
