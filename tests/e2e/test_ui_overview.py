@@ -36,9 +36,9 @@ def duration_ms(text: str) -> float:
     return float(value) * (1000 if unit == "s" else 1)
 
 
-def keep(page, tmp_path: Path, name: str) -> None:
+def keep(page, tmp_path: Path, name: str, full_page: bool = True) -> None:
     shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=full_page)
     if SCREENSHOTS:
         shutil.copy(shot, Path(SCREENSHOTS) / name)
 
@@ -132,10 +132,12 @@ def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: P
             page.wait_for_url(re.compile(r"/logs$"))
             warnings = page.locator("#log-list tr.log", has_text=f"slow report took {SLOW_MS} ms")
             expect(warnings).to_have_count(SLOW)
-            times = [float(t) for t in page.locator("#log-list tr.log").evaluate_all("rows => rows.map(r => r.dataset.time)")]
+            times = [
+                float(t) for t in page.locator("#log-list tr.log").evaluate_all("rows => rows.map(r => r.dataset.time)")
+            ]
             assert len(times) > SLOW and times == sorted(times, reverse=True), times  # newest first
             expect(page.locator("#log-list tr.log", has_text="order").first).to_be_visible()
-            keep(page, tmp_path, "ui-logs.png")
+            keep(page, tmp_path, "ui-logs.png", full_page=False)
             page.locator('select[name="severity"]').select_option("ERROR")
             expect(page.locator("#log-list tr.log", has_text="slow report")).to_have_count(0)
             assert page.locator("#log-list tr.log", has_text="Internal Server Error: /fail/").count() == FAILING
@@ -147,6 +149,8 @@ def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: P
             expect(page.locator("#trace-title")).to_have_text("GET /slow/")
             expect(page.locator("#trace-logs tr.log", has_text=f"slow report took {SLOW_MS} ms")).to_have_count(1)
             assert "1 log" in page.locator('li.span[data-name="GET /slow/"] > .row').inner_text()
+            page.locator("#trace-logs tr.log").first.click()  # selects the span that wrote it
+            expect(page.locator("#span-detail h2")).to_have_text("GET /slow/")
 
             paths = {urlsplit(answer.url).path for answer in answers}
             assert {"/overview", "/static/vendor/uPlot.iife.min.js", "/api/overview", "/api/logs"} <= paths, paths

@@ -295,9 +295,9 @@ function renderTraceLogs(logs, t0, onSpan) {
       class: "log" + (record.span_id ? " linked" : ""), "data-span-id": record.span_id || null,
       title: record.span_id ? "show the span that wrote it" : null, onclick: () => record.span_id && onSpan(record.span_id),
     },
-    el("td", { class: "num muted" }, "+" + ms(Math.max(record.time - t0 / 1e6, 0))),
+    el("td", { class: "num muted nowrap" }, "+" + ms(Math.max(record.time - t0 / 1e6, 0))),
     el("td", {}, severityBadge(record)),
-    el("td", { class: "muted" }, record.service),
+    el("td", { class: "muted nowrap" }, record.service),
     el("td", { class: "body" }, record.body))))));
 }
 
