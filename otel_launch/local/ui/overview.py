@@ -12,6 +12,7 @@ most counted ones.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ class Window:
 
     @property
     def read_from_ns(self) -> int:
-        return min(self.first_ns, self.start_ns) - max(LOOKBACK_S, 2 * self.step_s) * NS
+        """Where reading starts: whole steps before the first, at least LOOKBACK_S seconds."""
+        return self.first_ns - math.ceil(max(LOOKBACK_S, 2 * self.step_s) / self.step_s) * self.step_ns
 
     def times_ms(self) -> list[int]:
         return [(self.first_ns + index * self.step_ns) // 1_000_000 for index in range(self.steps)]
@@ -102,14 +104,15 @@ def _point(row: Any, histogram: bool) -> Point:
     return Point(row["start_ns"], row["time_ns"], row["value"] or 0.0)
 
 
-def stepped(rows: Iterable[Any], window: Window) -> list[Stepped]:
-    """The stored streams of ``rows`` (:meth:`Store.point_rows`), in steps, added up by service and attributes."""
+def stepped(series_rows: dict[int, Any], rows: Iterable[Any], window: Window) -> list[Stepped]:
+    """The stored streams (:meth:`Store.point_rows`: their series, and the points of them in
+    ``rows``), in steps, added up by service and attributes."""
     out: dict[tuple, Stepped] = {}
     streams: dict[int, list[Any]] = {}
     for row in rows:
         streams.setdefault(row["series"], []).append(row)
-    for stream in streams.values():
-        head = stream[0]
+    for series_id, stream in streams.items():
+        head = series_rows[series_id]
         kind, histogram = head["kind"], head["kind"] == "histogram"
         gauge = kind == "gauge" or (kind == "sum" and not head["monotonic"] and head["temporality"] != 1)
         key = (head["name"], head["service"], head["attributes"])
@@ -158,10 +161,10 @@ def series_answer(store: Store, name: str, service: str | None, window: Window) 
     if not names:
         return None
     meta = names[0]
-    rows = store.point_rows([name], service, window.read_from_ns)
+    series_rows, rows = store.point_rows([name], service, window.read_from_ns, window.step_ns)
     times = window.times_ms()
     series = []
-    for one in stepped(rows, window):
+    for one in stepped(series_rows, rows, window):
         if one.kind == "histogram":
             points = []
             for index, t in enumerate(times):
@@ -232,7 +235,10 @@ def _sum_steps(rows: list[Stepped], steps: int, pick: Callable[[Stepped], bool] 
 
 
 def _web(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]:
-    rows = by_name.get(HTTP_NEW) or by_name.get(HTTP_OLD) or []
+    # The new conventions' metric, and the old one of the services that send only that.
+    new = by_name.get(HTTP_NEW, [])
+    with_new = {one.service for one in new}
+    rows = new + [one for one in by_name.get(HTTP_OLD, []) if one.service not in with_new]
     steps = window.steps
     requests, errors = [0.0] * steps, [0.0] * steps
     per_step = [_Percentiles() for _ in range(steps)]
@@ -393,14 +399,14 @@ def overview(store: Store, service: str | None, window: Window) -> dict[str, Any
     """``/api/overview``."""
     names = [HTTP_NEW, HTTP_OLD, TASK_DURATION, TASK_QUEUE, TASK_EXECUTIONS, *WORKER_GAUGES]
     by_name: dict[str, list[Stepped]] = {}
-    rows = store.point_rows(names, service, window.read_from_ns)
+    series_rows, rows = store.point_rows(names, service, window.read_from_ns, window.step_ns)
     by_metric: dict[str, list[Any]] = {}
     for row in rows:
-        by_metric.setdefault(row["name"], []).append(row)
+        by_metric.setdefault(series_rows[row["series"]]["name"], []).append(row)
     for name, metric_rows in by_metric.items():
-        by_name[name] = stepped(metric_rows, window)
+        by_name[name] = stepped(series_rows, metric_rows, window)
     slowest, repeated = store.db_spans(service, window.start_ns)
-    services = sorted({row["service"] for row in rows} | {s for s in store.services()})
+    services = sorted({row["service"] for row in series_rows.values()} | set(store.services()))
     return {
         "since_s": window.since_s,
         "step_s": window.step_s,

@@ -15,6 +15,11 @@ are written (the others are refused up front: they would be evicted at once). On
 holds at most ``max_spans_per_trace`` spans and an eighth of ``max_bytes``, its resources
 counted once (more are refused and counted).
 
+Bounded in age too: :meth:`TraceStore.expire` evicts the traces no span has reached for
+``max_age_s`` seconds (the server calls it every minute). :class:`telemetry.Store` adds metric
+points and log records to the same file, under the same bounds, through two hooks:
+``_evict_others`` (the byte bound, once no trace is left to evict) and ``_expire_others``.
+
 One bad span never costs the others: each trace of an export is written in a savepoint of its
 own, a span that would close a loop of parents is refused, and :meth:`TraceStore.add_export`
 says which spans it refused and why (for OTLP's partial success). Reads use a connection of

@@ -28,7 +28,7 @@ from typing import Any
 
 from otel_launch.local.receiver import FUTURE_NS, INT64_MAX, ReceivedLog, ReceivedPoint, Rejected
 from otel_launch.local.ui.series import severity_name, severity_number
-from otel_launch.local.ui.store import SERVICE_CHARS, TraceStore, _dumps, _like
+from otel_launch.local.ui.store import SERVICE_CHARS, SERVICES_LISTED, TraceStore, _dumps, _like
 
 MAX_SERIES = 10_000  # distinct metric series held; points of new ones beyond are refused
 SERIES_ATTRIBUTE_BYTES = 4096  # one series' attributes, as JSON
@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS logs (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
+CREATE INDEX IF NOT EXISTS logs_service ON logs (service, time_ns);
 CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id);
 CREATE INDEX IF NOT EXISTS logs_received ON logs (received_ns);
 """
@@ -361,20 +362,29 @@ class Store(TraceStore):
             for row in rows
         ]
 
-    def point_rows(self, names: Iterable[str], service: str | None, from_ns: int) -> list[Any]:
-        """The points of the metrics ``names`` from ``from_ns`` on, with their series, by series and time."""
+    def point_rows(
+        self, names: Iterable[str], service: str | None, from_ns: int, step_ns: int
+    ) -> tuple[dict[int, Any], list[Any]]:
+        """The series of the metrics ``names`` (by row id), and their points from ``from_ns`` on, by
+        series and time. Of a cumulative series or a gauge, only the last point of each step
+        (counted from ``from_ns``) and start time is read: the change over a step is the
+        difference of its last points, and a long window costs its steps, not every export."""
         names = list(names)
-        where = [f"s.name IN ({', '.join('?' * len(names))})", "p.time_ns >= ?"]
-        params: list[Any] = [*names, from_ns]
-        if service:
-            where.append("s.service = ?")
-            params.append(service)
-        return self._read(
-            "SELECT s.id AS series, s.name, s.kind, s.unit, s.description, s.temporality, s.monotonic, s.service, "
-            "s.process, s.attributes, s.bounds, p.start_ns, p.time_ns, p.value, p.count, p.sum, p.counts "
-            f"FROM series s JOIN points p ON p.series = s.id WHERE {' AND '.join(where)} ORDER BY s.id, p.time_ns",
-            tuple(params),
+        where = f"s.name IN ({', '.join('?' * len(names))})" + (" AND s.service = ?" if service else "")
+        params: list[Any] = [*names, *([service] if service else [])]
+        columns = "p.series, p.start_ns, p.time_ns, p.value, p.count, p.sum, p.counts"
+        series, points = self._reads(
+            (f"SELECT * FROM series s WHERE {where}", tuple(params)),
+            (
+                f"SELECT * FROM (SELECT p.series, p.start_ns, max(p.time_ns) AS time_ns, p.value, p.count, p.sum, "
+                f"p.counts FROM series s JOIN points p ON p.series = s.id WHERE {where} AND s.temporality != 1 "
+                "AND p.time_ns >= ? GROUP BY p.series, p.start_ns, (p.time_ns - ?) / ? "
+                f"UNION ALL SELECT {columns} FROM series s JOIN points p ON p.series = s.id WHERE {where} "
+                "AND s.temporality = 1 AND p.time_ns >= ?) ORDER BY series, time_ns",
+                (*params, from_ns, from_ns, step_ns, *params, from_ns),
+            ),
         )
+        return {row["id"]: row for row in series}, points
 
     def logs(
         self,
@@ -450,6 +460,16 @@ class Store(TraceStore):
                 ),
             )
         )
+
+    def services(self) -> list[str]:
+        """The services seen in spans, metrics and logs, the first :data:`SERVICES_LISTED` by name."""
+        return [
+            row[0]
+            for row in self._read(
+                "SELECT service FROM (SELECT DISTINCT service FROM spans UNION SELECT service FROM series "
+                f"UNION SELECT DISTINCT service FROM logs) ORDER BY service LIMIT {SERVICES_LISTED}"
+            )
+        ]
 
     def held_bytes(self) -> dict[str, int]:
         """The row bytes each signal holds, as the shares count them."""
