@@ -159,3 +159,115 @@ def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: P
             assert refused_by_policy == [] and errors == [], (refused_by_policy, errors)
         finally:
             browser.close()
+
+
+HOSTILE = '<img src=x onerror="document.title=\'owned\'"><script>document.title="owned"</script>'
+
+
+def hostile_exports(now: int):
+    """A route, a task, a statement, an N+1 statement and a log body that are markup."""
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+
+    from tests.otlp_requests import kv, log_request, span, trace_request
+
+    metrics = metrics_pb.ExportMetricsServiceRequest()
+    resource = metrics.resource_metrics.add()
+    resource.resource.attributes.append(kv("service.name", "hostile"))
+    scope = resource.scope_metrics.add()
+    duration = scope.metrics.add(name="http.server.request.duration", unit="s")
+    duration.histogram.aggregation_temporality = 2
+    duration.histogram.data_points.add(
+        start_time_unix_nano=now - 10**9,
+        time_unix_nano=now,
+        count=3,
+        sum=0.3,
+        bucket_counts=[0, 3, 0],
+        explicit_bounds=[0.05, 0.5],
+        attributes=[
+            kv("http.route", "/" + HOSTILE),
+            kv("http.request.method", "GET"),
+            kv("http.response.status_code", 200),
+        ],
+    )
+    run = scope.metrics.add(name="messaging.process.duration", unit="s")
+    run.histogram.aggregation_temporality = 2
+    run.histogram.data_points.add(
+        start_time_unix_nano=now - 10**9,
+        time_unix_nano=now,
+        count=2,
+        sum=0.2,
+        bucket_counts=[0, 2, 0],
+        explicit_bounds=[0.05, 0.5],
+        attributes=[kv("celery.task_name", HOSTILE), kv("messaging.destination.name", "q")],
+    )
+    executions = scope.metrics.add(name="celery.task.executions", unit="{execution}")
+    executions.sum.aggregation_temporality = 2
+    executions.sum.is_monotonic = True
+    executions.sum.data_points.add(
+        start_time_unix_nano=now - 10**9,
+        time_unix_nano=now,
+        as_int=2,
+        attributes=[
+            kv("celery.task_name", HOSTILE),
+            kv("messaging.destination.name", "q"),
+            kv("celery.state", "FAILURE"),
+        ],
+    )
+    statement = {"db.system": "sqlite", "db.statement": "SELECT " + HOSTILE}
+    flagged = {**statement, "otel_launch.n_plus_one.statement": "SELECT " + HOSTILE, "otel_launch.n_plus_one.count": 9}
+    trace = trace_request(
+        [
+            span(0x4057, 1, name="GET /hostile", start=now),
+            span(0x4057, 2, parent=1, name="SELECT", start=now, attributes=flagged),
+        ],
+        service="hostile",
+    )
+    log = log_request(HOSTILE, service="hostile", severity="ERROR")
+    record = log.resource_logs[0].scope_logs[0].log_records[0]
+    record.trace_id, record.span_id, record.severity_number = (0x4057).to_bytes(16, "big"), (1).to_bytes(8, "big"), 17
+    return metrics, trace, log
+
+
+def test_text_from_the_store_stays_text(ui):
+    """Markup in a route, a task name, a statement and a log body shows as the characters sent:
+    no element made of it, no script run, no policy violation."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
+
+    url, endpoint = ui
+    metrics, trace, log = hostile_exports(time.time_ns())
+    with grpc.insecure_channel(endpoint.removeprefix("http://")) as channel:
+        metrics_grpc.MetricsServiceStub(channel).Export(metrics, timeout=30)
+        trace_grpc.TraceServiceStub(channel).Export(trace, timeout=30)
+        logs_grpc.LogsServiceStub(channel).Export(log, timeout=30)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(30_000)
+            refused, errors = [], []
+            page.on("console", lambda m: "Content Security Policy" in m.text and refused.append(m.text))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url + "/overview")
+            route = page.locator("#routes tr.route td").first
+            sync_api.expect(route).to_have_text("GET /" + HOSTILE)
+            sync_api.expect(page.locator("#tasks tr.task td").first).to_have_text(HOSTILE)
+            sync_api.expect(page.locator("#n-plus-one code.statement").first).to_have_text("SELECT " + HOSTILE)
+            sync_api.expect(page.locator("#slowest code.statement").first).to_have_text("SELECT " + HOSTILE)
+            # the run chart's legend names the task: uPlot writes its labels as text too
+            sync_api.expect(page.locator('.chart[data-chart="run"] .u-legend')).to_contain_text(HOSTILE)
+            assert page.locator("#app img, #app script").count() == 0
+            page.goto(url + "/logs")
+            sync_api.expect(page.locator("#log-list tr.log td.body").first).to_have_text(HOSTILE)
+            assert page.locator("#app img, #app script").count() == 0
+            page.goto(f"{url}/trace/{0x4057:032x}")
+            sync_api.expect(page.locator("#trace-logs td.body").first).to_have_text(HOSTILE)
+            assert page.locator("#app img, #app script").count() == 0
+            assert page.title() != "owned" and refused == [] and errors == [], (page.title(), refused, errors)
+        finally:
+            browser.close()
