@@ -123,6 +123,16 @@ def test_overview_and_logs_show_what_a_real_run_sent(shop: Shop, ui, tmp_path: P
             assert int(cell(n_plus_one, 2)) >= ORDERS
             assert page.locator("#slowest tbody tr").count() >= 1
             keep(page, tmp_path, "ui-overview.png")
+            # the last 60 minutes: the same counts, the rate over the longer window
+            page.locator('.windows button[data-since="3600"]').click()
+            page.wait_for_url(re.compile(r"/overview\?since=3600$"))
+            expect(slow.locator("td").nth(2)).to_have_text(f"{SLOW / 3600:.2g}")
+            assert cell(slow, 3) == str(SLOW)
+            # one service: the worker's has no web section, its tasks stay
+            page.locator('select[name="service"]').select_option("shop-worker")
+            expect(page.locator("#web")).to_be_hidden()
+            expect(refund.locator("td").nth(6)).to_have_text(str(ORDERS))
+            page.locator('select[name="service"]').select_option("")
             n_plus_one.locator("a", has_text="trace").click()
             page.wait_for_url(re.compile(r"/trace/[0-9a-f]{32}$"))
             expect(page.locator('li.span[data-name="GET /customers/"] > .row .badge.nplus1')).to_have_count(1)

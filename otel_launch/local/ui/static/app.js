@@ -528,7 +528,7 @@ function renderOverview(body, data) {
 
   // web
   const webSection = slotIn(body, "web", () => el("section", { class: "panel" }, el("h2", {}, "Web")));
-  webSection.hidden = !web.routes.length && !web.series.t.length;
+  webSection.hidden = !web.routes.length;  // no request in the window (the series are all zeros then)
   const requests = web.routes.reduce((n, r) => n + r.requests, 0);
   const errors = web.routes.reduce((n, r) => n + r.errors, 0);
   redraw(slotIn(webSection, "web-tiles", () => el("div")), [requests, errors, data.since_s], tiles([
@@ -555,7 +555,7 @@ function renderOverview(body, data) {
 
   // Celery
   const celerySection = slotIn(body, "celery", () => el("section", { class: "panel" }, el("h2", {}, "Celery")));
-  celerySection.hidden = !celery.tasks.length && !celery.workers.length && !celery.series.t.length;
+  celerySection.hidden = !celery.tasks.length && !celery.workers.length;
   const runs = celery.tasks.reduce((n, t) => n + t.runs, 0);
   const failures = celery.tasks.reduce((n, t) => n + t.failure, 0);
   const busy = celery.workers.reduce((n, w) => n + (w.executing || 0), 0);
