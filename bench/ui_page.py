@@ -8,7 +8,8 @@ trace cap (10-span traces of a web request with its queries and a task run) plus
 (one export a minute, cumulative, from ``--processes`` processes: half web, half Celery workers,
 as otel-launch records them) and some log records; then Chromium opens ``/overview?since=3600``
 (the widest window) ``--runs`` times and each run times the navigation until every chart has
-drawn its points (``performance.now()`` in the page), and ``/api/overview`` is timed alone.
+drawn its points (``performance.now()`` in the page), then ``/logs`` until its 200 rows are in;
+``/api/overview`` is timed alone.
 Needs Debian's chromium (``OTEL_LAUNCH_CHROMIUM`` to name another) and the test extra (playwright).
 """
 
@@ -274,8 +275,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=1000)
     parser.add_argument("--hours", type=int, default=24)
-    parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--logs", type=int, default=5000)
+    parser.add_argument("--processes", type=int, default=6)
+    parser.add_argument("--logs", type=int, default=50000)
     parser.add_argument("--runs", type=int, default=5)
     options = parser.parse_args()
     print(json.dumps({"weight": weight()}))
@@ -318,11 +319,14 @@ def main() -> None:
             fill_s = time.monotonic() - began
             with urllib.request.urlopen(f"{url}/api/traces?limit=1", timeout=60) as answer:
                 stored = json.loads(answer.read())["stored"]
+            with urllib.request.urlopen(f"{url}/api/logs?limit=1", timeout=60) as answer:
+                logs_stored = json.loads(answer.read())["stored"]
             print(
                 json.dumps(
                     {
                         "filled_s": round(fill_s, 1),
                         "traces_stored": stored,
+                        "logs_stored": logs_stored,
                         "metric_points_sent": points,
                         "store_file_bytes": db.stat().st_size,
                     }
@@ -334,7 +338,7 @@ def main() -> None:
                 with urllib.request.urlopen(f"{url}/api/overview?since=3600", timeout=60) as answer:
                     body = answer.read()
                 api.append((time.perf_counter() - started) * 1000)
-            loads, parts = [], []
+            loads, parts, logs = [], [], []
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
@@ -347,6 +351,9 @@ def main() -> None:
                         page.locator(".chart[data-points]").nth(CHARTS - 1).wait_for(state="attached", timeout=120_000)
                         loads.append(page.evaluate("performance.now()"))
                         parts.append(page.evaluate(MILESTONES))
+                        page.goto(f"{url}/logs")
+                        page.locator("#log-list tr.log").nth(199).wait_for(state="attached", timeout=120_000)
+                        logs.append(page.evaluate("performance.now()"))
                         page.close()
                 finally:
                     browser.close()
@@ -363,6 +370,7 @@ def main() -> None:
                         "dom_ready_ms_median": round(statistics.median(p[0] for p in parts), 1),
                         "api_answered_ms_median": round(statistics.median(p[1] for p in parts), 1),
                         "chart_points": parts[-1][2],
+                        "logs_page_200_rows_ms_median": round(statistics.median(logs), 1),
                     }
                 )
             )
