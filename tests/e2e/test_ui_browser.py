@@ -16,27 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.browser import ARGS, CHROMIUM, assert_security_headers
 from tests.e2e.shop import Shop
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = os.environ.get("OTEL_LAUNCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Set to a path to keep the trace page's screenshot (the README's docs/ui-trace.png is made so).
 SCREENSHOT = os.environ.get("OTEL_LAUNCH_UI_SCREENSHOT")
-
-
-def assert_security_headers(headers: dict[str, str]) -> None:
-    policy = headers.get("content-security-policy", "")
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, headers
-    assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY", headers
 
 
 def send_flagged_trace(endpoint: str) -> str:

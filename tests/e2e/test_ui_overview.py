@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.browser import ARGS, CHROMIUM, assert_security_headers
 from tests.e2e.shop import Shop
-from tests.e2e.test_ui_browser import ARGS, CHROMIUM, assert_security_headers
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = os.environ.get("OTEL_LAUNCH_UI_SCREENSHOTS")
