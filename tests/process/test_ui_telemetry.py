@@ -33,7 +33,7 @@ from tests.otlp_requests import (
     span,
     trace_request,
 )
-from tests.process.test_ui import UI, provider, running_ui, wait_for
+from tests.ui_process import UI, provider, running_ui, wait_for
 
 pytestmark = pytest.mark.process
 ROUTE = {"http.request.method": "GET", "http.response.status_code": 200, "http.route": "/orders/"}

@@ -11,7 +11,8 @@ hold, the oldest received evicted first), and the traces the rest. The page-leve
 :class:`TraceStore` evicts traces first; when none is left, the oldest points and records give
 way. ``max_age_s`` evicts all three by the time they were received (:meth:`TraceStore.expire`).
 What cannot be trusted is refused and counted (OTLP's partial success): more than
-``max_series`` distinct series, an attribute set over :data:`SERIES_ATTRIBUTE_BYTES`, a
+``max_series`` distinct series (at the cap, the series quiet for :data:`STALE_S` seconds give way
+first: a reloaded process starts new ones), an attribute set over :data:`SERIES_ATTRIBUTE_BYTES`, a
 histogram of more than :data:`MAX_BUCKETS` buckets or whose counts do not match its bounds, a
 point with a non-finite number or an impossible time, exponential histograms and summaries
 (otel-launch exports neither), a log record over :data:`LOG_BYTES`.
@@ -31,6 +32,7 @@ from otel_launch.local.ui.series import severity_name, severity_number
 from otel_launch.local.ui.store import SERVICE_CHARS, SERVICES_LISTED, TraceStore, _dumps, _like
 
 MAX_SERIES = 10_000  # distinct metric series held; points of new ones beyond are refused
+STALE_S = 900  # a series no point has reached for this long gives way to a new one at the cap
 SERIES_ATTRIBUTE_BYTES = 4096  # one series' attributes, as JSON
 MAX_BUCKETS = 256  # one histogram point
 LOG_BYTES = 64 * 1024  # one log record as stored
@@ -118,6 +120,7 @@ class Store(TraceStore):
             self._held["points"] += self._db.execute("SELECT coalesce(sum(bytes), 0) FROM series").fetchone()[0]
             self._series_count = self._db.execute("SELECT count(*) FROM series").fetchone()[0]
         self._series_ids: dict[bytes, int] = {}
+        self._stale_checked = 0.0  # when the cap last looked for stale series (monotonic)
         self._processes: dict[int, tuple[dict, str]] = {}  # id(resource) -> (it, its digest), within one export
 
     # -- writing -------------------------------------------------------------------------------
@@ -251,7 +254,7 @@ class Store(TraceStore):
             return known
         row = self._db.execute("SELECT id FROM series WHERE digest = ?", (digest,)).fetchone()
         if row is None:
-            if self._series_count >= self.max_series:
+            if self._series_count >= self.max_series and not self._evict_stale_series():
                 return None
             size = 150 + sum(len(str(part).encode("utf-8", "surrogatepass")) for part in key) + len(point.description)
             cursor = self._db.execute(
@@ -307,6 +310,38 @@ class Store(TraceStore):
         if table == "points":
             self._forget_series()
         return True
+
+    def _evict_stale_series(self) -> bool:
+        """At the cap: evict the series (a tenth of the cap at most) no point has reached for
+        :data:`STALE_S` seconds, the longest quiet first: those of processes that have ended (a
+        reloaded runserver, a recycled worker each start new series). Whether any were; looked
+        for at most once a minute."""
+        if time.monotonic() - self._stale_checked < 60:
+            return False
+        self._stale_checked = time.monotonic()
+        cutoff = time.time_ns() - STALE_S * 1_000_000_000
+        stale = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT series FROM points GROUP BY series HAVING max(received_ns) < ? ORDER BY max(received_ns) "
+                "LIMIT ?",
+                (cutoff, max(1, self.max_series // 10)),
+            )
+        ]
+        if not stale:
+            return False
+        marks = ", ".join("?" * len(stale))
+        freed = self._db.execute(f"SELECT coalesce(sum(bytes), 0) FROM points WHERE series IN ({marks})", stale)
+        self._held["points"] -= freed.fetchone()[0]
+        self._db.execute(f"DELETE FROM points WHERE series IN ({marks})", stale)
+        # These series only: a series made earlier in this batch has no point written yet.
+        size = self._db.execute(f"SELECT coalesce(sum(bytes), 0) FROM series WHERE id IN ({marks})", stale)
+        self._held["points"] -= size.fetchone()[0]
+        self._db.execute(f"DELETE FROM series WHERE id IN ({marks})", stale)
+        self._series_count -= len(stale)
+        self._series_ids.clear()
+        self._stale_checked = 0.0 if self._series_count < self.max_series else self._stale_checked
+        return self._series_count < self.max_series
 
     def _forget_series(self) -> None:
         """Delete the series no point names any more."""
