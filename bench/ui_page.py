@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=6)
     parser.add_argument("--logs", type=int, default=50000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--screenshot", help="a PNG of the overview drawn on the full store, here")
     options = parser.parse_args()
     print(json.dumps({"weight": weight()}))
     chromium = "/usr/bin/chromium"
@@ -351,6 +352,8 @@ def main() -> None:
                         page.locator(".chart[data-points]").nth(CHARTS - 1).wait_for(state="attached", timeout=120_000)
                         loads.append(page.evaluate("performance.now()"))
                         parts.append(page.evaluate(MILESTONES))
+                        if options.screenshot:
+                            page.screenshot(path=options.screenshot, full_page=True)
                         page.goto(f"{url}/logs")
                         page.locator("#log-list tr.log").nth(199).wait_for(state="attached", timeout=120_000)
                         logs.append(page.evaluate("performance.now()"))

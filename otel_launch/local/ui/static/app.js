@@ -418,7 +418,9 @@ function chart(slot, key, title, unit, t, series, range) {
       ],
       // a legend with live values while the labels are short; long task names get a plain list
       legend: { live: series.length <= 3 && labels.length <= 60 },
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5, points: { size: 5, show: fewPoints }, value: (u, v) => formatValue(v, unit) }))],
+      // spanGaps: a step without a value (no request in it, or no export: the SDK exports every
+      // 60 s by default, the steps of a short window are shorter) is bridged, not a break per point
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5, spanGaps: true, points: { size: 5, show: fewPoints }, value: (u, v) => formatValue(v, unit) }))],
     };
     entry.plot = new uPlot(options, data, box);
     charts.set(key, entry);
