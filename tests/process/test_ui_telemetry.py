@@ -292,6 +292,7 @@ def test_points_and_records_that_cannot_be_trusted_are_refused_and_counted(ui: U
     assert [r["body"][:4] for r in ui.get("/api/logs")[1]["logs"]] == ["xxxx", "fine"]
 
 
+@pytest.mark.once  # the store's bounds under volume: the same on every release
 def test_new_series_beyond_the_cap_are_refused_the_known_ones_still_taken(ui: UI):
     client = HttpClient(ui.http_port)
     answer = client.export_metrics(gauge_request([({"n": index}, 1.0) for index in range(10_050)]))
@@ -305,6 +306,7 @@ def test_new_series_beyond_the_cap_are_refused_the_known_ones_still_taken(ui: UI
 # -- bounds ----------------------------------------------------------------------------------
 
 
+@pytest.mark.once  # the store's bounds under volume: the same on every release
 def test_logs_and_points_stay_within_their_share_of_the_byte_bound_the_newest_kept(workdir: Path):
     """--max-bytes 4M: logs and points each hold at most 1 MiB of rows; 3 MB of logs and 2 MB of
     points later the file is under 4 MiB, each holds the newest, and a trace sent first is still there."""
@@ -330,6 +332,7 @@ def test_logs_and_points_stay_within_their_share_of_the_byte_bound_the_newest_ke
         print("store after 3 MB of logs and 2 MB of points:", file_bytes(db), "bytes")  # -rP shows it
 
 
+@pytest.mark.once  # the store's bounds under volume: the same on every release
 def test_one_export_of_18_mb_of_records_keeps_the_file_within_the_bound_throughout(workdir: Path):
     db = workdir / "store.sqlite3"
     with running_ui(workdir, "--db", str(db), "--max-bytes", "4M") as ui:

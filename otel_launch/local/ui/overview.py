@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_launch.local.ui.series import Point, add_counts, deltas, quantile, step_starts
+from otel_launch.local.ui.store import QueryTooLong
 from otel_launch.local.ui.telemetry import Store
 
 NS = 1_000_000_000
@@ -405,7 +406,11 @@ def overview(store: Store, service: str | None, window: Window) -> dict[str, Any
         by_metric.setdefault(series_rows[row["series"]]["name"], []).append(row)
     for name, metric_rows in by_metric.items():
         by_name[name] = stepped(series_rows, metric_rows, window)
-    slowest, repeated = store.db_spans(service, window.start_ns)
+    try:
+        slowest, repeated = store.db_spans(service, window.start_ns)
+        db_error = None
+    except QueryTooLong as exc:  # a store of millions of spans: the metrics still answer
+        slowest, repeated, db_error = [], [], f"{exc}; narrow the window or the service"
     services = sorted({row["service"] for row in series_rows.values()} | set(store.services()))
     return {
         "since_s": window.since_s,
@@ -428,5 +433,6 @@ def overview(store: Store, service: str | None, window: Window) -> dict[str, Any
                 {"statement": r["statement"], "service": r["service"], "count": r["runs"], "trace_id": r["trace_id"]}
                 for r in repeated
             ],
+            **({"error": db_error} if db_error else {}),
         },
     }

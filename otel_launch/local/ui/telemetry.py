@@ -468,7 +468,8 @@ class Store(TraceStore):
 
     def db_spans(self, service: str | None, from_ns: int, limit: int = 10) -> tuple[list[Any], list[Any]]:
         """The slowest statements (each with its slowest span's trace) and the N+1 statements (each
-        with the trace of its most repeated run) of the spans started from ``from_ns``."""
+        with the trace of its most repeated run) of the spans started from ``from_ns``. Only the
+        spans whose attributes' text names the key are parsed."""
         statement = (
             "coalesce(json_extract(attributes, '$.\"db.statement\"'), json_extract(attributes, '$.\"db.query.text\"'))"
         )
@@ -483,13 +484,15 @@ class Store(TraceStore):
                 (
                     f"SELECT statement, service, max(duration) AS duration, trace_id, count(*) AS runs FROM "
                     f"(SELECT {statement} AS statement, service, end_ns - start_ns AS duration, trace_id "
-                    f"FROM spans WHERE {where}) WHERE statement IS NOT NULL "
+                    f"FROM spans WHERE {where} AND (instr(attributes, '\"db.statement\"') OR "
+                    "instr(attributes, '\"db.query.text\"'))) WHERE statement IS NOT NULL "
                     f"GROUP BY statement, service ORDER BY duration DESC LIMIT {int(limit)}",
                     tuple(params),
                 ),
                 (
                     f"SELECT statement, service, max(runs) AS runs, trace_id FROM "
-                    f"(SELECT {repeated} AS statement, service, {count} AS runs, trace_id FROM spans WHERE {where}) "
+                    f"(SELECT {repeated} AS statement, service, {count} AS runs, trace_id FROM spans WHERE {where} "
+                    "AND instr(attributes, '\"otel_launch.n_plus_one.statement\"')) "
                     f"WHERE statement IS NOT NULL GROUP BY statement, service ORDER BY runs DESC LIMIT {int(limit)}",
                     tuple(params),
                 ),

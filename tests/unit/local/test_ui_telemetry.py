@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 from otel_launch.local.receiver import VIEWER_LIMITS, decoded
+from otel_launch.local.ui.overview import Window, overview
+from otel_launch.local.ui.store import QueryTooLong
 from otel_launch.local.ui.telemetry import Store
 from tests.otlp_requests import gauge_request, histogram_request, logs_request
 
@@ -64,5 +66,27 @@ def test_points_and_records_arrive_in_the_readers_view_at_once():
         at = time.time_ns()
         store.add_points(decoded("metrics", gauge_request([({}, 3.0)], service="worker", at=at), "http", VIEWER_LIMITS))
         assert [m["name"] for m in store.metric_names()] == ["g"] and store.services() == ["web", "worker"]
+    finally:
+        store.close()
+
+
+def test_the_overview_answers_without_its_database_tables_when_the_spans_take_too_long(monkeypatch):
+    store = Store(":memory:")
+    try:
+        store.add_points(decoded("metrics", gauge_request([({}, 2.0)], name="celery.worker.tasks.executing"), "http"))
+
+        def too_long(*args):
+            raise QueryTooLong("the query took longer than 5 s")
+
+        monkeypatch.setattr(store, "db_spans", too_long)
+        answer = overview(store, None, Window(900, 10))
+        assert answer["db"] == {
+            "slowest": [],
+            "n_plus_one": [],
+            "error": "the query took longer than 5 s; narrow the window or the service",
+        }
+        assert answer["celery"]["workers"] == [
+            {"service": "svc", "executing": 2.0, "prefetched": None, "scheduled": None}
+        ]
     finally:
         store.close()
