@@ -603,12 +603,16 @@ function renderOverview(body, data) {
 
   // database
   const dbSection = slotIn(body, "db", () => el("section", { class: "panel" }, el("h2", {}, "Database")));
-  dbSection.hidden = !db.slowest.length && !db.n_plus_one.length;
+  dbSection.hidden = !db.slowest.length && !db.n_plus_one.length && !db.error;
+  const dbError = slotIn(dbSection, "db-error", () => el("div", { class: "empty small err" }));
+  dbError.hidden = !db.error;  // the spans could not be searched in time: say so, not "no statement"
+  dbError.textContent = db.error ? "statements not read: " + db.error : "";
   const traceCell = (row) => (row.trace_id ? link("/trace/" + row.trace_id, "trace") : "-");
   redraw(slotIn(dbSection, "slowest-slot", () => el("div")), db.slowest, el("h3", {}, "slowest statements"), dataTable("slowest", [
     ["statement", (row) => el("code", { class: "statement", title: row.statement }, row.statement)],
     ["service", (row) => row.service],
-    ["duration", (row) => ms(row.duration_ms), true],
+    ["slowest run", (row) => ms(row.duration_ms), true],
+    ["runs", (row) => (row.runs === undefined ? "-" : String(row.runs)), true],
     ["", traceCell],
   ], db.slowest.map((row) => ({ data: row, attrs: { class: "statement-row" } })), "no statement in this window"));
   redraw(slotIn(dbSection, "nplus1-slot", () => el("div")), db.n_plus_one, el("h3", {}, "N+1 statements (one query per row of a list)"), dataTable("n-plus-one", [
