@@ -242,6 +242,8 @@ def create_app(store: Store, local_only: bool = True) -> ASGIApp:
         routes=[
             Route("/", index),
             Route("/trace/{trace_id}", index),
+            Route("/overview", index),
+            Route("/logs", index),
             Route("/api/traces", list_traces),
             Route("/api/traces/{trace_id}", OneTrace(store), methods=["GET", "HEAD"]),
             Route("/api/services", services),
