@@ -1,0 +1,8 @@
+from django.urls import path
+
+from tasks_app import views
+
+urlpatterns = [
+    path("enqueue/<str:backend>/<str:name>/", views.enqueue),
+    path("result/<str:backend>/<str:result_id>/", views.result),
+]
