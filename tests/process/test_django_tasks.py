@@ -142,7 +142,9 @@ def test_immediate_and_dummy_backends_run_in_the_views_trace(receiver, workdir, 
     dummy = _one(receiver, name="enqueue tasks_app.tasks.add", **{"messaging.message.id": stored["id"]})
     assert dummy.attributes["django.task.backend"] == "dummy"
     _server(receiver, dummy)
-    assert not [s for s in receiver.spans if s.kind == CONSUMER and s.attributes.get("messaging.message.id") == stored["id"]]
+    assert not [
+        s for s in receiver.spans if s.kind == CONSUMER and s.attributes.get("messaging.message.id") == stored["id"]
+    ]
 
     err = _stop(processes[0])
     assert "WARNING" not in err.replace("[WARNING]", ""), err[-3000:]  # gunicorn's own lines aside
@@ -161,7 +163,11 @@ def test_database_backend_runs_in_the_views_trace_in_db_worker(receiver, workdir
     server = _server(receiver, enqueue)
 
     command = [*launcher(), PYTHON, str(APP / "manage.py"), "db_worker", "--backend", "database"]
-    worker = start([*command, "--no-reload", "--no-startup-delay", "--interval", "0.1"], _env(receiver, workdir, "tasks-worker"), workdir)
+    worker = start(
+        [*command, "--no-reload", "--no-startup-delay", "--interval", "0.1"],
+        _env(receiver, workdir, "tasks-worker"),
+        workdir,
+    )
     processes.append(worker)
 
     run_span = _one(receiver, name="run tasks_app.tasks.add", **{"messaging.message.id": ran["id"]})
@@ -196,7 +202,9 @@ def _metrics(receiver: OTLPReceiver, service: str, task: str, queue: str) -> Non
         return [
             p
             for p in receiver.points
-            if p.metric == name and p.resource.get("service.name") == service and p.attributes.get("django.task.name") == task
+            if p.metric == name
+            and p.resource.get("service.name") == service
+            and p.attributes.get("django.task.name") == task
         ]
 
     def arrived() -> bool:
@@ -213,5 +221,9 @@ def _metrics(receiver: OTLPReceiver, service: str, task: str, queue: str) -> Non
     }
     assert duration.count >= 1
     executions = points("django.task.executions")[-1]
-    assert executions.attributes == {"django.task.name": task, "messaging.destination.name": queue, "django.task.status": "SUCCESSFUL"}
+    assert executions.attributes == {
+        "django.task.name": task,
+        "messaging.destination.name": queue,
+        "django.task.status": "SUCCESSFUL",
+    }
     assert executions.value >= 1

@@ -15,4 +15,6 @@ def result(request, backend: str, result_id: str) -> JsonResponse:
     """A stored task's result, as the backend reads it back."""
     found = task_backends[backend].get_result(result_id)
     value = found.return_value if found.status == "SUCCESSFUL" else None
-    return JsonResponse({"status": str(found.status), "args": found.args, "kwargs": found.kwargs, "return_value": value})
+    return JsonResponse(
+        {"status": str(found.status), "args": found.args, "kwargs": found.kwargs, "return_value": value}
+    )
