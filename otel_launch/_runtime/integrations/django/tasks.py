@@ -75,15 +75,19 @@ def on_import(tasks: ModuleType) -> None:
     from django.tasks import signals
     from django.tasks.base import Task
 
+    # Everything needed is read before anything is patched: a Django without one of them gets the
+    # guard's one warning line and no half of the integration.
+    started, finished = signals.task_started, signals.task_finished
+    originals = {name: getattr(Task, name) for name in ("enqueue", "aenqueue")}
     for name, wrap in (("enqueue", _traced_enqueue), ("aenqueue", _traced_aenqueue)):
-        original = getattr(Task, name)
+        original = originals[name]
         if not getattr(original, "_otel_launch", False):
             wrapped = wrap(original)
             wrapped._otel_launch = True  # type: ignore[attr-defined]
             setattr(Task, name, wrapped)
     connect = {"weak": False}
-    signals.task_started.connect(on_started, dispatch_uid="otel-launch-task-started", **connect)
-    signals.task_finished.connect(on_finished, dispatch_uid="otel-launch-task-finished", **connect)
+    started.connect(on_started, dispatch_uid="otel-launch-task-started", **connect)
+    finished.connect(on_finished, dispatch_uid="otel-launch-task-finished", **connect)
 
 
 def on_db_models_import(models: ModuleType) -> None:
