@@ -104,7 +104,7 @@ def _field(span: ReceivedSpan, key: str) -> object:
 
 def _server(receiver: OTLPReceiver, enqueue: ReceivedSpan) -> ReceivedSpan:
     (server,) = [s for s in receiver.spans if s.span_id == enqueue.parent_span_id]
-    assert server.name == "GET /enqueue/<str:backend>/<str:name>/"
+    assert server.name in ("GET /enqueue/<str:backend>/<str:name>/", "GET /aenqueue/<str:backend>/<str:name>/")
     return server
 
 
@@ -112,7 +112,7 @@ def test_immediate_and_dummy_backends_run_in_the_views_trace(receiver, workdir, 
     port = _serve(receiver, workdir, processes)
     receiver.clear()
     ran = _get(port, "/enqueue/default/add/")
-    failed = _get(port, "/enqueue/default/fail/")
+    failed = _get(port, "/aenqueue/default/fail/")  # aenqueue(), from an async view
     stored = _get(port, "/enqueue/dummy/add/")
     assert (ran["status"], failed["status"], stored["status"]) == ("SUCCESSFUL", "FAILED", "READY")
 
@@ -134,6 +134,9 @@ def test_immediate_and_dummy_backends_run_in_the_views_trace(receiver, workdir, 
 
     # The failing task: its run span is an error, named by the exception's class.
     failing = _one(receiver, name="run tasks_app.tasks.fail", **{"messaging.message.id": failed["id"]})
+    failing_enqueue = _one(receiver, name="enqueue tasks_app.tasks.fail", **{"messaging.message.id": failed["id"]})
+    assert (failing.parent_span_id, failing.trace_id) == (failing_enqueue.span_id, failing_enqueue.trace_id)
+    _server(receiver, failing_enqueue)
     assert failing.status == "ERROR" and failing.attributes["error.type"] == "builtins.ValueError"
     assert failing.attributes["django.task.status"] == "FAILED"
     assert [e["name"] for e in failing.events] == ["exception"]
@@ -156,7 +159,7 @@ def test_database_backend_runs_in_the_views_trace_in_db_worker(receiver, workdir
     port = _serve(receiver, workdir, processes)
     receiver.clear()
     ran = _get(port, "/enqueue/database/add/")
-    failed = _get(port, "/enqueue/database/fail/")
+    failed = _get(port, "/aenqueue/database/fail/")  # aenqueue(): the row is written in a thread of asgiref's
     assert (ran["status"], failed["status"]) == ("READY", "READY")  # stored: nothing has run them yet
     enqueue = _one(receiver, name="enqueue tasks_app.tasks.add", **{"messaging.message.id": ran["id"]})
     assert enqueue.attributes["django.task.backend"] == "database"
@@ -181,7 +184,10 @@ def test_database_backend_runs_in_the_views_trace_in_db_worker(receiver, workdir
     assert len(query) == 1
 
     failing = _one(receiver, name="run tasks_app.tasks.fail", **{"messaging.message.id": failed["id"]})
+    failing_enqueue = _one(receiver, name="enqueue tasks_app.tasks.fail", **{"messaging.message.id": failed["id"]})
+    assert (failing.parent_span_id, failing.trace_id) == (failing_enqueue.span_id, failing_enqueue.trace_id)
     assert failing.trace_id != run_span.trace_id  # its own request's trace
+    _server(receiver, failing_enqueue)
     assert failing.status == "ERROR" and failing.attributes["error.type"] == "builtins.ValueError"
     assert [e["name"] for e in failing.events] == ["exception"]
     # db_worker is a command that works a queue: no span open for its whole life.

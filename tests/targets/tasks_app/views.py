@@ -11,6 +11,13 @@ def enqueue(request, backend: str, name: str) -> JsonResponse:
     return JsonResponse({"id": str(result.id), "status": str(result.status)})
 
 
+async def aenqueue(request, backend: str, name: str) -> JsonResponse:
+    """The same through ``aenqueue()``, from an async view."""
+    arguments = (2, 3) if name == "add" else ()
+    result = await getattr(tasks, name).using(backend=backend).aenqueue(*arguments)
+    return JsonResponse({"id": str(result.id), "status": str(result.status)})
+
+
 def result(request, backend: str, result_id: str) -> JsonResponse:
     """A stored task's result, as the backend reads it back."""
     found = task_backends[backend].get_result(result_id)
