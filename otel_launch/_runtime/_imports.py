@@ -49,10 +49,12 @@ class _PostImportFinder:
         if loader is None or isinstance(loader, type) or not hasattr(loader, "exec_module"):
             return spec
         exec_module = loader.exec_module
-        hooks = self.hooks.pop(fullname)
 
         def exec_then_hook(module: ModuleType) -> None:
             del loader.exec_module  # back to the class's own method
+            # Taken when the module executes, not when its spec is found: a look-up alone
+            # (Django's importlib.util.find_spec for an app's models module) executes nothing.
+            hooks = self.hooks.pop(fullname, [])
             try:
                 exec_module(module)
             except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -81,6 +82,27 @@ def test_errors_and_not_found(shop):
     assert missing.status == "UNSET" and status_code(missing) == 404 and not missing.events
     assert by_name["GET"].status == "UNSET"  # no route matched: the method alone, as conventions say
     assert by_name["GET /orders/<int:pk>/"].attributes["http.route"] == "/orders/<int:pk>/"
+
+
+def test_a_django_task_enqueued_by_a_view_runs_in_its_trace(shop):
+    """Django 6's tasks framework: the shop's receipt, enqueued on Django's default backend (which
+    runs it inside the enqueue), in the request's trace with its queue time and its query."""
+    pytest.importorskip("django.tasks", reason="django.tasks is Django 6.0 and later")
+    web = shop.gunicorn("-w", "1")
+    status, body = shop.request(web.port, "POST", "/orders/1/receipt/")
+    assert shop.stop(web) == 0
+    assert status == 202, body
+    result = json.loads(body)
+    assert result["status"] == "SUCCESSFUL"
+    (server,) = [s for s in server_spans(shop.receiver) if s.name == "POST /orders/<int:pk>/receipt/"]
+    (enqueue,) = [s for s in shop.receiver.spans if s.name == "enqueue orders.receipts.email_receipt"]
+    (run,) = [s for s in shop.receiver.spans if s.name == "run orders.receipts.email_receipt"]
+    assert (enqueue.trace_id, enqueue.parent_span_id) == (server.trace_id, server.span_id)
+    assert (run.trace_id, run.parent_span_id) == (server.trace_id, enqueue.span_id)
+    assert run.attributes["messaging.message.id"] == enqueue.attributes["messaging.message.id"] == result["id"]
+    assert run.attributes["django.task.status"] == "SUCCESSFUL"
+    assert 0 <= run.attributes["django.task.queue_time"] < (run.start_ns - enqueue.start_ns) / 1e9 + 0.01
+    assert [s.name for s in shop.receiver.spans if s.parent_span_id == run.span_id] == ["SELECT"]
 
 
 def test_runserver_with_autoreload_spans_come_once_from_the_serving_process(shop):

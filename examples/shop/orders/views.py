@@ -67,6 +67,19 @@ def slow(request):
     return JsonResponse({"slept_ms": delay})
 
 
+def receipt(request, pk):
+    """POST enqueues the order's receipt on Django's own tasks framework (Django 6.0 and later:
+    404 before). Imported here: the other views of an older Django never import it."""
+    if request.method != "POST":
+        raise Http404("POST to enqueue a receipt")
+    try:
+        from orders import receipts
+    except ImportError as exc:  # no django.tasks: Django before 6.0
+        raise Http404("django.tasks is Django 6.0 and later") from exc
+    result = receipts.email_receipt.enqueue(pk)
+    return JsonResponse({"id": str(result.id), "status": str(result.status)}, status=202)
+
+
 def fail(request):
     raise RuntimeError("this view always fails (demo of an error trace)")
 

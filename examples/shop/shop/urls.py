@@ -5,6 +5,7 @@ urlpatterns = [
     path("health/", views.health),
     path("orders/", views.orders),
     path("orders/<int:pk>/", views.order_detail),
+    path("orders/<int:pk>/receipt/", views.receipt),
     path("customers/", views.customers),
     path("slow/", views.slow),
     path("fail/", views.fail),

@@ -38,6 +38,20 @@ STEPS = (
     ),
     Integration(
         "django",
+        "django.tasks",
+        "django.tasks",
+        without="django.tasks tasks are enqueued and run without spans or metrics",
+    ),
+    # django-tasks-db's task rows carry the enqueue's trace context to its db_worker (see django/tasks.py).
+    Integration(
+        "django",
+        "django_tasks_db.models",
+        "django.tasks",
+        "on_db_models_import",
+        without="tasks run by db_worker start traces of their own",
+    ),
+    Integration(
+        "django",
         "django.db.backends.base.base",
         "django",
         "on_db_import",

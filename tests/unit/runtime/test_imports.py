@@ -67,3 +67,19 @@ def test_failed_import_keeps_the_hook_for_a_later_import(module_dir):
     importlib.invalidate_caches()
     module = importlib.import_module("hooked_d")
     assert seen == [module]
+
+
+def test_hook_runs_when_the_module_was_looked_up_before_its_import(module_dir):
+    """Django asks ``importlib.util.find_spec`` whether an app has a models module, then imports
+    it: the spec of that look-up is never executed, and the hook waits for the import."""
+    import importlib.util
+
+    (module_dir / "hooked_e.py").write_text("VALUE = 1\n")
+    seen = []
+    _imports.when_imported("hooked_e", seen.append)
+    assert importlib.util.find_spec("hooked_e") is not None
+    assert seen == []
+    import hooked_e
+
+    assert seen == [hooked_e]
+    assert "exec_module" not in vars(hooked_e.__loader__)

@@ -19,8 +19,9 @@ from typing import Any
 from otel_launch._runtime import _compat
 from otel_launch._runtime.integrations._activation import guard
 
-# Commands that serve or wait for a person: a span would stay open for the process's life.
-LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver", "shell", "dbshell"})
+# Commands that serve, work a queue (django-tasks-db's db_worker) or wait for a person: a span would stay
+# open for the process's life (db_worker's tasks have spans of their own: tasks.py).
+LONG_RUNNING_COMMANDS = frozenset({"runserver", "testserver", "shell", "dbshell", "db_worker"})
 
 
 def instrument() -> None:
