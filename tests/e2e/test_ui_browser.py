@@ -212,14 +212,20 @@ def send_transaction_trace(endpoint: str) -> str:
         publish = tracer.start_span(f"apply_async/{task_id}", context, SpanKind.PRODUCER, start_time=t0 + 10 * ms)
         publish.set_attributes({"messaging.message.id": task_id, **attributes})
         publish.end(t0 + 11 * ms)
-        run = tracer.start_span(f"run/{task_id}", set_span_in_context(publish), SpanKind.CONSUMER, start_time=t0 + run_at * ms)
+        run = tracer.start_span(
+            f"run/{task_id}", set_span_in_context(publish), SpanKind.CONSUMER, start_time=t0 + run_at * ms
+        )
         run.set_attributes({"messaging.message.id": task_id, **attributes})
         run.end(t0 + (run_at + 5) * ms)
     commit = t0 + 50 * ms
     ended = {"otel_launch.transaction.task_count": 2, "otel_launch.transaction.database": "default"}
     server.add_event(
         "otel_launch.transaction.commit",
-        {"otel_launch.transaction.task_ids": ["early", "late"], "otel_launch.transaction.ended_at": commit / 1e9, **ended},
+        {
+            "otel_launch.transaction.task_ids": ["early", "late"],
+            "otel_launch.transaction.ended_at": commit / 1e9,
+            **ended,
+        },
         timestamp=commit,
     )
     server.add_event(
@@ -262,7 +268,9 @@ def test_tasks_sent_inside_a_transaction_are_badged_by_what_became_of_it(ui):
             assert "before commit" in badges("run/early") and "in transaction" in badges("run/early")
             assert "before commit" not in badges("run/late") and "in transaction" in badges("run/late")
             assert "after rollback" in badges("run/undone") and "in transaction" in badges("run/undone")
-            assert "in transaction" in badges("apply_async/early") and "before commit" not in badges("apply_async/early")
+            assert "in transaction" in badges("apply_async/early") and "before commit" not in badges(
+                "apply_async/early"
+            )
             assert not {"in transaction", "before commit", "after rollback"} & set(badges("run/after"))
             assert errors == []
         finally:

@@ -35,6 +35,7 @@ a dict lookup unless tasks are pending on that connection.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import threading
@@ -135,10 +136,8 @@ def _wrapper(method: Any, after: Any) -> Any:
         in_atomic_block = self.in_atomic_block
         result = method(self, *args, **kwargs)
         if pending:
-            try:
+            with contextlib.suppress(Exception):  # telemetry never fails the app's transaction handling
                 after(self, pending, in_atomic_block, *args)
-            except Exception:  # telemetry never fails the app's transaction handling
-                pass
         return result
 
     return wrapped
