@@ -67,10 +67,15 @@ _all_initialized: list[Any] = []  # how this Django lists a thread's opened conn
 
 
 def check_publish(span: Any, headers: Any, name: str, task_id: Any) -> None:
-    """At a publish (its span current): flag it when a Django transaction is open in this thread."""
+    """At a publish, with its span: flag it when a Django transaction is open in this thread."""
     connection = _in_transaction()
     if connection is None:
         return
+    with contextlib.suppress(Exception):  # telemetry never fails a publish
+        _flag(connection, span, headers, name, task_id)
+
+
+def _flag(connection: Any, span: Any, headers: Any, name: str, task_id: Any) -> None:
     if headers is not None:
         headers[IN_TRANSACTION] = connection.alias
     if span.is_recording():
