@@ -26,11 +26,12 @@ is the trace, which holds both times: the run span's start and the commit event,
 clock (as for queue time: off by the hosts' clock difference). The viewer compares them; the
 counters and the delay histogram are what a team alerts on (docs/django-celery.md).
 
-Cost: a publish outside any transaction costs a look at the thread's initialized connections
-(``sys.modules``, Django's ``connections.all(initialized_only=True)``, one attribute each: ~2-3 us);
-a process that never imported Django, one dict lookup. The connection's ``commit``, ``rollback``,
-``savepoint_rollback`` and ``close`` are wrapped at the first flagged publish only, and then cost
-a dict lookup unless tasks are pending on that connection.
+Cost: a publish outside any transaction costs one attribute of each of the thread's connected
+Django connections, kept in a thread-local list (seeded once a thread from Django's handler, then
+by Django's ``connection_created`` signal); a process that never imported Django, one dict
+lookup. The connection's ``commit``, ``rollback``, ``savepoint_rollback`` and ``close`` are
+wrapped at the first flagged publish only, and then cost a dict lookup unless tasks are pending
+on that connection.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.
 _instruments: list[Any] = [None, None, None, None]  # [meter provider, sent, rolled back, commit delay]
 _wrapped: list[bool] = []
 _lock = threading.Lock()
-_all_initialized: list[Any] = []  # how this Django lists a thread's opened connections
+_thread = threading.local()  # .opened: this thread's Django connections (see _seed)
+_receiving: list[bool] = []  # connection_created connected
+_MAX_OPENED = 64
 
 
 def check_publish(span: Any, headers: Any, name: str, task_id: Any) -> None:
@@ -90,19 +93,48 @@ def _flag(connection: Any, span: Any, headers: Any, name: str, task_id: Any) -> 
 
 
 def _in_transaction() -> Any:
-    """The first of this thread's opened Django connections inside an atomic block, or None."""
+    """The first of this thread's connected Django connections inside an atomic block, or None."""
+    opened = getattr(_thread, "opened", None)
+    if opened is None:
+        opened = _seed()
+        if opened is None:
+            return None
+    for connection in opened:
+        if connection.in_atomic_block:
+            return connection
+    return None
+
+
+def _seed() -> list | None:
+    """This thread's Django connections, listed once through Django's handler (its thread-local
+    store costs ~27k instructions a look); the connections that connect later in this thread are
+    added by ``connection_created``: a transaction opens only on a connected connection."""
     db = sys.modules.get("django.db")
-    if db is None:
+    if db is None:  # Django not loaded: no transaction of its
         return None
     try:
-        if not _all_initialized:
-            _all_initialized.append(_initialized_lister(db.connections))
-        for connection in _all_initialized[0]():
-            if connection.in_atomic_block:
-                return connection
-    except Exception:  # Django imported but not configured (no settings): no transaction of its
+        if not _receiving:
+            with _lock:
+                if not _receiving:
+                    from django.db.backends.signals import connection_created
+
+                    connection_created.connect(_connected, weak=False, dispatch_uid="otel-launch-transactions")
+                    _receiving.append(True)
+        opened = list(_initialized_lister(db.connections)())
+    except Exception:  # Django imported but not configured (no settings)
         return None
-    return None
+    _thread.opened = opened
+    return opened
+
+
+def _connected(sender: Any = None, connection: Any = None, **_: Any) -> None:
+    """``connection_created``: a connection of this thread connected (or reconnected)."""
+    opened = getattr(_thread, "opened", None)
+    if opened is None or connection is None or any(known is connection for known in opened):
+        return  # not seeded yet in this thread (the seed lists it), or known
+    if len(opened) >= _MAX_OPENED:  # one a database alias; more only for connections of async contexts
+        del opened[0]
+    opened.append(connection)
 
 
 def _initialized_lister(connections: Any) -> Any:
