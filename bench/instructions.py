@@ -3,9 +3,9 @@
 Runs one benchmark under ``valgrind --tool=callgrind`` twice, with ``few`` and with ``few + 1000``
 requests or tasks, and divides the difference by 1000: start-up, warm-up and exit cancel out
 (``BENCH_FEW`` and ``BENCH_MEASURED`` change those counts: the list view takes 50 times longer a
-request). The benchmarks: ``django``, ``celery`` and ``django-tasks``, the in-process loops of
-``django_micro.py``, ``celery_micro.py`` and ``django_tasks_micro.py`` (variants ``plain``,
-``otel-launch``, ``otel-launch-10``, ...; set
+request). The benchmarks: ``django``, ``celery``, ``django-tasks`` and ``publish``, the in-process loops of
+``django_micro.py``, ``celery_micro.py``, ``django_tasks_micro.py`` and ``celery_publish_micro.py`` (variants
+``plain``, ``otel-launch``, ``otel-launch-10``, ...; set
 ``BENCH_BEFORE_SRC`` to count a checkout's ``otel_launch`` too, as variants suffixed ``@before``;
 ``name@<dir>`` runs the checkout at ``<dir>``), and ``gunicorn``: the gunicorn worker of
 bench/web.py, its requests made one after the other (a new connection each, as wrk's reach a sync
@@ -14,6 +14,7 @@ worker), counted in the worker process alone (variants named as in bench/web.py)
     .venv/bin/python bench/instructions.py django trivial plain otel-launch otel-launch-0 otel-launch-10
     .venv/bin/python bench/instructions.py celery - plain otel-launch otel-launch-0
     .venv/bin/python bench/instructions.py django-tasks - plain otel-launch otel-launch-0   # Django 6+
+    .venv/bin/python bench/instructions.py publish - plain otel-launch otel-launch@before
     BENCH_BEFORE_SRC=/tmp/before .venv/bin/python bench/instructions.py django list otel-launch otel-launch@before
     BENCH_BEFORE_SRC=/tmp/before .venv/bin/python bench/instructions.py gunicorn trivial plain "otel-launch (before)"
 
@@ -36,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FEW = int(os.environ.get("BENCH_FEW", "300"))
 MORE = FEW + int(os.environ.get("BENCH_MEASURED", "1000"))
+UNITS = {"django": "request", "publish": "publish"}
 
 
 def counted(bench: str, view: str, variant: str, count: int, out: Path) -> tuple[int, dict]:
@@ -46,7 +48,8 @@ def counted(bench: str, view: str, variant: str, count: int, out: Path) -> tuple
         env["BENCH_BEFORE_SRC"] = tag
     elif not tag:
         env.pop("BENCH_BEFORE_SRC", None)
-    script = HERE / {"django": "django_micro.py", "django-tasks": "django_tasks_micro.py"}.get(bench, "celery_micro.py")
+    scripts = {"django": "django_micro.py", "django-tasks": "django_tasks_micro.py", "publish": "celery_publish_micro.py"}
+    script = HERE / scripts.get(bench, "celery_micro.py")
     args = [name, view, str(count)] if bench == "django" else [name, str(count)]
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(script), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
@@ -133,8 +136,7 @@ def main() -> None:
             (few, _), (more, shown) = (run.result() for run in runs)
         per = (more - few) / (MORE - FEW)
         print(
-            f"{variant:28s} {view:8s} {per / 1000:8.1f}k instructions a {'request' if bench == 'django' else 'task'}"
-            f"  ({shown})",
+            f"{variant:28s} {view:8s} {per / 1000:8.1f}k instructions a {UNITS.get(bench, 'task')}  ({shown})",
             flush=True,
         )
     shutil.rmtree(workdir, ignore_errors=True)

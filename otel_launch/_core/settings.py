@@ -254,6 +254,17 @@ SETTINGS: tuple[Setting, ...] = (
         render=lambda value: "true" if value else "false",
     ),
     Setting(
+        "enduser_id",
+        "OTEL_LAUNCH_ENDUSER_ID",
+        "Record enduser.id, the authenticated user's primary key, on Django server spans: personal data, off "
+        "unless asked for (see Private data). Taken from the user the request already loaded, and on a 5xx also "
+        "from its session when it had not.",
+        parsers.boolean,
+        "true or false",
+        default="false",
+        render=lambda value: "true" if value else "false",
+    ),
+    Setting(
         "config_file",
         "OTEL_CONFIG_FILE",
         "An OpenTelemetry configuration file (YAML or JSON, file_format 1.x) that builds the SDK instead of the "

@@ -174,3 +174,90 @@ def test_cache_and_sql_spans_inside_the_request(shop):
     # The statement, without the looked-up value.
     assert "%s" in select.attributes["db.statement"] or "?" in select.attributes["db.statement"]
     assert "3" not in select.attributes["db.statement"].split("WHERE")[-1]
+
+
+def _celery_has_delay_on_commit() -> bool:
+    import celery
+
+    return tuple(celery.VERSION[:2]) >= (5, 4)  # Celery 5.4 added Task.delay_on_commit
+
+
+def test_tasks_sent_inside_a_transaction_are_flagged_with_what_became_of_it(shop):
+    """A task sent inside ``transaction.atomic()``: flagged on its publish and run spans and counted; the
+    commit (or rollback) is an event of the request's span naming it, so the run's start can be
+    compared with the commit. Sent from ``on_commit`` or ``delay_on_commit``: not flagged."""
+    receiver = shop.receiver
+    worker = shop.worker("--pool", "prefork", "--concurrency", "1")
+    web = shop.gunicorn("-w", "1")
+
+    def place(query: str) -> dict:
+        status, body = shop.request(web.port, "POST", f"/orders/in-transaction/?{query}")
+        assert status == 200, body[-2000:]
+        return json.loads(body)
+
+    raced = place("hold=1")  # the view commits once the worker has run the task
+    rolled = place("then=rollback")
+    shop.wait_for_executions(2)  # before the next order takes the rolled-back one's id (SQLite reuses it)
+    after = [place("send=on_commit")]
+    if _celery_has_delay_on_commit():
+        after.append(place("send=delay_on_commit"))
+    SERVICES_USED.append(f"tasks sent after the commit by: on_commit{', delay_on_commit' * (len(after) == 2)}")
+    shop.wait_for_executions(2 + len(after))
+    assert shop.stop(worker) == 0
+    assert shop.stop(web) == 0  # its metrics leave at exit
+
+    by_task = {e["id"]: e for e in shop.executions()}
+    # What the tasks saw, independent of telemetry: the row was not there before the commit, nor after the rollback.
+    assert by_task.pop(raced["task"])["found"] is False
+    assert by_task.pop(rolled["task"])["found"] is False
+    assert [e["found"] for e in by_task.values()] == [True] * len(after)
+
+    def spans_of(task_id: str) -> tuple:
+        mine = [s for s in receiver.spans if s.attributes.get(TASK_ID) == task_id]
+        (publish,) = [s for s in mine if s.name.startswith("apply_async/")]
+        (run,) = [s for s in mine if s.name.startswith("run/")]
+        (server,) = [s for s in server_spans(receiver) if s.trace_id == publish.trace_id]
+        return publish, run, server
+
+    def ended(server, name: str, task_id: str) -> list:
+        return [e for e in server.events if e["name"] == name and task_id in e["otel_launch.transaction.task_ids"]]
+
+    # Sent inside, committed after the worker had run it: flagged, and the commit came after the run's start.
+    publish, run, server = spans_of(raced["task"])
+    assert publish.attributes["celery.task.sent_in_transaction"] is True
+    assert run.attributes["celery.task.sent_in_transaction"] is True
+    (commit,) = ended(server, "otel_launch.transaction.commit", raced["task"])
+    assert commit["otel_launch.transaction.tasks"] == ["orders.tasks.confirm_order"]
+    assert commit["otel_launch.transaction.database"] == "default"
+    assert run.start_ns < commit["otel_launch.transaction.ended_at"] * 1e9  # the run started before the commit
+    assert ended(server, "otel_launch.transaction.rollback", raced["task"]) == []
+
+    # Sent inside, rolled back: the request's span names it in a rollback event, and its run is flagged.
+    publish, run, server = spans_of(rolled["task"])
+    assert publish.attributes["celery.task.sent_in_transaction"] is True
+    assert run.attributes["celery.task.sent_in_transaction"] is True
+    (rollback,) = ended(server, "otel_launch.transaction.rollback", rolled["task"])
+    assert rollback["otel_launch.transaction.task_count"] == 1
+    assert ended(server, "otel_launch.transaction.commit", rolled["task"]) == []
+
+    # Sent after the commit: nothing flagged, no event.
+    for task_id in by_task:
+        publish, run, server = spans_of(task_id)
+        assert "celery.task.sent_in_transaction" not in publish.attributes
+        assert "celery.task.sent_in_transaction" not in run.attributes
+        assert [e["name"] for e in server.events if e["name"].startswith("otel_launch.transaction.")] == []
+
+    # Counted per task name, by the web process: 2 sent inside, 1 of them rolled back; 1 commit delay.
+    def total(metric: str) -> float:
+        found = [p for p in receiver.points if p.metric == metric and service_of(p) == "shop-web"]
+        assert all(p.attributes == {"celery.task_name": "orders.tasks.confirm_order"} for p in found), metric
+        return sum(p.count if p.count is not None else p.value for p in found)
+
+    assert total("celery.task.sent_in_transaction") == 2
+    assert total("celery.task.sent_in_rolled_back_transaction") == 1
+    assert total("celery.task.commit_delay") == 1
+    assert all(telemetry_noise(shop.output(p)) == [] for p in shop.processes)
+
+
+def service_of(point) -> str:
+    return point.resource.get("service.name", "")

@@ -145,3 +145,96 @@ def test_a_trace_4999_spans_deep_draws_whole(ui):
             assert page.locator("#trace-title").inner_text() == "s0"
         finally:
             browser.close()
+
+
+def send_transaction_trace(endpoint: str) -> str:
+    """A request that sent three tasks inside transactions: one run started before the commit, one after
+    it, and one whose transaction rolled back; a fourth sent after the commit. Sent with the SDK."""
+    import time
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind, set_span_in_context
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "tx"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    tracer = provider.get_tracer("test")
+    t0 = time.time_ns()
+    ms = 1_000_000
+    server = tracer.start_span("POST /orders/in-transaction/", kind=SpanKind.SERVER, start_time=t0)
+    flagged = {"celery.task.sent_in_transaction": True}
+    for task_id, run_at, attributes in (
+        ("early", 20, flagged),
+        ("late", 90, flagged),
+        ("undone", 60, flagged),
+        ("after", 95, {}),
+    ):
+        context = set_span_in_context(server)
+        publish = tracer.start_span(f"apply_async/{task_id}", context, SpanKind.PRODUCER, start_time=t0 + 10 * ms)
+        publish.set_attributes({"messaging.message.id": task_id, **attributes})
+        publish.end(t0 + 11 * ms)
+        run = tracer.start_span(
+            f"run/{task_id}", set_span_in_context(publish), SpanKind.CONSUMER, start_time=t0 + run_at * ms
+        )
+        run.set_attributes({"messaging.message.id": task_id, **attributes})
+        run.end(t0 + (run_at + 5) * ms)
+    commit = t0 + 50 * ms
+    ended = {"otel_launch.transaction.task_count": 2, "otel_launch.transaction.database": "default"}
+    server.add_event(
+        "otel_launch.transaction.commit",
+        {
+            "otel_launch.transaction.task_ids": ["early", "late"],
+            "otel_launch.transaction.ended_at": commit / 1e9,
+            **ended,
+        },
+        timestamp=commit,
+    )
+    server.add_event(
+        "otel_launch.transaction.rollback",
+        {
+            "otel_launch.transaction.task_ids": ["undone"],
+            "otel_launch.transaction.tasks": ["orders.tasks.confirm_order"],
+            "otel_launch.transaction.ended_at": (commit + 5 * ms) / 1e9,
+            **ended,
+            "otel_launch.transaction.task_count": 1,
+        },
+        timestamp=commit + 5 * ms,
+    )
+    server.end(t0 + 100 * ms)
+    provider.shutdown()
+    return format(server.get_span_context().trace_id, "032x")
+
+
+def test_tasks_sent_inside_a_transaction_are_badged_by_what_became_of_it(ui):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+    url, endpoint = ui
+    trace_id = send_transaction_trace(endpoint)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.set_default_timeout(30_000)
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}/trace/{trace_id}")
+
+            def badges(name: str) -> list[str]:
+                row = page.locator(f'li.span[data-name="{name}"] > .row')
+                row.wait_for()
+                return row.locator(".badge").all_inner_texts()
+
+            assert "rollback: 1 sent" in badges("POST /orders/in-transaction/")
+            assert "before commit" in badges("run/early") and "in transaction" in badges("run/early")
+            assert "before commit" not in badges("run/late") and "in transaction" in badges("run/late")
+            assert "after rollback" in badges("run/undone") and "in transaction" in badges("run/undone")
+            assert "in transaction" in badges("apply_async/early") and "before commit" not in badges(
+                "apply_async/early"
+            )
+            assert not {"in transaction", "before commit", "after rollback"} & set(badges("run/after"))
+            assert errors == []
+        finally:
+            browser.close()

@@ -96,3 +96,41 @@ def test_broker_commands_are_traced_only_inside_a_span(receiver, workdir):
     (inside,) = [s for s in receiver.spans if s.name == "inside"]
     assert sorted(s.name for s in receiver.spans if s is not inside) == ["PING", "PING"]  # command, pipeline
     assert all(s.parent_span_id == inside.span_id for s in receiver.spans if s is not inside)
+
+
+def test_tasks_sent_inside_django_transactions_and_savepoints(receiver, workdir):
+    """Flagged only inside an atomic block; the commit names the tasks it kept, each rollback (a
+    savepoint's, a transaction's) the tasks sent under it; counted per task name."""
+    pytest.importorskip("django")
+    import json
+
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_SERVICE_NAME="tx")
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_transactions.py"), str(workdir)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    ids = json.loads(result.stdout)
+    assert [len(ids[role]) for role in ("committed", "undone", "after", "outside")] == [2, 3, 1, 1]
+    assert receiver.wait_for(lambda r: len([s for s in r.spans if s.name.startswith("apply_async/")]) == 7, 15)
+    flagged = {
+        s.attributes["messaging.message.id"]
+        for s in receiver.spans
+        if s.name.startswith("apply_async/") and s.attributes.get("celery.task.sent_in_transaction") is True
+    }
+    assert flagged == set(ids["committed"] + ids["undone"])
+    (job,) = [s for s in receiver.spans if s.name == "job"]
+    ended = [(e["name"].rpartition(".")[2], e["otel_launch.transaction.task_ids"]) for e in job.events]
+    undone = ids["undone"]
+    assert ended == [("rollback", undone[:2]), ("commit", ids["committed"]), ("rollback", undone[2:])]
+    assert all(
+        e["otel_launch.transaction.tasks"] == ["tx.work"] * len(e["otel_launch.transaction.task_ids"])
+        for e in job.events
+    )
+
+    def total(metric: str) -> float:
+        points = [p for p in receiver.points if p.metric == metric]
+        assert all(p.attributes == {"celery.task_name": "tx.work"} for p in points), points
+        return sum(p.count if p.count is not None else p.value for p in points)
+
+    assert receiver.wait_for(lambda r: any(p.metric == "celery.task.commit_delay" for p in r.points), 15)
+    assert total("celery.task.sent_in_transaction") == 5
+    assert total("celery.task.sent_in_rolled_back_transaction") == 3
+    assert total("celery.task.commit_delay") == 2

@@ -363,3 +363,24 @@ def test_server_spans_follow_a_provider_the_app_sets_after_the_first_request(rec
     assert receiver.wait_for(lambda r: any(s.name == "GET /health/" for s in r.spans), timeout=10)
     servers = [s for s in receiver.spans if s.scope == "opentelemetry.instrumentation.django"]
     assert len(servers) == 1  # only the first request's reached otel-launch's exporter
+
+
+@pytest.mark.parametrize("asked", [True, False], ids=["asked", "default"])
+def test_enduser_id_is_the_signed_in_users_key_only_when_asked(receiver, workdir, asked):
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint, OTEL_METRICS_EXPORTER="none")
+    if asked:
+        env["OTEL_LAUNCH_ENDUSER_ID"] = "true"
+    result = run([*launcher(), PYTHON, str(TARGETS / "django_enduser.py"), str(workdir)], env, workdir)
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key == "3"
+    assert receiver.wait_for(lambda r: len([s for s in r.spans if s.scope == SERVER_SCOPE]) >= 4, timeout=10)
+    servers = [s for s in receiver.spans if s.scope == SERVER_SCOPE]
+    recorded = [(s.name, s.attributes.get("enduser.id")) for s in sorted(servers, key=lambda s: s.start_ns)]
+    if asked:
+        # Read: by the view; not loaded for a success that never read it; loaded for a failure; anonymous: none.
+        expected = [("GET /whoami/", key), ("GET /plain/", None), ("GET /fail/", key), ("GET /whoami/", None)]
+    else:
+        expected = [("GET /whoami/", None), ("GET /plain/", None), ("GET /fail/", None), ("GET /whoami/", None)]
+    assert recorded == expected
+    assert all("not-recorded" not in json.dumps(s.attributes) for s in receiver.spans)

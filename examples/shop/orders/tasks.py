@@ -116,3 +116,13 @@ def check_orders(self, order_ids):
     """One query an order (the N+1 pattern): the run span says which statement repeated."""
     found = [Order.objects.filter(pk=order_id).exists() for order_id in order_ids]
     record_execution(self, found=sum(found))
+
+
+# -- tasks sent inside a database transaction --------------------------------------------------
+
+
+@shared_task(bind=True)
+def confirm_order(self, order_id):
+    """Reads the order it was sent for: not found when it ran before the sender's commit, or after
+    its rollback (see views.place_in_transaction)."""
+    record_execution(self, order=order_id, found=Order.objects.filter(pk=order_id).exists())

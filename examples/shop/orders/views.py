@@ -1,9 +1,11 @@
+import json
 import logging
 import os
 import time
 
 from celery import current_app
 from django.core.cache import cache
+from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 
 from orders import tasks
@@ -106,3 +108,46 @@ def fetch_downstream(client):
     import requests
 
     return requests.get(url, timeout=10).status_code
+
+
+class RolledBack(Exception):
+    pass
+
+
+def place_in_transaction(request):
+    """POST: places an order inside ``transaction.atomic()`` and has ``confirm_order`` check it.
+
+    ``?send=inside`` (default) sends the task inside the transaction, ``on_commit`` from
+    ``transaction.on_commit``, ``delay_on_commit`` with Celery's ``delay_on_commit`` (Celery 5.4+);
+    ``?then=rollback`` rolls the transaction back; ``?hold=1`` commits only once the task has run
+    (SHOP_TASK_LOG), the race a worker wins when it is quicker than the rest of the view.
+    """
+    send, then = request.GET.get("send", "inside"), request.GET.get("then", "commit")
+    task_id = None
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(customer="in-transaction", total_cents=100)
+            if send == "on_commit":
+                transaction.on_commit(lambda: tasks.confirm_order.delay(order.id))
+            elif send == "delay_on_commit":
+                tasks.confirm_order.delay_on_commit(order.id)
+            else:
+                task_id = tasks.confirm_order.delay(order.id).id
+                if request.GET.get("hold") and task_id:
+                    _wait_for_run(task_id)
+            if then == "rollback":
+                raise RolledBack()
+    except RolledBack:
+        return JsonResponse({"order": order.id, "task": task_id, "committed": False})
+    return JsonResponse({"order": order.id, "task": task_id, "committed": True})
+
+
+def _wait_for_run(task_id, timeout=30):
+    path = os.environ.get("SHOP_TASK_LOG")
+    deadline = time.monotonic() + timeout
+    while path and time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as log:
+                if any(json.loads(line).get("id") == task_id for line in log if line.strip()):
+                    return
+        time.sleep(0.05)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("slow/", views.slow),
     path("fail/", views.fail),
     path("call-downstream/", views.call_downstream),
+    path("orders/in-transaction/", views.place_in_transaction),
 ]

@@ -41,7 +41,7 @@ from opentelemetry.instrumentation.celery import celery_getter, utils
 
 from otel_launch._runtime.integrations._histograms import BoundHistogram
 from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
-from otel_launch._runtime.integrations.django import n_plus_one
+from otel_launch._runtime.integrations.django import n_plus_one, transactions
 
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
 SCOPE = "opentelemetry.instrumentation.celery"  # the contrib's scope: dashboards filter on it
@@ -200,6 +200,8 @@ def span_attributes(request: Any, name: str, destination: str, system: str, wait
     attributes["messaging.operation.type"] = "process"
     attributes["messaging.system"] = system
     attributes["messaging.destination.name"] = destination
+    if request.get(transactions.IN_TRANSACTION) is not None:  # sent inside a Django transaction
+        attributes[transactions.SENT] = True
     if waited is not None:
         attributes["celery.task.queue_time"] = waited[0]
         if waited[1] != "published":  # the clock did not start at the publish: say which did
@@ -272,6 +274,7 @@ def on_before_publish(**kwargs: Any) -> None:
         span.set_attribute("messaging.message.id", task_id)
         span.set_attribute("celery.task_name", name)
         utils.set_attributes_from_context(span, kwargs)
+    transactions.check_publish(span, headers, name, task_id)  # sent inside a Django transaction?
     token = context.attach(trace.set_span_in_context(span))
     _publishing[task_id] = span, token
     if inject:

@@ -125,6 +125,11 @@ class _Config:
                 unit="s",
                 explicit_bucket_boundaries_advisory=HTTP_DURATION_HISTOGRAM_BUCKETS_NEW,
             )
+        self.enduser = None  # enduser.record when OTEL_LAUNCH_ENDUSER_ID asks for enduser.id
+        if read_setting("enduser_id", os.environ):
+            from otel_launch._runtime.integrations.django import enduser
+
+            self.enduser = enduser.record
         if read_setting("http_active_requests", os.environ):
             from opentelemetry.semconv._incubating.metrics.http_metrics import create_http_server_active_requests
 
@@ -558,6 +563,8 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
             if exception is not None and (response is None or response.status_code >= 500):
                 span.record_exception(exception)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+            if c.enduser is not None and span.kind is _SERVER:
+                c.enduser(span, request, code is None or code >= 500, state.is_asgi)
         if state.watch is not None:
             n_plus_one.end(state.watch)
         duration = default_timer() - state.started

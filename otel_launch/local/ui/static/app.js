@@ -173,6 +173,27 @@ function nPlusOne(span) {
   return Object.entries(span.attributes).filter(([key]) => key.startsWith("otel_launch.n_plus_one."));
 }
 
+// Tasks sent inside a Django transaction (celery.task.sent_in_transaction): what became of it, from the
+// trace's commit and rollback events (otel_launch.transaction.*, naming task ids), against the run's start.
+const transactionEnds = new WeakMap();
+function transactionBadges(span, spans) {
+  const TX = "otel_launch.transaction.";
+  let ends = transactionEnds.get(spans);
+  if (!ends) {
+    ends = new Map();
+    for (const s of spans) for (const e of s.events || []) if (e.name === TX + "commit" || e.name === TX + "rollback") for (const id of e[TX + "task_ids"] || []) ends.set(id, e);
+    transactionEnds.set(spans, ends);
+  }
+  const badges = (span.events || []).filter((e) => e.name === TX + "rollback").map((e) =>
+    el("span", { class: "badge http-err", title: "rolled back; tasks sent inside it:\n" + (e[TX + "tasks"] || []).join("\n") }, `rollback: ${e[TX + "task_count"]} sent`));
+  if (span.attributes["celery.task.sent_in_transaction"] !== true) return badges;
+  const end = ends.get(span.attributes["messaging.message.id"]);
+  if (span.kind === "consumer" && end && end.name === TX + "rollback") badges.push(el("span", { class: "badge http-err", title: "the transaction it was sent in rolled back: it ran for data that never existed" }, "after rollback"));
+  else if (span.kind === "consumer" && end && span.start_unix_nano < end[TX + "ended_at"] * 1e9) badges.push(el("span", { class: "badge http-err", title: `started ${ms((end[TX + "ended_at"] * 1e9 - span.start_unix_nano) / 1e6)} before the sender's commit (clocks of two hosts)` }, "before commit"));
+  badges.push(el("span", { class: "badge nplus1", title: "sent while a Django transaction had not committed: transaction.on_commit or delay_on_commit sends after it" }, "in transaction"));
+  return badges;
+}
+
 function renderTrace(trace, logs, selectedId, onSelect) {
   const spans = trace.spans;
   const logsBySpan = new Map();
@@ -223,6 +244,7 @@ function renderTrace(trace, logs, selectedId, onSelect) {
     if (repeated.length) badges.push(el("span", { class: "badge nplus1", title: repeated.map(([k, v]) => `${k}=${v}`).join("\n") }, "N+1"));
     const logged = logsBySpan.get(span.span_id);
     if (logged) badges.push(el("span", { class: "badge logs", title: "log records written under this span (below)" }, `${logged} log${logged > 1 ? "s" : ""}`));
+    badges.push(...transactionBadges(span, spans));
     if (span.parent_span_id && !parent) badges.push(el("span", { class: "badge", title: "its parent span has not been received" }, "parent missing"));
     const left = pct(span.start_unix_nano);
     const width = Math.max(pct(span.end_unix_nano) - left, 0.15);

@@ -1,0 +1,46 @@
+"""``enduser.id`` on server spans: who saw the error. Opt-in (``OTEL_LAUNCH_ENDUSER_ID``), never by default.
+
+The value is the primary key of the request's authenticated user, as text (the semantic
+conventions' ``enduser.id``: an identifier of the user in the system; a key, never a name or an
+address). It is read when the response is done, from ``request.user``:
+
+- when the app already loaded it (a view, ``login_required``, a permission check, a template, or
+  Django REST framework's authentication, which sets it on the Django request): nothing more is
+  asked of the database;
+- when it did not (Django's ``AuthenticationMiddleware`` makes it a lazy object, loaded at first
+  use): only for a failed request (5xx or an exception), and only under WSGI, is it loaded then,
+  which costs a session read and one query. A request that succeeded is not worth them; an
+  async request cannot run them from here.
+
+Anonymous users and requests without a user (no auth middleware) record nothing. Scrubbing is
+unchanged: the key is recorded as it is, and the setting is the decision to record it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.functional import empty
+
+ENDUSER_ID = "enduser.id"
+
+
+def record(span: Any, request: Any, failed: bool, is_asgi: bool) -> None:
+    """Set ``enduser.id`` on a recording server span from the request's user, when there is one."""
+    user = request.__dict__.get("user")
+    if user is None:
+        return
+    try:
+        loaded = object.__getattribute__(user, "_wrapped")  # a SimpleLazyObject's, read without loading it
+    except AttributeError:  # the user itself (Django REST framework sets it)
+        loaded = user
+    if loaded is empty and (not failed or is_asgi):
+        return
+    try:
+        if not user.is_authenticated:  # loads the lazy user: session and a query
+            return
+        key = user.pk
+    except Exception:  # the database may be why the request failed: the span goes without
+        return
+    if key is not None:
+        span.set_attribute(ENDUSER_ID, str(key))
