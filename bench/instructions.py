@@ -48,7 +48,11 @@ def counted(bench: str, view: str, variant: str, count: int, out: Path) -> tuple
         env["BENCH_BEFORE_SRC"] = tag
     elif not tag:
         env.pop("BENCH_BEFORE_SRC", None)
-    scripts = {"django": "django_micro.py", "django-tasks": "django_tasks_micro.py", "publish": "celery_publish_micro.py"}
+    scripts = {
+        "django": "django_micro.py",
+        "django-tasks": "django_tasks_micro.py",
+        "publish": "celery_publish_micro.py",
+    }
     script = HERE / scripts.get(bench, "celery_micro.py")
     args = [name, view, str(count)] if bench == "django" else [name, str(count)]
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(script), *args]
