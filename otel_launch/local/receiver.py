@@ -185,6 +185,8 @@ class ReceivedPoint:
     value: float | None  # sums and gauges; histogram points carry count instead
     count: int | None
     transport: str = ""
+    histogram_sum: float | None = None  # histograms: the sum and largest of the values, when sent
+    histogram_max: float | None = None
 
 
 @dataclass
@@ -262,7 +264,17 @@ def _points(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedPo
                 value=getattr(point, number) if number else None,
                 count=getattr(point, "count", None),
                 transport=transport,
+                histogram_sum=_optional(point, "sum"),
+                histogram_max=_optional(point, "max"),
             )
+
+
+def _optional(point: Any, field: str) -> float | None:
+    """A histogram point's optional double (``sum``, ``max``), or None when absent (or not a histogram)."""
+    try:
+        return getattr(point, field) if point.HasField(field) else None
+    except ValueError:  # not a field of this kind of point
+        return None
 
 
 def _logs(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedLog]:

@@ -116,3 +116,23 @@ def check_orders(self, order_ids):
     """One query an order (the N+1 pattern): the run span says which statement repeated."""
     found = [Order.objects.filter(pk=order_id).exists() for order_id in order_ids]
     record_execution(self, found=sum(found))
+
+
+# -- what a task costs: memory and CPU ----------------------------------------------------------
+
+
+@shared_task(bind=True)
+def build_report(self, megabytes=50):
+    """Builds a report in memory: ``megabytes`` written (so resident), then let go."""
+    report = b"r" * (megabytes * 1024 * 1024)
+    record_execution(self, size=len(report))
+    del report
+
+
+@shared_task(bind=True)
+def score_orders(self, seconds=0.5):
+    """Scores orders: pure computation for ``seconds`` of this process's CPU time."""
+    until, rounds = time.process_time() + seconds, 0
+    while time.process_time() < until:
+        rounds += sum(i * i for i in range(1000)) & 1
+    record_execution(self, rounds=rounds)

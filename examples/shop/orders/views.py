@@ -83,3 +83,13 @@ def fetch_downstream(client):
     import requests
 
     return requests.get(url, timeout=10).status_code
+
+
+def reports(request):
+    """POST: has a worker build the monthly report (holds ``megabytes`` in memory) and score the
+    orders (burns ``seconds`` of CPU): what each task costs shows on its run span."""
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    built = tasks.build_report.delay(int(request.POST.get("megabytes", 50)))
+    scored = tasks.score_orders.delay(float(request.POST.get("seconds", 0.5)))
+    return JsonResponse({"build_report": built.id, "score_orders": scored.id}, status=202)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("customers/", views.customers),
     path("fail/", views.fail),
     path("call-downstream/", views.call_downstream),
+    path("reports/", views.reports),
 ]
