@@ -28,6 +28,7 @@ import functools
 import time
 from typing import Any
 
+from otel_launch._runtime._log import warn
 from otel_launch._runtime.integrations._histograms import BoundHistogram
 from otel_launch._runtime.integrations.celery import BEAT_ENTRY
 
@@ -37,6 +38,7 @@ _sending: list[tuple[str, float]] = []  # (entry, lateness) while beat publishes
 _published: dict[str, list[Any]] = {}  # entry -> [attributes, Unix time of its last successful publish]
 _due: dict[str, list[Any]] = {}  # entry -> [attributes, Unix time it is next due]
 _state: list[Any] = []  # [lateness histogram], made at the first tick
+_started: list[bool] = []  # the first tick has come (once per process)
 _lateness: dict[str, Any] = {}  # entry -> the lateness histogram bound to its attributes
 
 
@@ -62,8 +64,12 @@ def _next_due(entry: Any, since: Any) -> float:
 def _wrap_tick(tick: Any) -> Any:
     @functools.wraps(tick)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _state:
-            _start(self)
+        if not _started:
+            _started.append(True)
+            try:
+                _start(self)
+            except Exception as exc:  # beat runs on regardless, without these records
+                warn(f"beat's lateness and due times are off ({type(exc).__name__}: {exc})")
         return tick(self, *args, **kwargs)
 
     return wrapped
@@ -132,7 +138,7 @@ def _wrap_apply_async(apply_async: Any) -> Any:
         now = time.time()
         _published[name] = [attributes, now]
         try:
-            _due[name] = [attributes, _next_due(entry, entry.default_now())]
+            _due[name] = [attributes, _next_due(entry, entry.schedule.now())]
         except Exception:
             _due.pop(name, None)
         if _state:
