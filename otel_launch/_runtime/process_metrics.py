@@ -49,16 +49,27 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-def observe(provider: Any) -> None:
-    """Give a meter provider the process and runtime instruments (once per provider), unless turned off."""
+def observe(provider: Any, while_global: bool = True) -> None:
+    """Give a meter provider the process and runtime instruments (once per provider), unless turned off.
+
+    They report while ``provider`` is the global meter provider (``while_global``): a process whose
+    app set a provider of its own (in a pool child, say) reports through that one only, since this
+    provider's readings would carry a resource the app did not give."""
     from otel_launch._core.settings import read_setting
 
     if provider in _observed or not read_setting("runtime_metrics", os.environ):
         return
     _observed.append(provider)
+    from opentelemetry import metrics
     from opentelemetry.metrics import Observation
 
     meter = provider.get_meter(SCOPE)
+
+    def while_current(callback: Any) -> list[Any]:
+        def guarded(options: Any) -> list[Any]:
+            return callback(options) if metrics.get_meter_provider() is provider else []
+
+        return [guarded if while_global else callback]
 
     def cpu_time(_: Any) -> list[Any]:
         times = os.times()
@@ -87,17 +98,23 @@ def observe(provider: Any) -> None:
         return callback
 
     meter.create_observable_counter(
-        "process.cpu.time", [cpu_time], unit="s", description="Total CPU seconds broken down by different states."
+        "process.cpu.time",
+        while_current(cpu_time),
+        unit="s",
+        description="Total CPU seconds broken down by different states.",
     )
     meter.create_observable_up_down_counter(
-        "process.memory.usage", [memory(1)], unit="By", description="The amount of physical memory in use."
+        "process.memory.usage", while_current(memory(1)), unit="By", description="The amount of physical memory in use."
     )
     if _statm() is not None:
         meter.create_observable_up_down_counter(
-            "process.memory.virtual", [memory(0)], unit="By", description="The amount of committed virtual memory."
+            "process.memory.virtual",
+            while_current(memory(0)),
+            unit="By",
+            description="The amount of committed virtual memory.",
         )
     meter.create_observable_up_down_counter(
-        "process.thread.count", [threads], unit="{thread}", description="Process threads count."
+        "process.thread.count", while_current(threads), unit="{thread}", description="Process threads count."
     )
     for name, key, unit, description in (
         ("collections", "collections", "{collection}", "The number of times a generation was collected"),
@@ -110,7 +127,10 @@ def observe(provider: Any) -> None:
         ),
     ):
         meter.create_observable_counter(
-            f"cpython.gc.{name}", [collected(key)], unit=unit, description=f"{description} since the process started."
+            f"cpython.gc.{name}",
+            while_current(collected(key)),
+            unit=unit,
+            description=f"{description} since the process started.",
         )
 
 

@@ -32,7 +32,7 @@ def provider_with_reader() -> tuple[MeterProvider, InMemoryMetricReader]:
 def test_the_conventions_names_with_this_process_figures(monkeypatch):
     monkeypatch.delenv("OTEL_LAUNCH_RUNTIME_METRICS", raising=False)
     provider, reader = provider_with_reader()
-    process_metrics.observe(provider)
+    process_metrics.observe(provider, while_global=False)  # not the global provider here
     process_metrics.observe(provider)  # once per provider: no duplicate instruments
     gc.collect()
     found = collected(reader)
@@ -60,7 +60,7 @@ def test_the_conventions_names_with_this_process_figures(monkeypatch):
 
 def test_a_forked_child_reports_its_own_process():
     provider, reader = provider_with_reader()
-    process_metrics.observe(provider)
+    process_metrics.observe(provider, while_global=False)
     parent_cpu = sum(value for _, value in collected(reader)["process.cpu.time"])
     read, write = os.pipe()
     pid = os.fork()
@@ -84,6 +84,6 @@ def test_a_forked_child_reports_its_own_process():
 def test_off(monkeypatch):
     monkeypatch.setenv("OTEL_LAUNCH_RUNTIME_METRICS", "false")
     provider, reader = provider_with_reader()
-    process_metrics.observe(provider)
+    process_metrics.observe(provider, while_global=False)
     assert collected(reader) == {}
     provider.shutdown()
