@@ -37,8 +37,8 @@ _LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900
 _sending: list[tuple[str, float]] = []  # (entry, lateness) while beat publishes it
 _published: dict[str, list[Any]] = {}  # entry -> [attributes, Unix time of its last successful publish]
 _due: dict[str, list[Any]] = {}  # entry -> [attributes, Unix time it is next due]
-_state: list[Any] = []  # [lateness histogram], made at the first tick
-_started: list[bool] = []  # the first tick has come (once per process)
+_state: list[Any] = []  # [lateness histogram], made when the records are set up
+_started: list[bool] = []  # the records were set up (once per process, at the first tick or publish)
 _lateness: dict[str, Any] = {}  # entry -> the lateness histogram bound to its attributes
 
 
@@ -65,14 +65,19 @@ def _wrap_tick(tick: Any) -> Any:
     @functools.wraps(tick)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _started:
-            _started.append(True)
-            try:
-                _start(self)
-            except Exception as exc:  # beat runs on regardless, without these records
-                warn(f"beat's lateness and due times are off ({type(exc).__name__}: {exc})")
+            _start_once(self)
         return tick(self, *args, **kwargs)
 
     return wrapped
+
+
+def _start_once(scheduler: Any) -> None:
+    """At the first tick, or the first publish of a scheduler whose ``tick`` is its own."""
+    _started.append(True)
+    try:
+        _start(scheduler)
+    except Exception as exc:  # beat runs on regardless, without these records
+        warn(f"beat's lateness and due times are off ({type(exc).__name__}: {exc})")
 
 
 def _start(scheduler: Any) -> None:
@@ -124,6 +129,8 @@ def _start(scheduler: Any) -> None:
 def _wrap_apply_async(apply_async: Any) -> Any:
     @functools.wraps(apply_async)
     def wrapped(self: Any, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _started:
+            _start_once(self)
         try:
             lateness = max(0.0, -entry.schedule.remaining_estimate(entry.last_run_at).total_seconds())
             attributes = _attributes(entry)
