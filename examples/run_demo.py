@@ -1,4 +1,4 @@
-"""What ``make demo`` runs: the shop app under otel-launch, its traces in ``otel-launch ui``.
+"""What ``make demo`` runs: the shop app under otel-launch, its traces, metrics and logs in ``otel-launch ui``.
 
 1. ``otel-launch ui`` listens for OTLP on free local ports and serves its page on another.
 2. The shop's database is prepared (``manage.py migrate``, telemetry off for this set-up step).
@@ -7,10 +7,11 @@
    app has no OpenTelemetry code. The broker is a private ``redis-server`` on a free port when
    one is installed (the shared Redis in ``OTEL_LAUNCH_TEST_REDIS_URL`` only when that is set),
    else kombu's filesystem transport: see ``redis_server.py``.
-4. A few requests are made (one places an order, which a task fulfils), the worker and
-   gunicorn are stopped with SIGTERM (each flushes), and the demo prints the URL of the order's
-   trace page. The viewer keeps serving until Ctrl-C; ``--non-interactive`` stops it there
-   (for tests).
+4. A few requests are made (one places an order, which a task fulfils; one is slow, one fails),
+   a management command places orders whose refunds fail, the worker and gunicorn are stopped
+   with SIGTERM (each flushes its spans, metrics and logs), and once the overview counts them the
+   demo prints the URL of the overview (the page to open first), of the order's trace and of the
+   logs. The viewer keeps serving until Ctrl-C; ``--non-interactive`` stops it there (for tests).
 
 Every process is bounded in time and stopped by PID.
 """
@@ -36,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 SHOP = HERE / "shop"
 BIN = Path(sys.executable).parent
 LAUNCH = str(BIN / "otel-launch")
+REFUNDS = 2  # orders placed by a command, each refunded by a task that always fails
 
 
 def wait_until(check, timeout: float, what: str) -> None:
@@ -81,6 +83,15 @@ def order_trace(api: str) -> str | None:
     return found[0]["trace_id"] if found else None
 
 
+def overview_counts(api: str) -> bool:
+    """Whether the overview has the demo's routes and its failed tasks (metrics flushed at exit)."""
+    with urllib.request.urlopen(f"{api}/api/overview?since=3600", timeout=5) as response:
+        overview = json.loads(response.read())
+    routes = {route["route"] for route in overview["web"]["routes"]}
+    failed = sum(task["failure"] for task in overview["celery"]["tasks"])
+    return {"/orders/", "/slow/"} <= routes and failed >= REFUNDS
+
+
 def main() -> None:
     interactive = "--non-interactive" not in sys.argv[1:]
     workdir = Path(tempfile.mkdtemp(prefix="otel-launch-demo-"))
@@ -100,6 +111,9 @@ def demo(interactive: bool, workdir: Path, chosen: Redis) -> None:
     env["SHOP_TASK_LOG"] = str(workdir / "tasks.jsonl")
     env["SHOP_QUEUE"] = f"demo-{os.getpid()}"
     env["PYTHONUNBUFFERED"] = "1"
+    env["OTEL_LOGS_EXPORTER"] = "otlp"  # the app's log records too, each with its trace
+    env["SHOP_LOG_DIR"] = str(workdir / "logs")  # the orders app logs at INFO (and to files there)
+    (workdir / "logs").mkdir()
     if chosen.url:
         env["SHOP_BROKER_URL"] = chosen.url
         print(f"broker: redis, {chosen.description}")
@@ -135,7 +149,10 @@ def view(
         api = f"http://127.0.0.1:{ui_port}"
         found: list[str] = []
         wait_until(lambda: found.append(order_trace(api) or "") or found[-1], 30, "the order trace in the viewer")
-        print(f"\nthe order's trace (web request, task publish, worker run): {api}/trace/{found[-1]}")
+        wait_until(lambda: overview_counts(api), 30, "the requests and tasks in the overview")
+        print(f"\nopen the overview (routes, tasks, queries, over time): {api}/overview")
+        print(f"the order's trace (web request, task publish, worker run): {api}/trace/{found[-1]}")
+        print(f"the app's logs, each linked to its trace: {api}/logs")
         print(f"every trace: {api}/")
         if interactive:
             print("Ctrl-C to stop the viewer")
@@ -188,11 +205,22 @@ def run_shop(env: dict[str, str], grpc_port: int, web_port: int) -> None:
         )
         # gunicorn's master accepts before its workers have booted: wait for an answer from the app
         wait_until(lambda: healthy(web_port), 60, "the shop answering /health/")
-        for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/"):
+        for path in ("/orders/", "/orders/3/", "/orders/99/", "/fail/", "/slow/", "/customers/"):
             print(f"GET {path} -> {request(f'http://127.0.0.1:{web_port}{path}')}")
         print(f"POST /orders/ -> {request(f'http://127.0.0.1:{web_port}/orders/', data=b'customer=demo')}")
+        print(f"$ otel-launch --service-name shop-command python manage.py place_orders {REFUNDS} --refund")
+        subprocess.run(
+            [LAUNCH, "--service-name", "shop-command", "--endpoint", endpoint, str(BIN / "python"), "manage.py"]
+            + ["place_orders", str(REFUNDS), "--refund"],
+            cwd=SHOP,
+            env=env,
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
         tasks = Path(env["SHOP_TASK_LOG"])
-        wait_until(lambda: tasks.exists() and len(tasks.read_text().splitlines()) >= 2, 30, "the order's tasks run")
+        runs = 2 + 3 * REFUNDS  # the order's fulfil and notify; each batch order's fulfil, notify and refund
+        wait_until(lambda: tasks.exists() and len(tasks.read_text().splitlines()) >= runs, 30, "the tasks run")
         print("stopping the worker and gunicorn with SIGTERM (every process flushes what it holds)")
         stop(worker)
         stop(web)

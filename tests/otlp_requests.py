@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc as logs_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 from opentelemetry.proto.common.v1 import common_pb2
@@ -76,6 +77,52 @@ def log_request(body: str, service: str = "svc", severity: str = "INFO") -> logs
     return request
 
 
+def logs_request(bodies: list[str], service: str = "svc", severity: int = 9) -> logs_pb.ExportLogsServiceRequest:
+    """One export of a record for each body, a nanosecond apart, in order."""
+    request = logs_pb.ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(kv("service.name", service))
+    records = resource_logs.scope_logs.add().log_records
+    for index, body in enumerate(bodies):
+        record = records.add(time_unix_nano=time.time_ns() + index, severity_number=severity)
+        record.body.string_value = body
+    return request
+
+
+def gauge_request(points: list[tuple[dict, float]], name: str = "g", service: str = "svc", at: int | None = None):
+    """One export of gauge points, each (attributes, value), all at ``at`` (now by default)."""
+    request = metrics_pb.ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    resource_metrics.resource.attributes.append(kv("service.name", service))
+    metric = resource_metrics.scope_metrics.add().metrics.add(name=name, unit="1")
+    for attributes, value in points:
+        metric.gauge.data_points.add(
+            time_unix_nano=at or time.time_ns(),
+            as_double=value,
+            attributes=[kv(key, item) for key, item in attributes.items()],
+        )
+    return request
+
+
+def histogram_request(bounds: list[float], counts: list[int], name: str = "h", service: str = "svc"):
+    """One export of one cumulative histogram point with these bounds and bucket counts."""
+    request = metrics_pb.ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    resource_metrics.resource.attributes.append(kv("service.name", service))
+    metric = resource_metrics.scope_metrics.add().metrics.add(name=name, unit="s")
+    metric.histogram.aggregation_temporality = 2
+    now = time.time_ns()
+    metric.histogram.data_points.add(
+        start_time_unix_nano=now - 10**9,
+        time_unix_nano=now,
+        count=sum(counts),
+        sum=1.0,
+        bucket_counts=counts,
+        explicit_bounds=bounds,
+    )
+    return request
+
+
 def one_kb_rounds(round_number: int, spans: int, per_trace: int = 10, per_request: int = 1000) -> Iterator[bytes]:
     """``spans`` spans of about one kilobyte each (a 900-character URL), ``per_trace`` to a trace (a
     root and its children), serialized ``per_request`` to an export."""
@@ -117,6 +164,16 @@ class HttpClient:
         status, body = self.post("/v1/traces", request.SerializeToString())
         assert status == 200, (status, body)
         return trace_pb.ExportTraceServiceResponse.FromString(body)
+
+    def export_metrics(self, request) -> metrics_pb.ExportMetricsServiceResponse:
+        status, body = self.post("/v1/metrics", request.SerializeToString())
+        assert status == 200, (status, body)
+        return metrics_pb.ExportMetricsServiceResponse.FromString(body)
+
+    def export_logs(self, request) -> logs_pb.ExportLogsServiceResponse:
+        status, body = self.post("/v1/logs", request.SerializeToString())
+        assert status == 200, (status, body)
+        return logs_pb.ExportLogsServiceResponse.FromString(body)
 
     def close(self) -> None:
         self.connection.close()

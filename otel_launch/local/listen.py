@@ -146,6 +146,40 @@ class Size(click.ParamType):
         return size
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def age_text(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= _SECONDS[unit] and seconds % _SECONDS[unit] == 0:
+            return f"{int(seconds // _SECONDS[unit])}{unit} of age"
+    return f"{seconds:g}s of age"
+
+
+class Age(click.ParamType):
+    """A duration: ``90s``, ``30m``, ``24h``, ``7d`` or plain seconds, from ``minimum`` to ``maximum`` seconds."""
+
+    name = "AGE"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value), re.IGNORECASE)
+        if not found:
+            self.fail(f"{str(value)[:40]!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
+        seconds = float(found.group(1)) * _SECONDS[found.group(2).lower() or "s"]
+        if not self.minimum <= seconds <= self.maximum:
+            self.fail(
+                f"{str(value)[:40]!r} is outside {age_text(self.minimum)[:-7]} to {age_text(self.maximum)[:-7]}",
+                param,
+                ctx,
+            )
+        return seconds
+
+
 class Server(Protocol):
     def start(self) -> object: ...
 

@@ -179,18 +179,42 @@ class ReceivedSpan:
 
 @dataclass
 class ReceivedPoint:
+    """One metric data point as exported: sums and gauges carry ``value``; histograms carry
+    ``count``, ``sum``, ``bucket_counts`` over ``bounds`` (explicit upper bounds, one bucket more
+    than bounds: the last is unbounded), ``min`` and ``max``. ``kind`` is ``sum``, ``gauge``,
+    ``histogram``, ``exponential_histogram`` or ``summary``; ``temporality`` is OTLP's number
+    (1 delta, 2 cumulative, 0 for gauges)."""
+
     metric: str
     resource: dict[str, Any]
     attributes: dict[str, Any]
     value: float | None  # sums and gauges; histogram points carry count instead
     count: int | None
     transport: str = ""
-    histogram_sum: float | None = None  # histograms: the sum and largest of the values, when sent
-    histogram_max: float | None = None
+    kind: str = ""
+    unit: str = ""
+    description: str = ""
+    temporality: int = 0
+    monotonic: bool = False
+    start_ns: int = 0
+    time_ns: int = 0
+    sum: float | None = None
+    bucket_counts: list[int] = field(default_factory=list)
+    bounds: list[float] = field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    scope: str = ""
+    flags: int = 0
+
+    @property
+    def service(self) -> str:
+        return str(self.resource.get("service.name", "?"))
 
 
 @dataclass
 class ReceivedLog:
+    """One log record: ``severity`` is its text, ``severity_number`` OTLP's (0 unset, 1-24)."""
+
     body: Any
     severity: str
     trace_id: str
@@ -198,6 +222,16 @@ class ReceivedLog:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     transport: str = ""
+    severity_number: int = 0
+    time_ns: int = 0
+    observed_ns: int = 0
+    flags: int = 0
+    scope: str = ""
+    dropped_attributes: int = 0
+
+    @property
+    def service(self) -> str:
+        return str(self.resource.get("service.name", "?"))
 
 
 def _entries(request: Any, resources: str, scopes: str, items: str, limits: Limits) -> Iterator[tuple[dict, Any, Any]]:
@@ -251,42 +285,67 @@ def _spans(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedSpa
         )
 
 
+_METRIC_KINDS = {"sum", "gauge", "histogram", "exponential_histogram", "summary"}
+
+
 def _points(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedPoint]:
-    for resource, _, metric in _entries(request, "resource_metrics", "scope_metrics", "metrics", limits):
-        data = metric.WhichOneof("data")
-        for point in getattr(metric, data).data_points if data else ():
+    for resource, scope, metric in _entries(request, "resource_metrics", "scope_metrics", "metrics", limits):
+        kind = metric.WhichOneof("data")
+        if kind not in _METRIC_KINDS:
+            continue
+        data = getattr(metric, kind)
+        name = _cut_text(metric.name, limits.name_chars)
+        unit = _cut_text(metric.unit, limits.name_chars)
+        description = _cut_text(metric.description, limits.value_chars)
+        temporality = getattr(data, "aggregation_temporality", 0)
+        monotonic = bool(getattr(data, "is_monotonic", False))
+        scope_name = _cut_text(scope.name, limits.name_chars)
+        for point in data.data_points:
             # Sums and gauges carry a number; histograms carry a count.
-            number = point.WhichOneof("value") if hasattr(point, "as_int") else None
+            number = point.WhichOneof("value") if kind in ("sum", "gauge") else None
+            value = getattr(point, number) if number else None
+            histogram = kind == "histogram"
             yield ReceivedPoint(
-                metric=_cut_text(metric.name, limits.name_chars),
+                metric=name,
                 resource=resource,
                 attributes=attributes(point.attributes, limits),
-                value=getattr(point, number) if number else None,
+                value=value,
                 count=getattr(point, "count", None),
                 transport=transport,
-                histogram_sum=_optional(point, "sum"),
-                histogram_max=_optional(point, "max"),
+                kind=kind,
+                unit=unit,
+                description=description,
+                temporality=temporality,
+                monotonic=monotonic,
+                start_ns=getattr(point, "start_time_unix_nano", 0),
+                time_ns=point.time_unix_nano,
+                sum=point.sum if hasattr(point, "sum") else None,
+                bucket_counts=list(point.bucket_counts) if histogram else [],
+                bounds=list(point.explicit_bounds) if histogram else [],
+                min=point.min if histogram and point.HasField("min") else None,
+                max=point.max if histogram and point.HasField("max") else None,
+                scope=scope_name,
+                flags=point.flags,
             )
 
 
-def _optional(point: Any, field: str) -> float | None:
-    """A histogram point's optional double (``sum``, ``max``), or None when absent (or not a histogram)."""
-    try:
-        return getattr(point, field) if point.HasField(field) else None
-    except ValueError:  # not a field of this kind of point
-        return None
-
-
 def _logs(request: Any, transport: str, limits: Limits) -> Iterator[ReceivedLog]:
-    for resource, _, record in _entries(request, "resource_logs", "scope_logs", "log_records", limits):
+    for resource, scope, record in _entries(request, "resource_logs", "scope_logs", "log_records", limits):
+        cut = _Cut()
         yield ReceivedLog(
             body=any_value(record.body, limits),
             severity=_cut_text(record.severity_text, limits.name_chars),
             trace_id=record.trace_id.hex(),
             span_id=record.span_id.hex(),
-            attributes=attributes(record.attributes, limits),
+            attributes=attributes(record.attributes, limits, cut),
             resource=resource,
             transport=transport,
+            severity_number=record.severity_number,
+            time_ns=record.time_unix_nano,
+            observed_ns=record.observed_time_unix_nano,
+            flags=record.flags,
+            scope=_cut_text(scope.name, limits.name_chars),
+            dropped_attributes=cut.attributes + record.dropped_attributes_count,
         )
 
 
@@ -347,6 +406,7 @@ class Rejected:
 
     count: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    noun: str = "span"  # what was refused: "span", "metric point", "log record"
 
     def add(self, reason: str, count: int = 1) -> None:
         self.count += count
@@ -360,7 +420,7 @@ class Rejected:
     @property
     def message(self) -> str:
         shown = "; ".join(f"{count} {reason}" for reason, count in sorted(self.reasons.items()))
-        return f"{self.count} span{'s' if self.count != 1 else ''} refused: {shown}"[:400]
+        return f"{self.count} {self.noun}{'s' if self.count != 1 else ''} refused: {shown}"[:400]
 
 
 def _is_id(hex_id: str, size: int) -> bool:
@@ -475,6 +535,7 @@ _SIGNAL_SERVICES: dict[str, tuple[Any, Any, Callable[..., Iterator], str, str]] 
     ),
 }
 
+_NOUNS = {"traces": "span", "metrics": "metric point", "logs": "log record"}
 # HTTP status -> the gRPC code a collector answers with for the same refusal.
 _GRPC_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -617,7 +678,7 @@ class OTLPReceiver:
 
     def record(self, signal: str, transport: str, request: Any) -> Rejected | None:
         """Count, keep and hand on one export (parsed); what was refused, if anything."""
-        rejected, kept = Rejected(), []
+        rejected, kept = Rejected(noun=_NOUNS[signal]), []
         if self.keep:
             kept = [item for batch in Export(signal, request, transport, self.limits) for item in batch]
         if self.on_receive is not None and signal in self.signals:

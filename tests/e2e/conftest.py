@@ -10,7 +10,9 @@ are in ``tests/e2e/shop.py``.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,18 @@ import pytest
 
 from otel_launch.local.receiver import OTLPReceiver
 from tests.e2e.shop import SHOP, Shop
-from tests.helpers import LOCAL_RABBITMQ, PYTHON, SERVICES_USED, RedisUnavailable, clean_env, reachable, redis_for_run
+from tests.helpers import (
+    LOCAL_RABBITMQ,
+    PYTHON,
+    SERVICES_USED,
+    RedisUnavailable,
+    clean_env,
+    kill_group,
+    launcher,
+    reachable,
+    redis_for_run,
+    start,
+)
 
 pytest.importorskip("celery")
 
@@ -72,3 +85,23 @@ def shop(tmp_path: Path, receiver: OTLPReceiver, migrated_db: Path, broker_urls,
         yield started
     finally:
         started.kill_all()
+
+
+@pytest.fixture
+def ui(tmp_path: Path):
+    """A real ``otel-launch ui`` on free ports, its store in memory: (page URL, OTLP/gRPC endpoint)."""
+    args = [*launcher(), "ui", "--port", "0", "--grpc-port", "0", "--http-port", "0", "--db", ":memory:"]
+    process = start(args, clean_env(), tmp_path)
+    line = process.stdout.readline()
+    found = re.search(r"(http://127\.0\.0\.1:\d+)/ .*OTLP/gRPC on 127\.0\.0\.1:(\d+)", line)
+    if not found:
+        kill_group(process)
+        pytest.fail(f"otel-launch ui did not start: {line!r} {process.stderr.read()}")
+    try:
+        yield found.group(1), f"http://127.0.0.1:{found.group(2)}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            kill_group(process)

@@ -11,54 +11,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.e2e.browser import ARGS, CHROMIUM, assert_security_headers
 from tests.e2e.shop import Shop
-from tests.helpers import clean_env, kill_group, launcher, start
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = os.environ.get("OTEL_LAUNCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Set to a path to keep the trace page's screenshot (the README's docs/ui-trace.png is made so).
 SCREENSHOT = os.environ.get("OTEL_LAUNCH_UI_SCREENSHOT")
-
-
-@pytest.fixture
-def ui(tmp_path: Path):
-    args = [*launcher(), "ui", "--port", "0", "--grpc-port", "0", "--http-port", "0", "--db", ":memory:"]
-    process = start(args, clean_env(), tmp_path)
-    line = process.stdout.readline()
-    found = re.search(r"(http://127\.0\.0\.1:\d+)/ .*OTLP/gRPC on 127\.0\.0\.1:(\d+)", line)
-    if not found:
-        kill_group(process)
-        pytest.fail(f"otel-launch ui did not start: {line!r} {process.stderr.read()}")
-    try:
-        yield found.group(1), f"http://127.0.0.1:{found.group(2)}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            kill_group(process)
-
-
-def assert_security_headers(headers: dict[str, str]) -> None:
-    policy = headers.get("content-security-policy", "")
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, headers
-    assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY", headers
 
 
 def send_flagged_trace(endpoint: str) -> str:

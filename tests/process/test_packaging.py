@@ -85,10 +85,11 @@ def _contents(wheel: Path) -> dict[str, str]:
 def test_wheel_holds_the_bootstrap_the_viewer_page_and_the_license(built: Built):
     names = set(_contents(built.wheel))
     assert "otel_launch/bootstrap/sitecustomize.py" in names
-    static = {f"otel_launch/local/ui/static/{path.name}" for path in STATIC.iterdir() if path.is_file()}
-    assert static and static <= names
+    static = {f"otel_launch/local/ui/static/{path.relative_to(STATIC)}" for path in STATIC.rglob("*") if path.is_file()}
+    assert "otel_launch/local/ui/static/vendor/uPlot.iife.min.js" in static and static <= names, static - names
     dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
     assert f"{dist_info}/licenses/LICENSE" in names
+    assert f"{dist_info}/licenses/otel_launch/local/ui/static/vendor/uPlot.LICENSE" in names  # the charts' (MIT)
     with zipfile.ZipFile(built.wheel) as archive:
         metadata = archive.read(f"{dist_info}/METADATA").decode()
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()

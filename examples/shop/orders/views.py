@@ -1,5 +1,6 @@
 import logging
 import os
+import time
 
 from celery import current_app
 from django.core.cache import cache
@@ -55,6 +56,15 @@ def order_detail(request, pk):
             raise Http404("no such order")
         cache.set(key, order, timeout=5)
     return JsonResponse(order)
+
+
+def slow(request):
+    """Answers after ``?ms=`` milliseconds (300 by default, at most 5000), as a report over a big
+    table would; and says so in a warning (a log record linked to its trace)."""
+    delay = min(int(request.GET.get("ms", 300)), 5000)
+    time.sleep(delay / 1000)
+    logger.warning("slow report took %s ms", delay)
+    return JsonResponse({"slept_ms": delay})
 
 
 def fail(request):

@@ -1,5 +1,7 @@
 """``otel-launch ui``: the package's OTLP receiver, a SQLite store and a web page, in one local process.
 
+It keeps traces, metric points and log records, within ``--max-bytes`` and ``--max-age``.
+
 The web page needs the ``ui`` extra (starlette, uvicorn); without it the command says in one
 line what to install. Everything binds to 127.0.0.1 and answers only to a loopback ``Host``
 unless ``--all-interfaces`` is given: then all three ports listen on every interface, in one
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from otel_launch.local.listen import PORT_TYPE, Size, all_interfaces
+from otel_launch.local.listen import PORT_TYPE, Age, Size, all_interfaces
 from otel_launch.local.receiver import MiB
 
 INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
@@ -30,7 +32,15 @@ INSTALL_HINT = "the trace viewer needs its extra: pip install 'otel-launch[ui]'"
     type=Size(MiB),
     default="256M",
     show_default=True,
-    help="Store size (database and its log); the oldest traces are evicted beyond (K, M, G).",
+    help="Store size (database and its log); the oldest traces are evicted beyond (K, M, G). "
+    "Metric points and log records take at most a quarter of it each.",
+)
+@click.option(
+    "--max-age",
+    type=Age(1, 366 * 86400),
+    default="24h",
+    show_default=True,
+    help="Traces, metric points and log records received longer ago are dropped (s, m, h, d).",
 )
 @click.option(
     "--all-interfaces",
@@ -46,9 +56,10 @@ def ui_command(
     db: str | None,
     max_traces: int,
     max_bytes: int,
+    max_age: float,
     on_all_interfaces: bool,
 ) -> None:
-    """Receive OTLP locally and browse the traces in a web page: no collector, no Docker."""
+    """Receive OTLP locally and browse traces, metrics and logs in a web page: no collector, no Docker."""
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -65,5 +76,6 @@ def ui_command(
         db=db if db is not None else str(default_db_path()),
         max_traces=max_traces,
         max_bytes=max_bytes,
+        max_age_s=max_age,
         local_only=not on_all_interfaces,
     )

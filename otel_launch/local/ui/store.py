@@ -15,6 +15,11 @@ are written (the others are refused up front: they would be evicted at once). On
 holds at most ``max_spans_per_trace`` spans and an eighth of ``max_bytes``, its resources
 counted once (more are refused and counted).
 
+Bounded in age too: :meth:`TraceStore.expire` evicts the traces no span has reached for
+``max_age_s`` seconds (the server calls it every minute). :class:`telemetry.Store` adds metric
+points and log records to the same file, under the same bounds, through two hooks:
+``_evict_others`` (the byte bound, once no trace is left to evict) and ``_expire_others``.
+
 One bad span never costs the others: each trace of an export is written in a savepoint of its
 own, a span that would close a loop of parents is refused, and :meth:`TraceStore.add_export`
 says which spans it refused and why (for OTLP's partial success). Reads use a connection of
@@ -43,13 +48,14 @@ from typing import Any
 from otel_launch.local.receiver import KIND_NAMES, MiB, ReceivedSpan, Rejected, closes_cycle
 
 APPLICATION_ID = int.from_bytes(b"OTLu", "big")  # PRAGMA application_id of every store otel-launch writes
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 WAL_BYTES = 4 * MiB  # the write-ahead log is cut back to this after checkpoints
 SERVICE_CHARS = 256  # a span's service name as listed and filtered
 SERVICES_LISTED = 1000  # /api/services
 SERVICES_A_TRACE = 20  # a trace's summary
 JSON_PIECE = 256 * 1024  # a trace's JSON is sent in pieces of about this many bytes
-_OUR_TABLES = {"traces", "spans", "resources"}
+_OUR_TABLES = {"traces", "spans", "resources", "series", "points", "logs"}
+DAY_S = 24 * 3600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -62,7 +68,8 @@ CREATE TABLE IF NOT EXISTS traces (
     dropped_spans INTEGER NOT NULL DEFAULT 0,
     root_name TEXT,
     root_service TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0
+    bytes INTEGER NOT NULL DEFAULT 0,
+    received_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS traces_seq ON traces (seq);
 CREATE TABLE IF NOT EXISTS resources (
@@ -135,6 +142,7 @@ class TraceStore:
         max_spans_per_trace: int = 5000,
         max_bytes: int = 256 * MiB,
         query_seconds: float = 5.0,
+        max_age_s: float = DAY_S,
     ):
         self._temp_dir = None
         if str(path) == ":memory:":
@@ -148,6 +156,7 @@ class TraceStore:
         self.wal_room = min(WAL_BYTES, max_bytes // 8)
         self.commit_bytes = self.wal_room // 4  # row bytes written between commits within one export
         self.query_seconds = query_seconds
+        self.max_age_s = max_age_s
         self.started_afresh = False  # the file held an older schema: its traces were dropped
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -369,17 +378,18 @@ class TraceStore:
         )
         start, end, count, errors, size = summary
         exists = db.execute("SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+        now = time.time_ns()
         if exists:
             db.execute(
-                "UPDATE traces SET start_ns = ?, end_ns = ?, span_count = ?, error_count = ?, "
-                "dropped_spans = dropped_spans + ?, root_name = ?, root_service = ?, bytes = ? WHERE trace_id = ?",
-                (start, end, count, errors, dropped, root[0], root[1], size, trace_id),
+                "UPDATE traces SET start_ns = ?, end_ns = ?, span_count = ?, error_count = ?, dropped_spans = "
+                "dropped_spans + ?, root_name = ?, root_service = ?, bytes = ?, received_ns = ? WHERE trace_id = ?",
+                (start, end, count, errors, dropped, root[0], root[1], size, now, trace_id),
             )
         else:
             self._seq += 1
             db.execute(
-                "INSERT INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (trace_id, self._seq, start, end, count, errors, dropped, root[0], root[1], size),
+                "INSERT INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (trace_id, self._seq, start, end, count, errors, dropped, root[0], root[1], size, now),
             )
         return written
 
@@ -402,6 +412,35 @@ class TraceStore:
         """Delete the resources no span names any more."""
         self._db.execute("DELETE FROM resources WHERE NOT EXISTS (SELECT 1 FROM spans WHERE resource = resources.id)")
         self._resource_ids.clear()  # the export's memo may name a deleted row
+
+    def _evict_others(self, keep: float) -> list[str]:
+        """Evict the oldest rows of what else the store holds, down to ``keep`` of it; what was
+        evicted (empty: nothing else is held). The trace store holds nothing else."""
+        return []
+
+    def expire(self, now_ns: int | None = None) -> None:
+        """Evict what arrived more than ``max_age_s`` ago, and give the space back."""
+        cutoff = (time.time_ns() if now_ns is None else now_ns) - int(self.max_age_s * 1e9)
+        with self._write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = [
+                    row[0] for row in self._db.execute("SELECT trace_id FROM traces WHERE received_ns < ?", (cutoff,))
+                ]
+                if old:
+                    self._evict(old)
+                expired = self._expire_others(cutoff) or bool(old)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if expired:
+                self._db.executescript("PRAGMA incremental_vacuum;")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _expire_others(self, cutoff_ns: int) -> bool:
+        """Evict the other signals' rows received before ``cutoff_ns``; whether any were."""
+        return False
 
     def _evict_over_count(self) -> None:
         over = self._db.execute("SELECT count(*) FROM traces").fetchone()[0] - self.max_traces
@@ -449,6 +488,7 @@ class TraceStore:
                     self._evict(oldest)
                 else:
                     self._forget_resources()  # resources whose spans were all refused
+                    oldest = self._evict_others(0.8 * room / pages)  # no trace left: the other signals give way
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -1,0 +1,92 @@
+"""The ui's store of metric points and log records: what the receiver decodes for it, series at
+the cap, one export's refusals."""
+
+from __future__ import annotations
+
+import time
+
+from otel_launch.local.receiver import VIEWER_LIMITS, decoded
+from otel_launch.local.ui.overview import Window, overview
+from otel_launch.local.ui.store import QueryTooLong
+from otel_launch.local.ui.telemetry import Store
+from tests.otlp_requests import gauge_request, histogram_request, logs_request
+
+
+def test_the_receiver_decodes_what_the_store_needs_of_a_histogram_and_a_log_record():
+    request = histogram_request([0.1, 0.5], [1, 2, 3])
+    request.resource_metrics[0].scope_metrics[0].scope.name = "django"
+    point = request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points[0]
+    point.min, point.max = 0.05, 0.9
+    ((got,),) = decoded("metrics", request, "http", VIEWER_LIMITS)
+    assert (got.metric, got.kind, got.unit, got.temporality, got.scope) == ("h", "histogram", "s", 2, "django")
+    assert (got.count, got.sum, got.bucket_counts, got.bounds, got.min, got.max) == (
+        6,
+        1.0,
+        [1, 2, 3],
+        [0.1, 0.5],
+        0.05,
+        0.9,
+    )
+    assert got.time_ns - got.start_ns == 10**9 and got.service == "svc"
+    logs = logs_request(["hello"], severity=17)
+    record = logs.resource_logs[0].scope_logs[0].log_records[0]
+    record.observed_time_unix_nano = record.time_unix_nano + 5
+    logs.resource_logs[0].scope_logs[0].scope.name = "shop.orders"
+    ((log,),) = decoded("logs", logs, "http", VIEWER_LIMITS)
+    assert (log.body, log.severity_number, log.scope, log.observed_ns - log.time_ns) == ("hello", 17, "shop.orders", 5)
+
+
+def test_at_the_series_cap_quiet_series_give_way_busy_ones_do_not():
+    store = Store(":memory:", max_series=10)
+    try:
+        assert (
+            store.add_points(decoded("metrics", gauge_request([({"n": n}, 1.0) for n in range(10)]), "http")).count == 0
+        )
+        # five series last reached 20 minutes ago (a process that ended)
+        store._db.execute(
+            "UPDATE points SET received_ns = received_ns - 1200000000000 WHERE series IN "
+            "(SELECT id FROM series WHERE json_extract(attributes, '$.n') < 5)"
+        )
+        new = gauge_request([({"n": n}, 2.0) for n in range(100, 106)])
+        refused = store.add_points(decoded("metrics", new, "http", VIEWER_LIMITS))
+        assert refused.count == 1 and "beyond the 10 the store holds" in refused.message, refused.message
+        kept = sorted(row[0] for row in store._db.execute("SELECT json_extract(attributes, '$.n') FROM series"))
+        assert kept == [5, 6, 7, 8, 9, 100, 101, 102, 103, 104]
+    finally:
+        store.close()
+
+
+def test_points_and_records_arrive_in_the_readers_view_at_once():
+    store = Store(":memory:")
+    try:
+        store.add_logs(decoded("logs", logs_request(["one", "two"], service="web"), "http", VIEWER_LIMITS))
+        logs, stored = store.logs(service="web")
+        assert [log["body"] for log in logs] == ["two", "one"] and stored == 2
+        assert store.services() == ["web"]
+        at = time.time_ns()
+        store.add_points(decoded("metrics", gauge_request([({}, 3.0)], service="worker", at=at), "http", VIEWER_LIMITS))
+        assert [m["name"] for m in store.metric_names()] == ["g"] and store.services() == ["web", "worker"]
+    finally:
+        store.close()
+
+
+def test_the_overview_answers_without_its_database_tables_when_the_spans_take_too_long(monkeypatch):
+    store = Store(":memory:")
+    try:
+        store.add_points(decoded("metrics", gauge_request([({}, 2.0)], name="celery.worker.tasks.executing"), "http"))
+
+        def too_long(*args):
+            raise QueryTooLong("the query took longer than 5 s")
+
+        monkeypatch.setattr(store, "db_spans", too_long)
+        answer = overview(store, None, Window(900, 10))
+        assert answer["db"] == {
+            "slowest": [],
+            "n_plus_one": [],
+            "error": "the query took longer than 5 s; narrow the window or the service",
+        }
+        assert answer["celery"]["workers"] == [
+            {"service": "svc", "executing": 2.0, "prefetched": None, "scheduled": None}
+        ]
+    finally:
+        store.close()
