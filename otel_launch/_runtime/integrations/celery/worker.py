@@ -23,6 +23,8 @@ What it adds (names in the README, "What a Celery team gets"):
   ``celery.task.queue_time.since`` says which clock started (``published``, ``eta``, ``received``).
 - ``messaging.process.duration`` (s) and ``celery.task.executions`` by ``celery.state``.
 - the current messaging attributes on run spans (``messaging.operation.type`` etc.).
+- hooks for ``cost.py`` (a recorded task's CPU time and peak memory growth) and, from the
+  header beat sets (``beat.py``), ``celery.beat.entry`` on the run span.
 
 A task whose child is interrupted (a hard time limit's SIGTERM raises SystemExit through the
 task) reaches ``task_postrun`` with no state: its span is dropped here, because the worker's
