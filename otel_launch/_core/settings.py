@@ -281,6 +281,16 @@ SETTINGS: tuple[Setting, ...] = (
         default="false",
         render=lambda value: "true" if value else "false",
     ),
+    Setting(
+        "runtime_metrics",
+        "OTEL_LAUNCH_RUNTIME_METRICS",
+        "Report each process's CPU time, memory, thread count and garbage collections "
+        "(process.* and cpython.gc.* metrics, read when metrics are collected).",
+        parsers.boolean,
+        "true or false",
+        default="true",
+        render=lambda value: "true" if value else "false",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -267,6 +267,9 @@ OURS_ONLY = {
     "celery.task.queue_time",
     "celery.task.queue_time.since",
     "error.type",
+    "celery.task.cpu_time",
+    "celery.task.memory.peak_growth",
+    "celery.beat.entry",
 }
 PER_MESSAGE = {"messaging.message.id", "messaging.conversation_id", "celery.reply_to", "celery.hostname"}
 

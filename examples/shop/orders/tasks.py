@@ -126,3 +126,23 @@ def confirm_order(self, order_id):
     """Reads the order it was sent for: not found when it ran before the sender's commit, or after
     its rollback (see views.place_in_transaction)."""
     record_execution(self, order=order_id, found=Order.objects.filter(pk=order_id).exists())
+
+
+# -- what a task costs: memory and CPU ----------------------------------------------------------
+
+
+@shared_task(bind=True)
+def build_report(self, megabytes=50):
+    """Builds a report in memory: ``megabytes`` written (so resident), then let go."""
+    report = b"r" * (megabytes * 1024 * 1024)
+    record_execution(self, size=len(report))
+    del report
+
+
+@shared_task(bind=True)
+def score_orders(self, seconds=0.5):
+    """Scores orders: pure computation for ``seconds`` of this process's CPU time."""
+    until, rounds = time.process_time() + seconds, 0
+    while time.process_time() < until:
+        rounds += sum(i * i for i in range(1000)) & 1
+    record_execution(self, rounds=rounds)

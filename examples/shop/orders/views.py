@@ -151,3 +151,13 @@ def _wait_for_run(task_id, timeout=30):
                 if any(json.loads(line).get("id") == task_id for line in log if line.strip()):
                     return
         time.sleep(0.05)
+
+
+def reports(request):
+    """POST: has a worker build the monthly report (holds ``megabytes`` in memory) and score the
+    orders (burns ``seconds`` of CPU): what each task costs shows on its run span."""
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    built = tasks.build_report.delay(int(request.POST.get("megabytes", 50)))
+    scored = tasks.score_orders.delay(float(request.POST.get("seconds", 0.5)))
+    return JsonResponse({"build_report": built.id, "score_orders": scored.id}, status=202)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("fail/", views.fail),
     path("call-downstream/", views.call_downstream),
     path("orders/in-transaction/", views.place_in_transaction),
+    path("reports/", views.reports),
 ]

@@ -63,6 +63,13 @@ STEPS = (
     # before its pool forks. Both are leaf imports, never made halfway through celery's own.
     Integration("celery", "celery.app.amqp", "celery", fallback="_fallbacks:celery"),
     Integration("celery", "celery.apps.worker", "celery", "on_worker_import", fallback="_fallbacks:celery"),
+    Integration(
+        "celery",
+        "celery.beat",
+        "celery",
+        "on_beat_import",
+        without="beat publishes run without their lateness and the entries' last publish and due time",
+    ),
     Integration("redis", "redis", "redis"),  # the contrib's instrumentor itself
     Integration(
         "redis",

@@ -50,12 +50,24 @@ def _build_once(signal: str, build: Callable[[], Any]) -> Any:
             provider = build()
             if hasattr(provider, "shutdown"):  # not a no-op provider
                 _lifecycle.register(provider)
+                if signal == "metrics":
+                    _observe_the_process(provider)
                 if "uwsgi" in sys.modules:
                     from otel_launch._runtime.integrations import uwsgi
 
                     uwsgi.on_first_provider()
             _providers[signal] = provider
         return _providers[signal]
+
+
+def _observe_the_process(provider: Any) -> None:
+    """CPU, memory, threads and GC of this process, read at collection (``process_metrics.py``)."""
+    try:
+        from otel_launch._runtime import process_metrics
+
+        process_metrics.observe(provider)
+    except Exception as exc:
+        warn(f"process metrics are off in this process ({type(exc).__name__}: {exc})")
 
 
 @_never_raises("opentelemetry.trace:NoOpTracerProvider")

@@ -32,6 +32,7 @@ from typing import Any
 # worker.py is imported where it is used, not here: a process that imports Celery but never runs
 # a task (a web worker) must not load the worker side and the contrib's Celery instrumentation (~4 MB).
 PUBLISHED = "otel_launch_published"  # header: seconds since the epoch, set by the producer
+BEAT_ENTRY = "otel_launch_beat_entry"  # header: the beat schedule entry that sent the task (beat.py)
 _started = False
 _worker_started = False
 WORKER_SCHEDULE_DELAY_MS = "1000"
@@ -80,6 +81,13 @@ def on_worker_import(apps_worker: ModuleType) -> None:
     killed.install(Request)
     signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")
     worker.main_process_gauges()
+
+
+def on_beat_import(beat_module: ModuleType) -> None:
+    """``celery.beat`` imported (``celery beat``, a worker's ``-B``): lateness and last publish per entry."""
+    from otel_launch._runtime.integrations.celery import beat
+
+    beat.install(beat_module)
 
 
 def _replace_its_handlers(instrumentor_class: Any) -> None:

@@ -23,6 +23,8 @@ What it adds (names in the README, "What a Celery team gets"):
   ``celery.task.queue_time.since`` says which clock started (``published``, ``eta``, ``received``).
 - ``messaging.process.duration`` (s) and ``celery.task.executions`` by ``celery.state``.
 - the current messaging attributes on run spans (``messaging.operation.type`` etc.).
+- hooks for ``cost.py`` (a recorded task's CPU time and peak memory growth) and, from the
+  header beat sets (``beat.py``), ``celery.beat.entry`` on the run span.
 
 A task whose child is interrupted (a hard time limit's SIGTERM raises SystemExit through the
 task) reaches ``task_postrun`` with no state: its span is dropped here, because the worker's
@@ -40,7 +42,7 @@ from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
 from otel_launch._runtime.integrations._histograms import BoundHistogram
-from otel_launch._runtime.integrations.celery import PUBLISHED  # seconds since the epoch, set by the producer
+from otel_launch._runtime.integrations.celery import BEAT_ENTRY, PUBLISHED, cost
 from otel_launch._runtime.integrations.django import n_plus_one, transactions
 
 RECEIVED = "otel_launch_received"  # set by the worker's main process when PUBLISHED is missing
@@ -51,7 +53,7 @@ _SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 _QUEUE_BUCKETS = (*_DURATION_BUCKETS, 30, 60, 300, 900, 3600)
 
-# task id -> [span, token, start (perf_counter), error.type, queue time, queue, N+1 watch]
+# task id -> [span, token, start (perf_counter), error.type, queue time, queue, N+1 watch, hostname, system, cost]
 _running: dict[str, list[Any]] = {}
 _telemetry: list[Any] = [None, None]  # [tracer provider, tracer]
 _instruments: list[Any] = [None, None]  # [meter provider, (histograms and counter)]
@@ -202,6 +204,9 @@ def span_attributes(request: Any, name: str, destination: str, system: str, wait
     attributes["messaging.destination.name"] = destination
     if request.get(transactions.IN_TRANSACTION) is not None:  # sent inside a Django transaction
         attributes[transactions.SENT] = True
+    entry = request.get(BEAT_ENTRY)  # sent by beat (beat.py)
+    if entry:
+        attributes["celery.beat.entry"] = entry
     if waited is not None:
         attributes["celery.task.queue_time"] = waited[0]
         if waited[1] != "published":  # the clock did not start at the publish: say which did
@@ -308,20 +313,23 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     # Statements repeated on Django's connections mark a recorded run span.
     watch = n_plus_one.begin(span) if recording else None
     # What postrun needs, read here once (each read of task.request goes through Celery's stack).
-    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system]
+    used = cost.start(recording)  # cost.py: CPU time and peak memory growth
+    run = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system, used]
+    _running[task_id] = run
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
     run = _running.pop(task_id, None) if task_id is not None else None
     if run is None:
         return
-    span, token, started, error, waited, destination, watch, hostname, system = run
+    span, token, started, error, waited, destination, watch, hostname, system, used = run
     runtime = time.perf_counter() - started
     if watch is not None:
         n_plus_one.end(watch)
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return
+    cost.finish(span, task.name, used)
     if span.is_recording():
         span.set_attribute("celery.state", state)
     span.end()
