@@ -9,7 +9,7 @@ from otel_launch.local.receiver import VIEWER_LIMITS, decoded
 from otel_launch.local.ui.overview import Window, overview
 from otel_launch.local.ui.store import QueryTooLong
 from otel_launch.local.ui.telemetry import Store
-from tests.otlp_requests import gauge_request, histogram_request, logs_request
+from tests.otlp_requests import gauge_request, histogram_request, logs_request, span, trace_request
 
 
 def test_the_receiver_decodes_what_the_store_needs_of_a_histogram_and_a_log_record():
@@ -90,3 +90,33 @@ def test_the_overview_answers_without_its_database_tables_when_the_spans_take_to
         ]
     finally:
         store.close()
+
+
+def test_the_slowest_statements_are_sql_a_brokers_redis_commands_are_left_out():
+    store = Store(":memory:")
+    start = time.time_ns()
+    ms = 1_000_000
+    statements = [  # (statement, attributes beside it, duration in ms)
+        ("SELECT * FROM item", {"db.system": "postgresql"}, 30),
+        ("INSERT INTO shop_order VALUES (%s)", {"db.system.name": "sqlite"}, 20),
+        ("SELECT 1", {}, 5),  # no system named: SQL all the same
+        ("PING", {"db.system": "redis"}, 300),
+        ("LLEN celery", {"db.system.name": "redis"}, 200),
+        ('{"find": "orders"}', {"db.system": "mongodb"}, 100),
+    ]
+    spans = [
+        span(0xD0, 1 + index, name=text.split()[0], start=start, end=start + duration * ms,
+             attributes={"db.statement": text, **extra}, kind=3)
+        for index, (text, extra, duration) in enumerate(statements)
+    ]  # fmt: skip
+    try:
+        store.add(next(iter(decoded("traces", trace_request(spans, service="shop"), "http", VIEWER_LIMITS))))
+        slowest = overview(store, None, Window(900, 10))["db"]["slowest"]
+        assert [(row["statement"], row["duration_ms"]) for row in slowest] == [
+            ("SELECT * FROM item", 30.0),
+            ("INSERT INTO shop_order VALUES (%s)", 20.0),
+            ("SELECT 1", 5.0),
+        ]
+    finally:
+        store.close()
+
