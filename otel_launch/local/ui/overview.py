@@ -144,7 +144,7 @@ def stepped(series_rows: dict[int, Any], rows: Iterable[Any], window: Window) ->
                     series.count[index] += change.count * share
                     series.sum[index] += change.value * share
                     if same_bounds:
-                        series.counts[index] = add_counts(series.counts[index], (c * share for c in change.counts))
+                        series.counts[index] = add_counts(series.counts[index], [c * share for c in change.counts])
                 else:
                     series.values[index] = (series.values[index] or 0.0) + change.value * share
     for series in out.values():
