@@ -205,6 +205,13 @@ def test_a_rebinding_page_cannot_write_traces_either(ui: UI):
     assert ui.trace_ids() == [format(0xA2, "032x")]
 
 
+def test_the_start_line_names_the_trace_list_and_the_overview(ui: UI):
+    found = re.match(r"otel-launch ui: (http://127\.0\.0\.1:\d+/)  overview: (http://\S+/overview) ", ui.line)
+    assert found and found.group(1) == ui.url + "/" and found.group(2) == ui.url + "/overview", ui.line
+    with urllib.request.urlopen(found.group(2), timeout=10) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
+
+
 def test_all_interfaces_says_who_can_read_and_answers_any_host(workdir: Path):
     process = start([*launcher(), *UI_ARGS, "--all-interfaces"], clean_env(), workdir)
     try:
@@ -213,6 +220,7 @@ def test_all_interfaces_says_who_can_read_and_answers_any_host(workdir: Path):
         found = re.search(r"OTLP/gRPC on (\S+):(\d+), OTLP/HTTP on (\S+):(\d+)", line)
         assert found and found.group(1) == found.group(3) and found.group(1) in ("[::]", "0.0.0.0"), line
         web_port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
+        assert f"overview: http://127.0.0.1:{web_port}/overview " in line, line
         request = urllib.request.Request(f"http://127.0.0.1:{web_port}/api/services", headers={"Host": "laptop.lan"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200

@@ -159,6 +159,12 @@ def test_celery_tasks_workers_and_database_statements_in_the_overview(ui: UI):
             tracer.start_span(
                 "SELECT", kind=SpanKind.CLIENT, start_time=started, attributes={"db.statement": "SELECT * FROM item"}
             ).end(started + duration_ms * 1_000_000)
+        for command, system in (("PING", "db.system"), ("LLEN celery", "db.system.name")):  # the broker's: not SQL
+            started = time.time_ns()
+            attributes = {"db.statement": command, system: "redis"}
+            tracer.start_span(command, kind=SpanKind.CLIENT, start_time=started, attributes=attributes).end(
+                started + 50_000_000
+            )
     trace_id = format(root.get_span_context().trace_id, "032x")
 
     def both_exports():

@@ -1,8 +1,9 @@
 """The numbers behind ``/api/metrics/series`` and ``/api/overview``, from the stored points and spans.
 
 Each stored series (one process, one attribute set) is turned into changes (:func:`series.deltas`),
-the changes are put in steps aligned on the epoch, and the series of the processes of one
-service with the same attributes are added up. Counters and histograms give per-step changes;
+each change is shared out over the steps (aligned on the epoch) of the interval it covers
+(:func:`series.spread`: a rate, not a spike in the step of the export), and the series of the
+processes of one service with the same attributes are added up. Counters and histograms give per-step changes;
 gauges and non-monotonic sums (up-down counters: what is there now) give, per step, the last
 value of each process, added up over the service's processes. Percentiles come from the summed
 bucket counts (:func:`series.quantile`), over the streams whose bucket bounds are those of the
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_launch.local.ui.series import Point, add_counts, deltas, quantile, step_starts
+from otel_launch.local.ui.series import Point, add_counts, deltas, quantile, spread, step_starts
 from otel_launch.local.ui.store import QueryTooLong
 from otel_launch.local.ui.telemetry import Store
 
@@ -135,16 +136,17 @@ def stepped(series_rows: dict[int, Any], rows: Iterable[Any], window: Window) ->
         points = [_point(row, histogram) for row in stream]
         same_bounds = not histogram or json.loads(head["bounds"]) == series.bounds
         for change in deltas(points, head["temporality"] == 2, window.start_ns):
-            index = window.index(change.time_ns)
-            if index is None:
-                continue
-            if histogram:
-                series.count[index] += change.count
-                series.sum[index] += change.value
-                if same_bounds:
-                    series.counts[index] = add_counts(series.counts[index], change.counts)
-            else:
-                series.values[index] = (series.values[index] or 0.0) + change.value
+            shares = spread(
+                change.from_ns, change.time_ns, window.first_ns, window.step_ns, window.steps, window.start_ns
+            )
+            for index, share in shares:
+                if histogram:
+                    series.count[index] += change.count * share
+                    series.sum[index] += change.value * share
+                    if same_bounds:
+                        series.counts[index] = add_counts(series.counts[index], [c * share for c in change.counts])
+                else:
+                    series.values[index] = (series.values[index] or 0.0) + change.value * share
     for series in out.values():
         for by_step in series.last.values():
             for index, (_, value) in by_step.items():
@@ -175,7 +177,7 @@ def series_answer(store: Store, name: str, service: str | None, window: Window) 
                 points.append(
                     {
                         "t": t,
-                        "count": one.count[index],
+                        "count": _round(one.count[index]),
                         "sum": _round(one.sum[index]),
                         "rate": _round(one.count[index] / window.step_s),
                         **{
@@ -276,8 +278,8 @@ def _web(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]:
                 "method": entry["method"],
                 "route": entry["route"],
                 "rate": round(entry["requests"] / window.since_s, 4),
-                "requests": int(entry["requests"]),
-                "errors": int(entry["errors"]),
+                "requests": round(entry["requests"]),
+                "errors": round(entry["errors"]),
                 "error_rate": round(entry["errors"] / entry["requests"], 4),
                 "p95_ms": entry["percentiles"].value(0.95, entry["scale"]),
                 "time_s": round(entry["time_ms"] / 1000, 6),
@@ -363,8 +365,8 @@ def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]
                 "task": entry["task"],
                 "queue": entry["queue"],
                 "rate": round(entry["runs"] / window.since_s, 4),
-                "runs": int(entry["runs"]),
-                **{name: int(entry[name]) for name in outcomes},
+                "runs": round(entry["runs"]),
+                **{name: round(entry[name]) for name in outcomes},
                 "p95_ms": entry["duration"].value(0.95, entry["scale"]),
                 "queue_p95_ms": entry["queued"].value(0.95, entry["queue_scale"]),
                 "time_s": round(entry["time_s"], 6),

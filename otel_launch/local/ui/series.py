@@ -8,6 +8,14 @@ an SDK that reset), is a reset: the new total counts whole, as Prometheus' ``inc
 counter reset. The first point of a stream counts whole only when its stream began inside the
 window (its start is in it); otherwise it is the baseline the next point is measured from.
 
+Each change covers an interval: from the point before to this one (from its start, for the first
+point of a stream or a reset, and for a delta point). :func:`spread` shares it out over the steps
+that interval overlaps, in proportion to the time of each step it covers, as Prometheus' ``rate``
+reads a counter (the increase between two samples went on throughout the time between them): a
+chart whose steps (10 s over 15 minutes) are shorter than the SDK's export interval (60 s by
+default) shows the rate it covers in each step, not a zero in five of six steps and a spike in the
+sixth.
+
 Percentiles are computed as Prometheus' ``histogram_quantile`` does: the rank ``q * count``
 falls in one bucket of the exported explicit bounds, and the value is interpolated linearly
 between that bucket's lower and upper bound (the first bucket's lower bound is 0 when its upper
@@ -53,13 +61,15 @@ def severity_number(text: str) -> int:
 @dataclass
 class Point:
     """One stored point of a stream, as :func:`deltas` reads it: ``value`` a number (sums), or
-    ``counts`` the bucket counts with ``value`` their sum of observations (histograms)."""
+    ``counts`` the bucket counts with ``value`` their sum of observations (histograms); or one
+    change :func:`deltas` gives, over the interval from ``from_ns`` to ``time_ns``."""
 
     start_ns: int
     time_ns: int
     value: float
-    count: int = 0
-    counts: tuple[int, ...] = ()
+    count: float = 0
+    counts: tuple[float, ...] = ()
+    from_ns: int = 0  # of a change (deltas()): where the interval it covers begins (time_ns: none known)
 
 
 def deltas(points: Sequence[Point], cumulative: bool, window_start_ns: int) -> list[Point]:
@@ -69,13 +79,14 @@ def deltas(points: Sequence[Point], cumulative: bool, window_start_ns: int) -> l
     previous: Point | None = None
     for point in points:
         if not cumulative:
-            change = point
+            change = _whole(point, point.start_ns)
         elif previous is None:
             # A stream that started inside the window counts its first total whole; an older one is
             # the baseline (what it counted before the window is not the window's).
-            change = point if point.start_ns >= window_start_ns and point.start_ns > 0 else None
+            change = _whole(point, point.start_ns) if point.start_ns >= window_start_ns and point.start_ns > 0 else None
         elif _reset(previous, point):
-            change = point
+            # Counted since the restart (its start, when that is known to be after the point before).
+            change = _whole(point, max(point.start_ns, previous.time_ns))
         else:
             change = Point(
                 point.start_ns,
@@ -83,11 +94,39 @@ def deltas(points: Sequence[Point], cumulative: bool, window_start_ns: int) -> l
                 point.value - previous.value,
                 point.count - previous.count,
                 tuple(now - before for now, before in zip(point.counts, previous.counts, strict=True)),
+                previous.time_ns,
             )
         previous = point
         if change is not None and point.time_ns >= window_start_ns:
             changes.append(change)
     return changes
+
+
+def _whole(point: Point, from_ns: int) -> Point:
+    """The point as a change over the interval from ``from_ns`` (none known: 0 or not before it)."""
+    from_ns = from_ns if 0 < from_ns < point.time_ns else point.time_ns
+    return Point(point.start_ns, point.time_ns, point.value, point.count, point.counts, from_ns)
+
+
+def spread(
+    from_ns: int, to_ns: int, first_step_ns: int, step_ns: int, steps: int, not_before_ns: int = 0
+) -> list[tuple[int, float]]:
+    """(step index, share) of a change over ``from_ns``..``to_ns``: each step it overlaps, with the
+    part of the interval that step holds. The parts outside the steps, or before ``not_before_ns``
+    (the window's start), belong to no step: the shares then add up to less than 1. A change of no
+    interval falls whole in the step of ``to_ns``."""
+    end_ns = first_step_ns + steps * step_ns
+    if to_ns <= from_ns:
+        index = (to_ns - first_step_ns) // step_ns
+        return [(index, 1.0)] if 0 <= index < steps and to_ns >= not_before_ns else []
+    low, high = max(from_ns, first_step_ns, not_before_ns), min(to_ns, end_ns)
+    shares: list[tuple[int, float]] = []
+    index = (low - first_step_ns) // step_ns
+    while low < high:
+        step_end = first_step_ns + (index + 1) * step_ns
+        shares.append((index, (min(high, step_end) - low) / (to_ns - from_ns)))
+        low, index = step_end, index + 1
+    return shares
 
 
 def _reset(previous: Point, point: Point) -> bool:

@@ -368,8 +368,9 @@ def serve(
         if not local_only
         else ""
     )
+    page = f"http://{shown}:{web_socket.getsockname()[1]}/"
     sys.stdout.write(
-        f"otel-launch ui: http://{shown}:{web_socket.getsockname()[1]}/  "
+        f"otel-launch ui: {page}  overview: {page}overview  "
         f"(OTLP/gRPC on {where}:{receiver.grpc_port}, OTLP/HTTP on {where}:{receiver.http_port}; "
         f"store {db}, at most {max_traces} traces, {size_text(max_bytes)} and {age_text(max_age_s)}{reach}; "
         "Ctrl-C to stop)\n"

@@ -37,6 +37,15 @@ SERIES_ATTRIBUTE_BYTES = 4096  # one series' attributes, as JSON
 MAX_BUCKETS = 256  # one histogram point
 LOG_BYTES = 64 * 1024  # one log record as stored
 LOGS_LISTED = 1000  # /api/logs at most
+# The database systems (semantic conventions' db.system / db.system.name) whose "statements" are
+# not SQL: commands and queries of key-value, document, search and graph stores. The overview's
+# slowest statements leave them out (a Celery app's broker would fill the table with BRPOP, LLEN
+# and PING); a span with a statement and another system (Django's vendor name of a third-party
+# backend, say) or none counts as SQL.
+NOT_SQL = (
+    "redis", "valkey", "memcached", "mongodb", "elasticsearch", "opensearch", "cassandra", "couchdb", "couchbase",
+    "dynamodb", "aws.dynamodb", "cosmosdb", "azure.cosmosdb", "hbase", "neo4j", "geode", "influxdb", "aerospike",
+)  # fmt: skip
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -467,9 +476,10 @@ class Store(TraceStore):
         }
 
     def db_spans(self, service: str | None, from_ns: int, limit: int = 10) -> tuple[list[Any], list[Any]]:
-        """The slowest statements (each with its slowest span's trace) and the N+1 statements (each
-        with the trace of its most repeated run) of the spans started from ``from_ns``. Only the
-        spans whose attributes' text names the key are parsed."""
+        """The slowest SQL statements (each with its slowest span's trace; the systems of
+        :data:`NOT_SQL` left out) and the N+1 statements (each with the trace of its most repeated
+        run) of the spans started from ``from_ns``. Only the spans whose attributes' text names the
+        key are parsed."""
         statement = (
             "coalesce(json_extract(attributes, '$.\"db.statement\"'), json_extract(attributes, '$.\"db.query.text\"'))"
         )
@@ -479,15 +489,20 @@ class Store(TraceStore):
         if service:
             where += " AND service = ?"
             params.append(service)
+        system = (
+            "coalesce(json_extract(attributes, '$.\"db.system\"'), "
+            "json_extract(attributes, '$.\"db.system.name\"'), '')"
+        )
+        sql_only = f"lower({system}) NOT IN ({', '.join('?' * len(NOT_SQL))})"
         return tuple(  # type: ignore[return-value]
             self._reads(
                 (
                     f"SELECT statement, service, max(duration) AS duration, trace_id, count(*) AS runs FROM "
                     f"(SELECT {statement} AS statement, service, end_ns - start_ns AS duration, trace_id "
                     f"FROM spans WHERE {where} AND (instr(attributes, '\"db.statement\"') OR "
-                    "instr(attributes, '\"db.query.text\"'))) WHERE statement IS NOT NULL "
+                    f"instr(attributes, '\"db.query.text\"')) AND {sql_only}) WHERE statement IS NOT NULL "
                     f"GROUP BY statement, service ORDER BY duration DESC LIMIT {int(limit)}",
-                    tuple(params),
+                    (*params, *NOT_SQL),
                 ),
                 (
                     f"SELECT statement, service, max(runs) AS runs, trace_id FROM "

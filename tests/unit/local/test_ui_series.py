@@ -12,6 +12,7 @@ from otel_launch.local.ui.series import (
     quantile,
     severity_name,
     severity_number,
+    spread,
     step_starts,
 )
 
@@ -53,6 +54,32 @@ def test_histogram_buckets_are_differenced_and_a_bucket_that_falls_is_a_reset():
     reset = Point(100 * S, 130 * S, 0.2, 6, (6, 0, 0))  # the count grew, a bucket fell: not one stream
     changes = deltas([first, second, reset], cumulative=True, window_start_ns=105 * S)
     assert [(c.count, c.counts, c.value) for c in changes] == [(2, (0, 1, 1), 1.0), (6, (6, 0, 0), 0.2)]
+
+
+def test_each_change_covers_the_time_since_the_point_before_or_since_its_start():
+    points = [Point(100 * S, 110 * S, 5), Point(100 * S, 120 * S, 8), Point(115 * S, 130 * S, 4), Point(0, 140 * S, 1)]
+    changes = deltas(points, cumulative=True, window_start_ns=90 * S)
+    # began in the window: from its start; then from the point before; a restart: from its start;
+    # a reset of no start: from the point before
+    assert [(c.from_ns // S, c.time_ns // S) for c in changes] == [(100, 110), (110, 120), (120, 130), (130, 140)]
+    delta = deltas([Point(100 * S, 160 * S, 6), Point(0, 170 * S, 1)], cumulative=False, window_start_ns=0)
+    assert [(c.from_ns // S, c.time_ns // S) for c in delta] == [(100, 160), (170, 170)]
+
+
+def test_a_change_is_shared_out_over_the_steps_its_interval_covers_by_hand():
+    # Steps of 10 s from 1000 s, six of them (1000..1060). A change over 1005..1035 (30 s): the
+    # step at 1000 holds 5 s of it (1/6), those at 1010 and 1020 10 s each (1/3), 1030 5 s (1/6).
+    assert spread(1005 * S, 1035 * S, 1000 * S, 10 * S, 6) == [
+        (0, pytest.approx(1 / 6)),
+        (1, pytest.approx(1 / 3)),
+        (2, pytest.approx(1 / 3)),
+        (3, pytest.approx(1 / 6)),
+    ]
+    # Begun 20 s before the window's start at 1000: two thirds of it are not the window's.
+    assert spread(980 * S, 1010 * S, 1000 * S, 10 * S, 6, not_before_ns=1000 * S) == [(0, pytest.approx(1 / 3))]
+    # No interval: whole in the step of its time; past the last step: nowhere.
+    assert spread(1042 * S, 1042 * S, 1000 * S, 10 * S, 6) == [(4, 1.0)]
+    assert spread(1070 * S, 1080 * S, 1000 * S, 10 * S, 6) == []
 
 
 def test_delta_points_are_the_changes_themselves():
