@@ -197,3 +197,20 @@ class BoundHistogram:
         self._storages, self._cleaned = storages, cleaned
         self._filter = _filter_of(consumer._sdk_config.exemplar_filter)
         return tuple(found)
+
+
+def observed_counts(provider: Any, instruments: list[Any], counts: dict[Any, list[Any]]) -> Any:
+    """The callback of an observable counter that reports ``counts`` (``key -> [attributes, count]``).
+
+    Counting a run is then a list increment, where a synchronous counter's ``add()`` costs as much
+    as a histogram measurement. The callback reports only while ``instruments[0]`` is still
+    ``provider``: once the app replaces that provider, its own instruments report the runs.
+    """
+    from opentelemetry.metrics import Observation
+
+    def callback(_: Any) -> list[Any]:
+        if instruments[0] is not provider:
+            return []
+        return [Observation(count, attributes) for attributes, count in list(counts.values())]
+
+    return callback

@@ -41,7 +41,7 @@ from typing import Any
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.celery import celery_getter, utils
 
-from otel_launch._runtime.integrations._histograms import BoundHistogram
+from otel_launch._runtime.integrations._histograms import BoundHistogram, observed_counts
 from otel_launch._runtime.integrations.celery import BEAT_ENTRY, PUBLISHED, cost
 from otel_launch._runtime.integrations.django import n_plus_one, transactions
 
@@ -110,7 +110,7 @@ def instruments() -> tuple[Any, Any, Any, Any]:
                 ),
                 meter.create_observable_counter(
                     "celery.task.executions",
-                    [_observe_executions(provider)],
+                    [observed_counts(provider, _instruments, _executions)],
                     unit="{execution}",
                     description="Task executions, by celery.state.",
                 ),
@@ -131,17 +131,6 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
-
-
-def _observe_executions(provider: Any) -> Any:
-    from opentelemetry.metrics import Observation
-
-    def callback(_: Any) -> list[Any]:
-        if _instruments[0] is not provider:  # the app replaced this provider: its own reports them
-            return []
-        return [Observation(count, attributes) for attributes, count in list(_executions.values())]
-
-    return callback
 
 
 def messaging_system(app: Any) -> str:
@@ -241,7 +230,7 @@ def record_metrics(
             else None,
             BoundHistogram(duration_histogram, process),
             BoundHistogram(queue_histogram, queue_attrs),
-            # [attributes, count], observed at export (_observe_executions); kept across a clear()
+            # [attributes, count], observed at export (observed_counts); kept across a clear()
             _executions.setdefault((name, destination, state), [{**queue_attrs, "celery.state": str(state)}, 0]),
         )
     flower, process_duration, queued, counted = shared

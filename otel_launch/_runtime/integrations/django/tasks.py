@@ -40,7 +40,7 @@ from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
 
-from otel_launch._runtime.integrations._histograms import BoundHistogram
+from otel_launch._runtime.integrations._histograms import BoundHistogram, observed_counts
 from otel_launch._runtime.integrations.django import n_plus_one
 
 SCOPE = "otel_launch.django.tasks"
@@ -303,7 +303,7 @@ def instruments() -> tuple[Any, Any]:
         _attributes.clear()  # their bound measurements belong to the old instruments
         meter.create_observable_counter(
             "django.task.executions",
-            [_observe_executions(provider)],
+            [observed_counts(provider, _instruments, _executions)],
             unit="{execution}",
             description="django.tasks task executions, by django.task.status.",
         )
@@ -325,17 +325,6 @@ def instruments() -> tuple[Any, Any]:
             ),
         )
     return _instruments[1]
-
-
-def _observe_executions(provider: Any) -> Any:
-    from opentelemetry.metrics import Observation
-
-    def callback(_: Any) -> list[Any]:
-        if _instruments[0] is not provider:  # the app replaced this provider: its own reports them
-            return []
-        return [Observation(count, attributes) for attributes, count in list(_executions.values())]
-
-    return callback
 
 
 def record_metrics(name: str, queue: str, status: str, error: str | None, runtime: float, waited: float | None) -> None:
