@@ -254,6 +254,9 @@ def test_log_records_with_their_trace_filtered_newest_first(ui: UI):
         "/api/metrics/series?name=g&since=-5",
         "/api/metrics/series?name=g&step=0",
         "/api/metrics/series?name=g&since=3600&step=1",
+        "/api/metrics/series?name=g&step=1e300",
+        "/api/metrics/series?name=g&since=300&step=600",
+        "/api/overview?step=1e300",
         "/api/overview?since=nan",
     ],
 )

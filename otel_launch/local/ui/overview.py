@@ -305,6 +305,14 @@ def _task_key(one: Stepped) -> tuple[str, str, str]:
     )
 
 
+def _step_p95(streams: list[Stepped], steps: int, scale: float) -> list[float | None]:
+    per_step = [_Percentiles() for _ in range(steps)]
+    for one in streams:
+        for index in range(steps):
+            per_step[index].add(one.bounds, one.counts[index])
+    return [p.value(0.95, scale) for p in per_step]
+
+
 def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]:
     steps = window.steps
     outcomes = {name: [0.0] * steps for name in ("success", "failure", "retry", "killed", "revoked")}
@@ -316,9 +324,7 @@ def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]
             (service, name, queue),
             {"service": service, "task": name, "queue": queue, "runs": 0.0,
              **dict.fromkeys(outcomes, 0.0), "time_s": 0.0, "duration": _Percentiles(), "queued": _Percentiles(),
-             "duration_steps": [_Percentiles() for _ in range(steps)],
-             "queue_steps": [_Percentiles() for _ in range(steps)],
-             "scale": _to_ms(one.unit), "queue_scale": 1000.0},
+             "duration_series": [], "queue_series": [], "scale": _to_ms(one.unit), "queue_scale": 1000.0},
         )  # fmt: skip
 
     for one in by_name.get(TASK_EXECUTIONS, []):
@@ -330,12 +336,15 @@ def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]
                 if outcome:
                     outcomes[outcome][index] += value
                     entry[outcome] += value
+    # messaging.process.duration is also recorded by other messaging instrumentations (django.tasks:
+    # messaging.system=django_tasks, django.task.name): only Celery's runs, which name their task, count here.
     for one in by_name.get(TASK_DURATION, []):
+        if "celery.task_name" not in one.attributes:
+            continue
         entry = task(one)
         entry["time_s"] += one.total_sum() * _to_ms(one.unit) / 1000
         entry["duration"].add(one.bounds, one.window_counts())
-        for index in range(steps):
-            entry["duration_steps"][index].add(one.bounds, one.counts[index])
+        entry["duration_series"].append(one)
         if str(one.attributes.get("error.type", "")) in KILLED_ERRORS:
             for index in range(steps):
                 outcomes["killed"][index] += one.count[index]
@@ -346,8 +355,7 @@ def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]
         entry = task(one)
         entry["queue_scale"] = _to_ms(one.unit)
         entry["queued"].add(one.bounds, one.window_counts())
-        for index in range(steps):
-            entry["queue_steps"][index].add(one.bounds, one.counts[index])
+        entry["queue_series"].append(one)
     workers: dict[str, dict[str, Any]] = {}
     for metric, label in WORKER_GAUGES.items():
         for one in by_name.get(metric, []):
@@ -374,14 +382,15 @@ def _celery(by_name: dict[str, list[Stepped]], window: Window) -> dict[str, Any]
             }
         )
     table.sort(key=lambda r: (-r["time_s"], -r["runs"], r["task"]))
+    # Per-step percentiles only for the tasks charted: the table can hold thousands of tasks.
     task_series = [
         {
             "service": row["service"],
             "task": row["task"],
             "queue": row["queue"],
             "t": window.times_ms(),
-            "p95_ms": [p.value(0.95, row["_entry"]["scale"]) for p in row["_entry"]["duration_steps"]],
-            "queue_p95_ms": [p.value(0.95, row["_entry"]["queue_scale"]) for p in row["_entry"]["queue_steps"]],
+            "p95_ms": _step_p95(row["_entry"]["duration_series"], steps, row["_entry"]["scale"]),
+            "queue_p95_ms": _step_p95(row["_entry"]["queue_series"], steps, row["_entry"]["queue_scale"]),
         }
         for row in table[:TASKS_CHARTED]
     ]

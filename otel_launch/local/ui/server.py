@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from otel_launch.local.listen import age_text, is_loopback_host, listen, listening_socket, shown_host, size_text
 from otel_launch.local.receiver import Export, OTLPReceiver, Rejected
 from otel_launch.local.ui.overview import Window, overview, series_answer
-from otel_launch.local.ui.series import SEVERITIES, default_step
+from otel_launch.local.ui.series import SEVERITIES, default_step, severity_number
 from otel_launch.local.ui.store import DAY_S, NotAStore, QueryTooLong
 from otel_launch.local.ui.telemetry import LOGS_LISTED, Store
 
@@ -134,8 +134,12 @@ def _window(request: Request, store: Store) -> Window:
     step = _number(request, "step")
     if step is None:
         step = default_step(since)
-    if step < 1 or step != int(step) or since / step > MAX_STEPS:
-        raise BadQuery(f"step must be a whole number of seconds, at least 1 and at least since/{MAX_STEPS}")
+    # step <= since also bounds it for the store's integer parameters (a step of 1e300 would overflow them).
+    if step < 1 or step != int(step) or since / step > MAX_STEPS or step > since:
+        raise BadQuery(
+            f"step must be a whole number of seconds, at least 1 and since/{MAX_STEPS}, at most since"
+            f" ({since:g}), not {request.query_params.get('step', '')[:40]!r}"
+        )
     return Window(since, int(step))
 
 
@@ -143,10 +147,10 @@ def _severity(request: Request) -> int:
     text = request.query_params.get("severity", "").strip().upper()
     if not text:
         return 0
-    levels = dict(SEVERITIES) | {"WARNING": 13, "CRITICAL": 21}
-    if text not in levels:
+    number = severity_number(text)
+    if not number:
         raise BadQuery(f"severity must be one of {', '.join(name for name, _ in SEVERITIES)}, not {text[:20]!r}")
-    return levels[text]
+    return number
 
 
 def _answer(compute: Callable[[], Any]) -> JSONResponse:

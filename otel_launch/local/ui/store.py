@@ -18,7 +18,8 @@ counted once (more are refused and counted).
 Bounded in age too: :meth:`TraceStore.expire` evicts the traces no span has reached for
 ``max_age_s`` seconds (the server calls it every minute). :class:`telemetry.Store` adds metric
 points and log records to the same file, under the same bounds, through two hooks:
-``_evict_others`` (the byte bound, once no trace is left to evict) and ``_expire_others``.
+``_evict_others`` (the byte bound, once no trace is left to evict) and ``_expire_others``, and
+``_rolled_back`` to forget what they counted in a transaction that was rolled back.
 
 One bad span never costs the others: each trace of an export is written in a savepoint of its
 own, a span that would close a loop of parents is refused, and :meth:`TraceStore.add_export`
@@ -287,7 +288,7 @@ class TraceStore:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._resource_ids.clear()
+            self._rolled_back()
             raise
         self._within_bytes()
 
@@ -418,6 +419,10 @@ class TraceStore:
         evicted (empty: nothing else is held). The trace store holds nothing else."""
         return []
 
+    def _rolled_back(self) -> None:
+        """After a rollback: forget what was kept in memory of the rows the transaction had changed."""
+        self._resource_ids.clear()
+
     def expire(self, now_ns: int | None = None) -> None:
         """Evict what arrived more than ``max_age_s`` ago, and give the space back."""
         cutoff = (time.time_ns() if now_ns is None else now_ns) - int(self.max_age_s * 1e9)
@@ -433,6 +438,7 @@ class TraceStore:
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._rolled_back()
                 raise
             if expired:
                 self._db.executescript("PRAGMA incremental_vacuum;")
@@ -492,6 +498,7 @@ class TraceStore:
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._rolled_back()
                 raise
             # Each step of this pragma frees one page; execute() steps once, executescript() to the end.
             self._db.executescript("PRAGMA incremental_vacuum;")

@@ -131,6 +131,7 @@ class Store(TraceStore):
         self._series_ids: dict[bytes, int] = {}
         self._stale_checked = 0.0  # when the cap last looked for stale series (monotonic)
         self._processes: dict[int, tuple[dict, str]] = {}  # id(resource) -> (it, its digest), within one export
+        self._pending_series: set[int] = set()  # the series of the points of this export (not all written yet)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -149,6 +150,7 @@ class Store(TraceStore):
                     )
             finally:
                 self._processes.clear()
+                self._pending_series.clear()
         return rejected
 
     def add_logs(self, batches: Iterable[list[ReceivedLog]]) -> Rejected:
@@ -186,10 +188,15 @@ class Store(TraceStore):
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._series_ids.clear()
-            self._reload_held()
+            self._rolled_back()
             raise
         self._within_bytes()
+
+    def _rolled_back(self) -> None:
+        """The byte counts and series ids lowered or cached in the rolled-back transaction, read again."""
+        super()._rolled_back()
+        self._series_ids.clear()
+        self._reload_held()
 
     def _reload_held(self) -> None:
         for table in _TABLES:
@@ -217,6 +224,7 @@ class Store(TraceStore):
         if series is None:
             rejected.add(f"of new series beyond the {self.max_series} the store holds")
             return None
+        self._pending_series.add(series)
         histogram = point.kind == "histogram"
         counts = json.dumps(point.bucket_counts) if histogram else None
         size = 100 + (len(counts) if counts else 0)
@@ -324,19 +332,21 @@ class Store(TraceStore):
         """At the cap: evict the series (a tenth of the cap at most) no point has reached for
         :data:`STALE_S` seconds, the longest quiet first: those of processes that have ended (a
         reloaded runserver, a recycled worker each start new series). Whether any were; looked
-        for at most once a minute."""
+        for at most once a minute. A series with a point in this export is kept: its point may not be
+        written yet, and would be left naming a deleted series (or one made later with its id)."""
         if time.monotonic() - self._stale_checked < 60:
             return False
         self._stale_checked = time.monotonic()
-        cutoff = time.time_ns() - STALE_S * 1_000_000_000
+        cutoff, most = time.time_ns() - STALE_S * 1_000_000_000, max(1, self.max_series // 10)
         stale = [
             row[0]
             for row in self._db.execute(
                 "SELECT series FROM points GROUP BY series HAVING max(received_ns) < ? ORDER BY max(received_ns) "
                 "LIMIT ?",
-                (cutoff, max(1, self.max_series // 10)),
+                (cutoff, most + len(self._pending_series)),
             )
-        ]
+            if row[0] not in self._pending_series
+        ][:most]
         if not stale:
             return False
         marks = ", ".join("?" * len(stale))

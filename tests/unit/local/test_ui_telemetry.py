@@ -3,15 +3,27 @@ the cap, one export's refusals."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
 
 from otel_launch.local.receiver import VIEWER_LIMITS, decoded
-from otel_launch.local.ui.overview import Window, overview
+from otel_launch.local.ui import overview as overview_module
+from otel_launch.local.ui.overview import TASKS_CHARTED, Window, overview
 from otel_launch.local.ui.store import QueryTooLong
 from otel_launch.local.ui.telemetry import Store
-from tests.otlp_requests import gauge_request, histogram_request, logs_request, span, trace_request
+from tests.otlp_requests import gauge_request, histogram_request, kv, logs_request, span, trace_request
+
+ORPHANS = "SELECT count(*) FROM points WHERE series NOT IN (SELECT id FROM series)"
+
+
+def task_runs(attributes: dict, name: str = "messaging.process.duration"):
+    """One export of a run-duration histogram point (10 runs, 1 s in all) with these attributes."""
+    request = histogram_request([0.1, 1.0], [10, 0, 0], name=name)
+    point = request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points[0]
+    point.attributes.extend(kv(key, value) for key, value in attributes.items())
+    return decoded("metrics", request, "http", VIEWER_LIMITS)
 
 
 def test_the_receiver_decodes_what_the_store_needs_of_a_histogram_and_a_log_record():
@@ -54,6 +66,82 @@ def test_at_the_series_cap_quiet_series_give_way_busy_ones_do_not():
         assert refused.count == 1 and "beyond the 10 the store holds" in refused.message, refused.message
         kept = sorted(row[0] for row in store._db.execute("SELECT json_extract(attributes, '$.n') FROM series"))
         assert kept == [5, 6, 7, 8, 9, 100, 101, 102, 103, 104]
+    finally:
+        store.close()
+
+
+def test_a_stale_series_with_a_point_in_the_export_that_reaches_the_cap_is_kept_no_point_is_orphaned():
+    store = Store(":memory:", max_series=10)
+    try:
+        first = gauge_request([({"n": n}, 1.0) for n in range(10)])
+        assert store.add_points(decoded("metrics", first, "http", VIEWER_LIMITS)).count == 0
+        store._db.execute(
+            "UPDATE points SET received_ns = received_ns - 1200000000000 WHERE series IN "
+            "(SELECT id FROM series WHERE json_extract(attributes, '$.n') < 5)"
+        )
+        # One export: first a point of the quiet series n=0 (its process is back), then new series.
+        new = gauge_request([({"n": n}, 2.0) for n in (0, 100, 101, 102, 103, 104, 105)])
+        refused = store.add_points(decoded("metrics", new, "http", VIEWER_LIMITS))
+        assert store._db.execute(ORPHANS).fetchone()[0] == 0
+        kept = sorted(row[0] for row in store._db.execute("SELECT json_extract(attributes, '$.n') FROM series"))
+        assert kept == [0, 5, 6, 7, 8, 9, 100, 101, 102, 103] and refused.count == 2
+        assert store._series_count == 10
+    finally:
+        store.close()
+
+
+def test_an_expiry_rolled_back_leaves_the_byte_counts_as_the_rows_are():
+    store = Store(":memory:", max_age_s=60)
+    try:
+        store.add_points(decoded("metrics", gauge_request([({"n": n}, 1.0) for n in range(5)]), "http"))
+        held = store._held["points"]
+        # A failure in the middle of the expiry: the points are deleted, then deleting their series fails.
+        store._db.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE DELETE ON series BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        with pytest.raises(sqlite3.DatabaseError, match="refused"):
+            store.expire(now_ns=time.time_ns() + 3600 * 10**9)
+        assert store._db.execute("SELECT count(*) FROM points").fetchone()[0] == 5
+        assert store._held["points"] == held
+    finally:
+        store.close()
+
+
+def test_the_celery_tables_read_celery_runs_only_not_django_tasks_runs():
+    store = Store(":memory:")
+    try:
+        celery = {"celery.task_name": "shop.tasks.charge", "messaging.destination.name": "celery"}
+        django_tasks = {"messaging.system": "django_tasks", "django.task.name": "shop.tasks.mail",
+                        "messaging.destination.name": "default"}  # fmt: skip
+        for attributes in (celery, django_tasks):
+            assert store.add_points(task_runs(attributes)).count == 0
+        celery_answer = overview(store, None, Window(900, 10))["celery"]
+        assert [(row["task"], row["queue"]) for row in celery_answer["tasks"]] == [("shop.tasks.charge", "celery")]
+        assert [(row["task"], row["queue"]) for row in celery_answer["task_series"]] == [
+            ("shop.tasks.charge", "celery")
+        ]
+    finally:
+        store.close()
+
+
+def test_per_step_percentiles_are_built_for_the_charted_tasks_only(monkeypatch):
+    store = Store(":memory:")
+    tasks, window = 3 * TASKS_CHARTED, Window(900, 1)
+    try:
+        for index in range(tasks):
+            assert store.add_points(task_runs({"celery.task_name": f"t{index}"})).count == 0
+        made = []
+
+        class Counted(overview_module._Percentiles):
+            def __init__(self) -> None:
+                super().__init__()
+                made.append(self)
+
+        monkeypatch.setattr(overview_module, "_Percentiles", Counted)
+        answer = overview(store, None, window)["celery"]
+        assert len(answer["tasks"]) == tasks and len(answer["task_series"]) == TASKS_CHARTED
+        # The web chart's per step, two window-wide per task, two per step for each charted task.
+        assert len(made) == window.steps + 2 * tasks + 2 * TASKS_CHARTED * window.steps
     finally:
         store.close()
 
