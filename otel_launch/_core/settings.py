@@ -258,7 +258,7 @@ SETTINGS: tuple[Setting, ...] = (
         "OTEL_LAUNCH_ENDUSER_ID",
         "Record enduser.id, the authenticated user's primary key, on Django server spans: personal data, off "
         "unless asked for (see Private data). Taken from the user the request already loaded, and on a 5xx also "
-        "from its session when it had not.",
+        "from the key its session holds when it had not (read only: the user is not loaded).",
         parsers.boolean,
         "true or false",
         default="false",

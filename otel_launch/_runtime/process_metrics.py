@@ -38,6 +38,7 @@ from typing import Any
 
 SCOPE = "otel_launch.runtime"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PEAK_RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # bytes in a unit of getrusage's ru_maxrss (KiB on Linux)
 _observed: list[Any] = []  # providers already given the instruments
 _gc_at_fork: list[dict[str, int]] = []  # gc.get_stats() when this process was forked: counted from there
 
@@ -146,7 +147,7 @@ def _statm() -> list[int] | None:
 def _peak_rss() -> int:
     from resource import RUSAGE_SELF, getrusage
 
-    return getrusage(RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return getrusage(RUSAGE_SELF).ru_maxrss * PEAK_RSS_UNIT
 
 
 def _thread_count() -> int:

@@ -20,6 +20,11 @@ recycled child) and a due time that makes one alert rule fit every interval and 
 task path pays nothing. A beat that is down stops reporting, and the last due time it reported
 passes: the alert in docs/django-celery.md fires on both. A second beat shows as a second series
 of the same entry. Whether the task then ran is the run span's and ``celery.task.executions``'.
+
+An entry removed from the schedule (deleted, or disabled: django-celery-beat's one-off tasks) is
+dropped from the records at the next tick, at most a minute later, so that its last due time does
+not fire the alert for ever; and at most ``MAX_ENTRIES`` entries are recorded, whatever the number
+a database schedule holds (one an object, say).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ _due: dict[str, list[Any]] = {}  # entry -> [attributes, Unix time it is next du
 _state: list[Any] = []  # [lateness histogram], made when the records are set up
 _started: list[bool] = []  # the records were set up (once per process, at the first tick or publish)
 _lateness: dict[str, Any] = {}  # entry -> the lateness histogram bound to its attributes
+_pruned: list[float] = [0.0]  # time.monotonic() of the last drop of entries no longer scheduled
+PRUNE_INTERVAL = 60.0  # s between two drops
+MAX_ENTRIES = 1_000  # entries recorded; the ones beyond get no gauges nor lateness, with one warning line
+_full: list[bool] = []  # the warning of a schedule beyond MAX_ENTRIES was given
 
 
 def install(beat_module: Any) -> None:
@@ -66,9 +75,34 @@ def _wrap_tick(tick: Any) -> Any:
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _started:
             _start_once(self)
+        now = time.monotonic()
+        if now - _pruned[0] >= PRUNE_INTERVAL:
+            _pruned[0] = now
+            prune(self)
         return tick(self, *args, **kwargs)
 
     return wrapped
+
+
+def prune(scheduler: Any) -> None:
+    """Forget the entries no longer in the scheduler's schedule: their gauges stop being reported."""
+    try:
+        scheduled = {str(name) for name in scheduler.schedule}
+    except Exception:  # a schedule that cannot be read now: the next interval tries again
+        return
+    for records in (_published, _due, _lateness):
+        for name in [name for name in records if name not in scheduled]:
+            del records[name]
+
+
+def _tracked(name: str) -> bool:
+    """Whether the entry's records are kept: known already, or room for one more."""
+    if name in _published or name in _due or len(_published) < MAX_ENTRIES and len(_due) < MAX_ENTRIES:
+        return True
+    if not _full:
+        _full.append(True)
+        warn(f"beat's schedule has more than {MAX_ENTRIES} entries: the others get no lateness or due times")
+    return False
 
 
 def _start_once(scheduler: Any) -> None:
@@ -120,8 +154,8 @@ def _start(scheduler: Any) -> None:
         description="Unix time a beat schedule entry is next due.",
     )
     try:
-        for entry in list(scheduler.schedule.values()):
-            _due[entry.name] = [_attributes(entry), _next_due(entry, entry.last_run_at)]
+        for entry in list(scheduler.schedule.values())[:MAX_ENTRIES]:
+            _due[str(entry.name)] = [_attributes(entry), _next_due(entry, entry.last_run_at)]
     except Exception:  # a custom scheduler's entries: each gets its due time at its first publish
         pass
 
@@ -142,6 +176,8 @@ def _wrap_apply_async(apply_async: Any) -> Any:
             result = apply_async(self, entry, *args, **kwargs)
         finally:
             _sending.pop()
+        if not _tracked(name):
+            return result
         now = time.time()
         _published[name] = [attributes, now]
         try:

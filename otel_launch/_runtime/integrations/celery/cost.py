@@ -12,8 +12,8 @@ grows memory. Around each task (``worker.on_prerun`` / ``on_postrun``), one
 
 Each goes on the run span and into a histogram per task name (bound once per name,
 ``_histograms.py``), for the tasks whose span records: an unsampled task reads no clock and
-records nothing here, as it costs its propagation and duration only (issue 24's budget: the two
-readings and two more measurements were +41k instructions a task on ~149k). The sampler picks
+records nothing here: an unsampled task must cost only its propagation and its duration, and the
+two readings and their two measurements would add about a quarter to that. The sampler picks
 traces at random, so at 10% the histograms hold a tenth of the tasks with the distribution of all.
 
 Measured with callgrind, a call: ``getrusage`` ~3k instructions, ``time.process_time`` ~0.9k (but
@@ -27,12 +27,12 @@ process); in a threads, gevent or eventlet pool it also counts the tasks that ra
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from opentelemetry import metrics
 
 from otel_launch._runtime.integrations._histograms import BoundHistogram
+from otel_launch._runtime.process_metrics import PEAK_RSS_UNIT
 
 try:
     from resource import RUSAGE_SELF, getrusage
@@ -41,7 +41,6 @@ except ImportError:  # not on this platform (Windows): tasks go without their co
     RUSAGE_SELF = 0
 
 SCOPE = "otel_launch.celery.cost"
-_PEAK_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kilobytes elsewhere
 _CPU_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _MIB = 1024 * 1024
 _MEMORY_BUCKETS = (0, _MIB, 4 * _MIB, 16 * _MIB, 64 * _MIB, 256 * _MIB, 1024 * _MIB)
@@ -95,7 +94,7 @@ def finish(span: Any, name: str, started: tuple[float, int] | None) -> None:
         return
     usage = getrusage(RUSAGE_SELF)
     cpu = max(0.0, usage.ru_utime + usage.ru_stime - started[0])
-    growth = max(0, usage.ru_maxrss - started[1]) * _PEAK_UNIT
+    growth = max(0, usage.ru_maxrss - started[1]) * PEAK_RSS_UNIT
     if span.is_recording():
         span.set_attributes({"celery.task.cpu_time": cpu, "celery.task.memory.peak_growth": growth})
     if not _metered():

@@ -133,8 +133,7 @@ def _begin_enqueue(task: Any) -> tuple[Any, Any]:
     return span, context.attach(trace.set_span_in_context(span))
 
 
-def _end_enqueue(span: Any, token: Any, result: Any, failure: BaseException | None) -> None:
-    context.detach(token)
+def _end_enqueue(span: Any, result: Any, failure: BaseException | None) -> None:
     if span.is_recording():
         if failure is not None:
             from opentelemetry.trace import Status, StatusCode
@@ -152,13 +151,19 @@ def _end_enqueue(span: Any, token: Any, result: Any, failure: BaseException | No
 def _traced_enqueue(enqueue: Any) -> Any:
     @functools.wraps(enqueue)
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span, token = _begin_enqueue(self)
+        try:
+            span, token = _begin_enqueue(self)
+        except Exception as exc:  # no span: the task is enqueued all the same
+            _report(exc)
+            return enqueue(self, *args, **kwargs)
         try:
             result = enqueue(self, *args, **kwargs)
         except BaseException as exc:
-            _end_enqueue(span, token, None, exc)
+            context.detach(token)  # first, and whatever the span does: the app's context is its own again
+            _safely(_end_enqueue, span, None, exc)
             raise
-        _end_enqueue(span, token, result, None)
+        context.detach(token)
+        _safely(_end_enqueue, span, result, None)
         return result
 
     return traced
@@ -167,21 +172,51 @@ def _traced_enqueue(enqueue: Any) -> Any:
 def _traced_aenqueue(aenqueue: Any) -> Any:
     @functools.wraps(aenqueue)
     async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span, token = _begin_enqueue(self)
+        try:
+            span, token = _begin_enqueue(self)
+        except Exception as exc:
+            _report(exc)
+            return await aenqueue(self, *args, **kwargs)
         try:
             result = await aenqueue(self, *args, **kwargs)
         except BaseException as exc:
-            _end_enqueue(span, token, None, exc)
+            context.detach(token)  # first, and whatever the span does: the app's context is its own again
+            _safely(_end_enqueue, span, None, exc)
             raise
-        _end_enqueue(span, token, result, None)
+        context.detach(token)
+        _safely(_end_enqueue, span, result, None)
         return result
 
     return traced
 
 
+def _safely(step: Any, *args: Any) -> None:
+    """Telemetry never fails an enqueue, a row's save or a task's run: a step that raises is
+    reported (one warning line per process) and skipped."""
+    try:
+        step(*args)
+    except Exception as exc:
+        _report(exc)
+
+
+def _report(exc: Exception) -> None:
+    if not _failed:
+        _failed.append(True)
+        from otel_launch._runtime._log import warn
+
+        warn(f"django.tasks telemetry failed, the task is unaffected ({type(exc).__name__}: {exc})")
+
+
+_failed: list[bool] = []  # non-empty once a failure was reported
+
+
 def carry_context(instance: Any = None, **_: Any) -> None:
     """``pre_save`` of a database backend's task row: the current trace context into its stored
     ``args_kwargs``, when the row is created (not when the worker claims or finishes it)."""
+    _safely(_carry_context, instance)
+
+
+def _carry_context(instance: Any) -> None:
     if instance is None or not instance._state.adding:
         return
     stored = instance.args_kwargs
@@ -223,6 +258,10 @@ def queue_time(task_result: Any) -> tuple[float, str] | None:
 
 def on_started(sender: Any = None, task_result: Any = None, **_: Any) -> None:
     """``task_started``: the run span, current until ``task_finished``."""
+    _safely(_start_run, task_result)
+
+
+def _start_run(task_result: Any) -> None:
     if task_result is None or task_result.id in _running:
         return
     now = time.time()
@@ -256,10 +295,21 @@ def on_started(sender: Any = None, task_result: Any = None, **_: Any) -> None:
 
 def on_finished(sender: Any = None, task_result: Any = None, **_: Any) -> None:
     """``task_finished``: the run span's status from the task's outcome, then the measurements."""
+    _safely(_finish_run, task_result)
+
+
+def _finish_run(task_result: Any) -> None:
     run = _running.pop(task_result.id, None) if task_result is not None else None
     if run is None:
         return
-    span, token, started, waited, name, queue, watch = run
+    try:
+        _end_run(task_result, run)
+    finally:
+        context.detach(run[1])  # whatever the span and the measurements do: the task's context ends
+
+
+def _end_run(task_result: Any, run: list[Any]) -> None:
+    span, _token, started, waited, name, queue, watch = run
     runtime = time.perf_counter() - started
     if watch is not None:
         n_plus_one.end(watch)
@@ -281,7 +331,6 @@ def on_finished(sender: Any = None, task_result: Any = None, **_: Any) -> None:
                 span.set_status(Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}"))
             else:
                 span.set_status(Status(StatusCode.ERROR, error))
-    context.detach(token)
     span.end()
     record_metrics(name, queue, status, error, runtime, waited[0] if waited else None)
 

@@ -17,9 +17,14 @@ connection runs its callbacks after the commit, with no atomic block open, so a 
   ``on_commit`` callback), until the transaction ends. Its commit records the event
   ``otel_launch.transaction.commit`` on the span current then (the request's, the task's) and
   each task's publish-to-commit delay (``celery.task.commit_delay``); a rollback of the
-  transaction, or of a savepoint the task was sent under, or a connection closed inside the
-  transaction records ``otel_launch.transaction.rollback`` there and counts the tasks in
-  ``celery.task.sent_in_rolled_back_transaction``.
+  transaction, or of a savepoint the task was sent under, or a connection closed before the
+  transaction committed records ``otel_launch.transaction.rollback`` there and counts the tasks
+  in ``celery.task.sent_in_rolled_back_transaction``.
+
+A connection remembers at most ``MAX_PENDING`` tasks one by one (a migration that sends a million
+tasks in one ``atomic()`` would otherwise hold them all); the ones beyond are counted, by task name
+and savepoints, so the counters and the events' task count stay right, but they are not named in
+the events nor measured in the commit delay.
 
 The worker cannot see the sender's transaction: what says that a run started before the commit
 is the trace, which holds both times: the run span's start and the commit event, in the sender's
@@ -57,7 +62,9 @@ DATABASE = "otel_launch.transaction.database"  # event attribute: the connection
 ENDED_AT = "otel_launch.transaction.ended_at"  # event attribute: its time, epoch seconds (viewers drop event times)
 _MAX_NAMED = 100  # tasks an event names (TASK_COUNT says how many there were)
 TASK_COUNT = "otel_launch.transaction.task_count"
-_PENDING = "_otel_launch_sent"  # connection attribute: [(savepoint ids, task name, task id, publish time)]
+_PENDING = "_otel_launch_sent"  # connection attribute: [(savepoint ids, task name, task id, publish time, count)]
+_OVERFLOW = "_otel_launch_overflow"  # connection attribute: (savepoint ids, name) -> its counted entry of _PENDING
+MAX_PENDING = 10_000  # tasks a connection remembers one by one; the ones beyond are counted
 _SCOPE = "otel_launch.transactions"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60)
 
@@ -89,7 +96,16 @@ def _flag(connection: Any, span: Any, headers: Any, name: str, task_id: Any) -> 
     pending = connection.__dict__.get(_PENDING)
     if pending is None:
         pending = connection.__dict__[_PENDING] = []
-    pending.append((frozenset(connection.savepoint_ids), name, str(task_id), time.time()))
+    sids = frozenset(connection.savepoint_ids)
+    if len(pending) < MAX_PENDING:
+        pending.append((sids, name, str(task_id), time.time(), 1))
+        return
+    overflow = connection.__dict__.setdefault(_OVERFLOW, {})
+    counted = overflow.get((sids, name))
+    if counted is None:  # one entry a task name and savepoints: not named, not measured, counted
+        counted = overflow[sids, name] = [sids, name, None, time.time(), 0]
+        pending.append(counted)
+    counted[4] += 1
 
 
 def _in_transaction() -> Any:
@@ -180,40 +196,50 @@ def _wrapper(method: Any, after: Any) -> Any:
     return wrapped
 
 
-def _after_commit(connection: Any, pending: list, _: bool) -> None:
-    now = time.time()
+def _ended(connection: Any, pending: list) -> list:
+    """All the connection's pending tasks, forgotten: its transaction ended."""
     ended = pending[:]
     pending.clear()
+    connection.__dict__.pop(_OVERFLOW, None)
+    return ended
+
+
+def _after_commit(connection: Any, pending: list, _: bool) -> None:
+    now = time.time()
+    ended = _ended(connection, pending)
     delay = _counters()[3]
-    for _sids, name, _id, published in ended:
-        delay.record(max(0.0, now - published), {"celery.task_name": name})
+    for _sids, name, task_id, published, _count in ended:
+        if task_id is not None:  # the counted ones beyond MAX_PENDING are not measured
+            delay.record(max(0.0, now - published), {"celery.task_name": name})
     _event(COMMIT_EVENT, connection, ended, now)
 
 
 def _after_rollback(connection: Any, pending: list, _: bool) -> None:
-    ended = pending[:]
-    pending.clear()
-    _rolled_back(connection, ended)
+    _rolled_back(connection, _ended(connection, pending))
 
 
 def _after_savepoint_rollback(connection: Any, pending: list, _: bool, sid: Any = None) -> None:
     ended = [entry for entry in pending if sid in entry[0]]
     if ended:
         pending[:] = [entry for entry in pending if sid not in entry[0]]
+        overflow = connection.__dict__.get(_OVERFLOW)
+        if overflow:
+            for key in [key for key in overflow if sid in key[0]]:
+                del overflow[key]
         _rolled_back(connection, ended)
 
 
-def _after_close(connection: Any, pending: list, in_atomic_block: bool) -> None:
-    ended = pending[:]
-    pending.clear()
-    if in_atomic_block:  # the database rolls back a transaction whose connection closed
-        _rolled_back(connection, ended)
+def _after_close(connection: Any, pending: list, _: bool) -> None:
+    # Tasks still pending were never committed (a commit forgets them): the database rolls their
+    # transaction back, also when a failed commit's rollback failed too and Django closes the
+    # connection with its atomic block already left.
+    _rolled_back(connection, _ended(connection, pending))
 
 
 def _rolled_back(connection: Any, ended: list) -> None:
     counter = _counters()[2]
-    for _sids, name, _id, _published in ended:
-        counter.add(1, {"celery.task_name": name})
+    for _sids, name, _id, _published, count in ended:
+        counter.add(count, {"celery.task_name": name})
     _event(ROLLBACK_EVENT, connection, ended, time.time())
 
 
@@ -221,11 +247,11 @@ def _event(name: str, connection: Any, ended: list, now: float) -> None:
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    named = ended[:_MAX_NAMED]
+    named = [entry for entry in ended[:_MAX_NAMED] if entry[2] is not None]
     attributes = {
         TASKS: [entry[1] for entry in named],
         TASK_IDS: [entry[2] for entry in named],
-        TASK_COUNT: len(ended),
+        TASK_COUNT: sum(entry[4] for entry in ended),
         DATABASE: connection.alias,
         ENDED_AT: now,
     }
