@@ -34,6 +34,7 @@ reads and writes still use two connections.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -265,8 +266,7 @@ class TraceStore:
         for span in spans:
             by_trace.setdefault(span.trace_id, []).append(span)
         written = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for trace_id, trace_spans in by_trace.items():
                 if (
                     kept_new is not None
@@ -284,12 +284,6 @@ class TraceStore:
                     db.execute("BEGIN IMMEDIATE")
                     written = 0
             self._evict_over_count()
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._rolled_back()
-            raise
         self._within_bytes()
 
     def _add_trace(self, trace_id: str, spans: list[ReceivedSpan], rejected: Rejected) -> int:
@@ -419,6 +413,22 @@ class TraceStore:
         evicted (empty: nothing else is held). The trace store holds nothing else."""
         return []
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` to ``COMMIT``). On any exception it is rolled
+        back and :meth:`_rolled_back` forgets what memory kept of its rows; the exception goes on.
+        A block may commit and begin again inside (to stay within the bounds mid-export)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._rolled_back()
+            raise
+
     def _rolled_back(self) -> None:
         """After a rollback: forget what was kept in memory of the rows the transaction had changed."""
         self._resource_ids.clear()
@@ -427,19 +437,13 @@ class TraceStore:
         """Evict what arrived more than ``max_age_s`` ago, and give the space back."""
         cutoff = (time.time_ns() if now_ns is None else now_ns) - int(self.max_age_s * 1e9)
         with self._write_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 old = [
                     row[0] for row in self._db.execute("SELECT trace_id FROM traces WHERE received_ns < ?", (cutoff,))
                 ]
                 if old:
                     self._evict(old)
                 expired = self._expire_others(cutoff) or bool(old)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._rolled_back()
-                raise
             if expired:
                 self._db.executescript("PRAGMA incremental_vacuum;")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -488,18 +492,12 @@ class TraceStore:
                     break
                 oldest.append(trace_id)
                 total -= size
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 if oldest:
                     self._evict(oldest)
                 else:
                     self._forget_resources()  # resources whose spans were all refused
                     oldest = self._evict_others(0.8 * room / pages)  # no trace left: the other signals give way
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._rolled_back()
-                raise
             # Each step of this pragma frees one page; execute() steps once, executescript() to the end.
             self._db.executescript("PRAGMA incremental_vacuum;")
             evicted = True

@@ -164,9 +164,8 @@ class Store(TraceStore):
 
     def _write(self, items: list, make_row: Any, sql: str, table: str, rejected: Rejected) -> None:
         """Insert the rows of ``items``, committing every ``commit_bytes`` (then within the bounds)."""
-        db, now, written, rows = self._db, time.time_ns(), 0, []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        now, written, rows = time.time_ns(), 0, []
+        with self._transaction() as db:
             for item in items:
                 row = make_row(item, now, rejected)
                 if row is None:
@@ -184,12 +183,6 @@ class Store(TraceStore):
             db.executemany(sql, rows)
             self._held[table] += written
             self._within_share(table)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._rolled_back()
-            raise
         self._within_bytes()
 
     def _rolled_back(self) -> None:
