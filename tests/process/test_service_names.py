@@ -178,13 +178,16 @@ def test_under_a_shell_script_each_python_process_names_itself(receiver, workdir
     port = free_port()
     worker = [PYTHON, "-m", "celery", "-A", "pool_app", "worker", "-c", "1", "-l", "info"]
     worker += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
-    # A task published before the worker binds its queue (a file in the broker folder) is dropped.
+    # A task published before the worker binds its queue is dropped. The binding is a line of JSON in
+    # the exchange's file, which kombu creates before it writes (and locks) it: wait for the queue's name.
     bound = shlex.quote(str(workdir / "broker" / "control" / "celery.exchange"))
+    binding = shlex.quote(r'\["celery", "", "celery"\]')  # (routing key, pattern, queue), as kombu writes it
     script = workdir / "entrypoint.sh"
     script.write_text(
         "#!/bin/sh\nset -e\n"
         f"{shlex.join(worker)} &\n"
-        f"tries=0; until [ -e {bound} ]; do tries=$((tries + 1)); [ $tries -lt 600 ] || exit 3; sleep 0.1; done\n"
+        f"tries=0; until grep -qs {binding} {bound}; do\n"
+        "tries=$((tries + 1)); [ $tries -lt 600 ] || exit 3; sleep 0.1; done\n"
         f"{shlex.join([PYTHON, str(MANAGE_PY), 'check'])}\n"
         f"{shlex.join([PYTHON, str(TARGETS / 'pool_app_client.py'), '/pool/?task=1'])}\n"
         f"exec {shlex.join(_server(server, port))}\n"
@@ -196,10 +199,15 @@ def test_under_a_shell_script_each_python_process_names_itself(receiver, workdir
         _get_until_served(f"http://127.0.0.1:{port}/pool/", timeout=90)
         (command,) = _spans_of(receiver, "check")
         (published,) = _spans_of(receiver, "apply_async/pool_app.pooled")
-        (task,) = _spans_of(receiver, "run/pool_app.pooled")
+        (task,) = _spans_of(receiver, "run/pool_app.pooled", timeout=60)  # the pool child's, under CI's load
         assert receiver.wait_for(lambda r: len([s for s in r.spans if s.name == "GET /pool/"]) == 2, timeout=20)
-    finally:
+    except AssertionError as failed:  # what the script and the worker said tells why
         _, err = kill_group(process)
+        raise AssertionError(f"{failed}\n--- their stderr, last 4000 characters:\n{err[-4000:]}") from None
+    except BaseException:
+        kill_group(process)
+        raise
+    _, err = kill_group(process)
     assert command.service == "pool-app-manage"
     assert task.service == "pool-app-worker"
     served = sorted(span.service for span in receiver.spans if span.name == "GET /pool/")
