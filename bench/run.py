@@ -108,7 +108,9 @@ def main() -> None:
             f"medians of {REPEATS} servers; Celery: {TASKS} trivial tasks, prefork x2, Redis ({which}), "
             f'medians of {REPEATS} workers; the ", http" variants and the peers export OTLP/HTTP to the same '
             "receiver (ddtrace exports OTLP over HTTP only; newrelic in developer mode sends nothing); "
-            f"peak RSS (VmHWM) is the largest seen; memory over {MEMORY_SECONDS} s is "
+            "peak RSS (VmHWM) is the largest seen, and the RSS at the end is split into its anonymous "
+            "pages (RssAnon: the process's own) and its pages of files (RssFile: shared libraries, one copy "
+            f"in memory for every process that maps them); memory over {MEMORY_SECONDS} s is "
             "VmRSS every 5 s of the worker under otel-launch with the collector down, then the time gunicorn "
             "took to exit after SIGTERM; worker CPU a request or task: all the worker's threads (export included), "
             "over the measured requests or tasks"
@@ -206,6 +208,16 @@ def summarize(report: dict, down: str, down_http: str | None = None) -> tuple[li
         {n: max(r["worker_peak_rss_mb"] for r in rs) for n, rs in report["web"].items()},
         False,
     )
+    for part, key in (
+        ("anonymous (its own)", "worker_rss_anon_mb"),
+        ("of files (shared libraries)", "worker_rss_file_mb"),
+    ):
+        row(
+            f"gunicorn worker, RSS {part} at the end",
+            "MB",
+            {n: median([r[key] for r in rs]) for n, rs in report["web"].items() if all(key in r for r in rs)},
+            False,
+        )
     tasks_rate: dict[str, float] = {}
     task_cpu: dict[str, float] = {}
     child_rss: dict[str, float] = {}

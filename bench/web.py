@@ -99,7 +99,16 @@ def serve_once(variant: Variant, env: dict[str, str], workdir: Path, seconds: fl
             views[view] = wrk(f"http://127.0.0.1:{port}{path}", seconds)
             views[view]["worker_cpu_us"] = 1e6 * (cpu_seconds(worker) - cpu) / views[view]["requests"]
         peak_mb = memory_kb(worker) / 1024
-    return {"views": views, "worker_peak_rss_mb": peak_mb, "spans": receiver.counts["traces"] - before}
+        # What the resident set is made of at the end: pages of files (shared libraries: one copy in
+        # memory for every process that maps them) and anonymous pages (the worker's own objects).
+        anon_mb, file_mb = memory_kb(worker, "RssAnon") / 1024, memory_kb(worker, "RssFile") / 1024
+    return {
+        "views": views,
+        "worker_peak_rss_mb": peak_mb,
+        "worker_rss_anon_mb": anon_mb,
+        "worker_rss_file_mb": file_mb,
+        "spans": receiver.counts["traces"] - before,
+    }
 
 
 def memory_over_time(variant: Variant, env: dict[str, str], workdir: Path, seconds: float) -> tuple[list[float], float]:
