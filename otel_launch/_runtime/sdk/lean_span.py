@@ -33,13 +33,18 @@ import inspect
 import logging
 import threading
 import types
+from collections import deque
 from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import get_current as _get_current
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace._tracer_metrics import noop as _noop_end_metrics
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import (
     _SPAN_ID_MAX_VALUE,
     _TRACE_ID_MAX_VALUE,
@@ -58,6 +63,8 @@ _get_current_span = trace_api.get_current_span
 _NonRecordingSpan = trace_api.NonRecordingSpan
 _ReadableSpan = sdk_trace.ReadableSpan
 _SdkSpan = sdk_trace._Span
+_Multi = sdk_trace.SynchronousMultiSpanProcessor  # its hooks call each processor in turn: called so here
+_DROP, _RECORD_ONLY, _RECORD_AND_SAMPLE = Decision.DROP, Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE
 _sdk_start_span = sdk_trace.Tracer.start_span
 _new = object.__new__
 _new_context = tuple.__new__
@@ -65,6 +72,7 @@ _UNSET = inspect.signature(_ReadableSpan.__init__).parameters["status"].default 
 _PLAIN = frozenset((str, bool, int, float))  # values the SDK's validation returns unchanged
 _MAPPINGS = frozenset((dict, types.MappingProxyType))  # what the SDK is given attributes in (SamplingResult: a proxy)
 _Lock = threading.Lock
+_deque = deque
 # TraceFlags by (sampled, random trace id): values, as the SDK computes them.
 _FLAGS = {
     (sampled, random): TraceFlags(
@@ -147,7 +155,12 @@ class _Span(_SdkSpan):
         if record_end_metrics and record_end_metrics is not _noop_end_metrics:
             record_end_metrics()
         processor = self._span_processor
-        processor._on_ending(self)
+        processors = processor._span_processors if type(processor) is _Multi else None
+        if processors is None:
+            processor._on_ending(self)
+        else:
+            for each in processors:
+                each._on_ending(self)
         readable = _new(_ReadableSpan)
         # ReadableSpan.__init__'s assignments, in its order (``kind``: the property reads _kind).
         readable.__dict__.update(
@@ -165,7 +178,11 @@ class _Span(_SdkSpan):
             _resource=self._resource,
             _status=self._status,
         )
-        processor.on_end(readable)
+        if processors is None:
+            processor.on_end(readable)
+        else:
+            for each in processors:
+                each.on_end(readable)
 
 
 def start_span(
@@ -185,7 +202,9 @@ def start_span(
             tracer, name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
         )
     links = ()
-    parent = _get_current_span(context).get_span_context()
+    # get_current_span(context).get_span_context(), the context's span read as the API reads it.
+    current = (context if context is not None else _get_current()).get(_SPAN_KEY)
+    parent = current._context if type(current) in _SPANS else _get_current_span(context).get_span_context()
     if parent is not None and not isinstance(parent, SpanContext):
         raise TypeError("parent_span_context must be a SpanContext or None.")
     ids = tracer.id_generator
@@ -196,7 +215,15 @@ def start_span(
         trace_id = parent[0]
     result = tracer.sampler.should_sample(context, trace_id, name, kind, attributes, links)
     decision = result.decision
-    random = ids.is_trace_id_random() if parent is None else parent[3].random_trace_id
+    if decision is _RECORD_AND_SAMPLE:
+        recording = sampled = True
+    elif decision is _DROP:
+        recording = sampled = False
+    elif decision is _RECORD_ONLY:
+        recording, sampled = True, False
+    else:
+        recording, sampled = decision.is_recording(), decision.is_sampled()
+    random = ids.is_trace_id_random() if parent is None else parent[3] & TraceFlags.RANDOM_TRACE_ID
     span_id = ids.generate_span_id()
     state = result.trace_state
     span_context = _new_context(
@@ -205,13 +232,17 @@ def start_span(
             trace_id,
             span_id,
             False,
-            _FLAGS[decision.is_sampled(), bool(random)],
+            _FLAGS[sampled, bool(random)],
             DEFAULT_TRACE_STATE if state is None else state,
             INVALID_TRACE_ID < trace_id <= _TRACE_ID_MAX_VALUE and INVALID_SPAN_ID < span_id <= _SPAN_ID_MAX_VALUE,
         ),
     )
-    record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
-    if not decision.is_recording():
+    metrics = tracer._tracer_metrics
+    if type(metrics) is NoOpTracerMetrics:
+        record_end_metrics = _noop_end_metrics
+    else:
+        record_end_metrics = metrics.start_span(parent, decision)
+    if not recording:
         return _NonRecordingSpan(span_context)
     limits = tracer._span_limits
     maxlen, limit = limits.max_span_attributes, limits.max_span_attribute_length
@@ -221,6 +252,9 @@ def start_span(
         data._dict.update(initial)  # what the SDK's validation stores, in the same order
     else:
         data = BoundedAttributes(maxlen, initial, immutable=False, max_value_len=limit)
+    events, links_ = _new(BoundedList), _new(BoundedList)  # BoundedList.__init__'s assignments
+    events.dropped, events._dq, events._lock = 0, _deque(maxlen=limits.max_events), _Lock()
+    links_.dropped, links_._dq, links_._lock = 0, _deque(maxlen=limits.max_links), _Lock()
     processor = tracer.span_processor
     span = _new(_Span)
     # Span.__init__'s assignments (ReadableSpan.__init__'s first), in their order, then start()'s.
@@ -234,8 +268,8 @@ def start_span(
         _start_time=start_time if start_time is not None else _time_ns(),
         _end_time=None,
         _attributes=data,
-        _events=BoundedList(limits.max_events),
-        _links=BoundedList(limits.max_links),
+        _events=events,
+        _links=links_,
         _resource=tracer.resource,
         _status=_UNSET,
         _sampler=tracer.sampler,
@@ -247,8 +281,15 @@ def start_span(
         _lock=_Lock(),
         _record_end_metrics=record_end_metrics,
     )
-    processor.on_start(span, parent_context=context)
+    if type(processor) is _Multi:
+        for each in processor._span_processors:
+            each.on_start(span, parent_context=context)
+    else:
+        processor.on_start(span, parent_context=context)
     return span
+
+
+_SPANS = frozenset((_SdkSpan, _Span, _NonRecordingSpan))  # get_span_context() returns their _context
 
 
 def usable() -> bool:

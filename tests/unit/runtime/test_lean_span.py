@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -131,7 +131,8 @@ def attributes_state(attributes: Any) -> Any:
 def list_state(bounded: Any) -> Any:
     if isinstance(bounded, (tuple, list)):
         return (type(bounded), [event_state(item) for item in bounded])
-    return (type(bounded), bounded._dq.maxlen, bounded.dropped, [event_state(item) for item in bounded._dq])
+    fields = (list(vars(bounded)), type(bounded._lock), bounded._dq.maxlen, bounded.dropped)
+    return (type(bounded), fields, [event_state(item) for item in bounded._dq])
 
 
 def event_state(item: Any) -> Any:
@@ -323,6 +324,7 @@ SAMPLERS = {
         "sampler": SampleFirst(REQUEST),
         "span_limits": SpanLimits(max_span_attributes=10, max_span_attribute_length=12),
     },
+    "concurrent processors": {},  # a ConcurrentMultiSpanProcessor of each run's own, made below
 }
 
 
@@ -333,6 +335,8 @@ def test_the_lean_path_gives_processors_and_exporters_what_the_sdk_gives(scenari
         args = {"id_generator": Ids(), **SAMPLERS[setup]}
         if "id_generator" in SAMPLERS[setup]:
             args["id_generator"] = Ids(random=False)
+        if setup == "concurrent processors":
+            args["active_span_processor"] = ConcurrentMultiSpanProcessor(1)
         return args
 
     sdk_seen, sdk_logged = run(scenario, lean=False, **provider_args())
