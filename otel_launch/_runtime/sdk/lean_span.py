@@ -70,7 +70,9 @@ _new = object.__new__
 _new_context = tuple.__new__
 _UNSET = inspect.signature(_ReadableSpan.__init__).parameters["status"].default  # the SDK's shared default
 _PLAIN = frozenset((str, bool, int, float))  # values the SDK's validation returns unchanged
-_MAPPINGS = frozenset((dict, types.MappingProxyType))  # what the SDK is given attributes in (SamplingResult: a proxy)
+# What attributes come in: a dict (or a subclass reading as one), a SamplingResult's proxy.
+_MAPPINGS = frozenset((dict, types.MappingProxyType))
+_items, _len = dict.items, dict.__len__
 _Lock = threading.Lock
 _deque = deque
 # TraceFlags by (sampled, random trace id): values, as the SDK computes them.
@@ -86,7 +88,10 @@ _FLAGS = {
 def _plain(maxlen: int | None, limit: int | None, held: int, attributes: Any) -> bool:
     """Whether the SDK would store each of these attributes as it is, dropping none, in
     ``BoundedAttributes`` of these limits that hold ``held`` already."""
-    if type(attributes) not in _MAPPINGS or (maxlen is not None and held + len(attributes) > maxlen):
+    kind = type(attributes)
+    if kind not in _MAPPINGS and not (isinstance(attributes, dict) and kind.items is _items and kind.__len__ is _len):
+        return False  # read through methods of its own: the SDK's path reads it as it reads it
+    if maxlen is not None and held + len(attributes) > maxlen:
         return False
     for key, value in attributes.items():
         kind = type(value)

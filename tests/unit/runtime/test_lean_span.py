@@ -303,12 +303,18 @@ def odd_attributes(tracer: Any) -> None:
     span.set_attributes({"later": 2})
     span.end()
     plain = tracer.start_span("plain", attributes={"a": "b"})
-    plain.set_attributes(_NotADict({"k": "v"}))
+    plain.set_attributes(_DictSubclass({"k": "v"}))
+    plain.set_attributes(_OwnItems({"k": "v", "m": "w"}))
     plain.end()
 
 
-class _NotADict(dict):
+class _DictSubclass(dict):
     pass
+
+
+class _OwnItems(dict):
+    def items(self) -> Any:
+        return [("own", "items")]
 
 
 SCENARIOS = [request_and_queries, events_links_status, odd_attributes]
