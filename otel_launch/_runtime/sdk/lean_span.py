@@ -19,7 +19,8 @@ objects are made directly:
   string no longer than the limit), fitting under the count limit, are stored as they are: what
   the SDK's validation returns for them. Anything else (a sequence, bytes, ``None``, a long
   string, a full span, an ended one) goes through the SDK's own methods, its warnings included.
-- a span with links, and a tracer whose configuration disables it, take the SDK's ``start_span``.
+- a span with links, a tracer whose configuration disables it, and every span once something
+  replaced ``Tracer.start_span`` (a tool patching the SDK) take ``Tracer.start_span``.
 
 ``tests/unit/runtime/test_lean_span.py`` builds the same spans through the SDK and through this
 module and compares them field by field, as ``ReadableSpan`` and as OTLP bytes; it runs in every
@@ -65,7 +66,8 @@ _ReadableSpan = sdk_trace.ReadableSpan
 _SdkSpan = sdk_trace._Span
 _Multi = sdk_trace.SynchronousMultiSpanProcessor  # its hooks call each processor in turn: called so here
 _DROP, _RECORD_ONLY, _RECORD_AND_SAMPLE = Decision.DROP, Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE
-_sdk_start_span = sdk_trace.Tracer.start_span
+_Tracer = sdk_trace.Tracer
+_sdk_start_span = _Tracer.start_span
 _new = object.__new__
 _new_context = tuple.__new__
 _UNSET = inspect.signature(_ReadableSpan.__init__).parameters["status"].default  # the SDK's shared default
@@ -202,8 +204,9 @@ def start_span(
     set_status_on_exception: bool = True,
 ) -> Any:
     """``Tracer.start_span`` of the SDK (see the module's docstring); bound to a tracer by :func:`lean`."""
-    if links or not tracer._tracer_config.is_enabled:
-        return _sdk_start_span(
+    if links or not tracer._tracer_config.is_enabled or _Tracer.start_span is not _sdk_start_span:
+        # Links, a disabled tracer, or Tracer.start_span replaced since (by a tool patching the SDK): its own.
+        return _Tracer.start_span(
             tracer, name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
         )
     links = ()

@@ -435,3 +435,21 @@ def test_a_disabled_tracer_starts_what_the_sdks_starts() -> None:
         results.append((type(span), span.get_span_context(), span.is_recording()))
     assert results[1] == results[0]
     assert results[0][2] is False
+
+
+def test_a_tracer_start_span_patched_later_is_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool that wraps the SDK's Tracer.start_span after otel-launch handed its tracers out."""
+    tracer = TracerProvider(shutdown_on_exit=False).get_tracer("otel_launch.tests.patched")
+    lean_span.lean(tracer)
+    assert type(tracer.start_span("before the patch")) is lean_span._Span
+    calls = []
+    original = sdk_trace.Tracer.start_span
+
+    def wrapped(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(sdk_trace.Tracer, "start_span", wrapped)
+    span = tracer.start_span("patched", kind=SpanKind.CLIENT)
+    assert calls == ["patched"]
+    assert type(span) is sdk_trace._Span and span.kind is SpanKind.CLIENT
