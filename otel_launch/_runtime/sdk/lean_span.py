@@ -10,11 +10,13 @@ objects are made directly:
 
 - the span is an instance of :class:`_Span`, a subclass of the SDK's ``_Span`` (same name, same
   ``repr``), whose instance dictionary holds the same keys, in the same order, with the same
-  values as the SDK's (its lock, ``BoundedAttributes`` and ``BoundedList`` made by their own
-  constructors); every method but the three above is the SDK's own;
+  values as the SDK's (its ``BoundedAttributes`` made by its own constructor, its two
+  ``BoundedList`` given the fields ``BoundedList.__init__`` gives); every method but the three
+  above is the SDK's own;
 - the sampler, the id generator, the tracer's metrics and every span processor are called as the
-  SDK calls them, with the same arguments: what a processor's ``on_start``/``on_end`` or an
-  exporter receives is what the SDK would give it (an SDK ``ReadableSpan`` on end);
+  SDK calls them, with the same arguments (a ``SynchronousMultiSpanProcessor``'s processors in
+  turn, as it calls them): what a processor's ``on_start``/``on_end`` or an exporter receives is
+  what the SDK would give it (an SDK ``ReadableSpan`` on end);
 - attributes whose keys are non-empty ``str`` and values ``str``/``bool``/``int``/``float`` (a
   string no longer than the limit), fitting under the count limit, are stored as they are: what
   the SDK's validation returns for them. Anything else (a sequence, bytes, ``None``, a long
