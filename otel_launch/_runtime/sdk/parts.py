@@ -4,7 +4,8 @@
 providers from these: the exporter built once per process, in the exporting thread
 (:class:`PerProcessExporter`); the batch processors that count their drops and notice a fork no
 hook announced (:func:`counting`); the resource made once per process; the tracer provider whose
-tracers follow a provider the app sets later (:func:`provider_whose_tracers_follow_the_app`).
+tracers follow a provider the app sets later (:func:`provider_whose_tracers_follow_the_app`), and
+start their spans through ``lean_span``.
 """
 
 from __future__ import annotations
@@ -300,6 +301,19 @@ def resource() -> Any:
         return _built["resource"]
 
 
+def _lean(tracer: Any) -> Any:
+    """``tracer`` starting its spans through ``lean_span``; as it is when that module cannot load
+    (one warning line: the SDK's own span path serves, only slower)."""
+    try:
+        from otel_launch._runtime.sdk import lean_span
+    except Exception as exc:
+        if not _built.get("lean_span_reported"):
+            _built["lean_span_reported"] = True
+            warn(f"the SDK's own span path serves, lean_span cannot ({type(exc).__name__}: {exc})")
+        return tracer
+    return lean_span.lean(tracer)
+
+
 def provider_whose_tracers_follow_the_app(base: type) -> type:
     """Ours is the default provider: when the app sets its own later (as the guides do in every
     Celery pool child, after our provider was handed to instrumentations in the worker's main
@@ -332,12 +346,13 @@ def provider_whose_tracers_follow_the_app(base: type) -> type:
 
     class DefaultTracerProvider(base):  # type: ignore[misc, valid-type]
         def get_sdk_tracer(self, *args: Any) -> Any:
-            return base.get_tracer(self, *args)
+            """The SDK's tracer, starting its spans through ``lean_span`` where the SDK is a proven one."""
+            return _lean(base.get_tracer(self, *args))
 
         def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
             names = ("instrumenting_module_name", "instrumenting_library_version", "schema_url", "attributes")
             args += tuple(kwargs.get(name) for name in names[len(args) :])
-            return FollowingTracer(self, base.get_tracer(self, *args), args)
+            return FollowingTracer(self, self.get_sdk_tracer(*args), args)
 
     return DefaultTracerProvider
 
