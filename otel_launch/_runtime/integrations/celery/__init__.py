@@ -48,7 +48,7 @@ def on_import(_: ModuleType | None = None) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     from otel_launch._runtime.integrations._instrumentor import instrument_once
-    from otel_launch._runtime.integrations.celery import worker
+    from otel_launch._runtime.integrations.celery import dispatch, worker
 
     _replace_its_handlers(CeleryInstrumentor)
     instrument_once(CeleryInstrumentor())
@@ -60,6 +60,9 @@ def on_import(_: ModuleType | None = None) -> None:
     signals.task_postrun.connect(worker.on_postrun, dispatch_uid="otel-launch-postrun", **connect)
     signals.task_failure.connect(worker.on_failure, dispatch_uid="otel-launch-failure", **connect)
     signals.task_retry.connect(worker.on_retry, dispatch_uid="otel-launch-retry", **connect)
+    # Celery's task tracer calls the two per-task handlers without its signal dispatch while they
+    # are their signals' only receivers (dispatch.py); once its module is loaded (a worker's is).
+    dispatch.install(worker.on_prerun, worker.on_postrun)
     # Also when the app instrumented Celery itself: its pool children need the flush as much.
     signals.worker_process_shutdown.connect(_flush_pool_child, dispatch_uid="otel-launch-flush", **connect)
 
@@ -74,9 +77,12 @@ def on_worker_import(apps_worker: ModuleType) -> None:
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", WORKER_SCHEDULE_DELAY_MS)
     on_import()
     from celery import signals
+    from celery.app import trace  # noqa: F401  (the task tracer, for dispatch.py)
     from celery.worker.request import Request
 
-    from otel_launch._runtime.integrations.celery import killed, worker
+    from otel_launch._runtime.integrations.celery import dispatch, killed, worker
+
+    dispatch.install(worker.on_prerun, worker.on_postrun)
 
     killed.install(Request)
     signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")
