@@ -292,19 +292,20 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     now = time.time()
     parent = propagate.extract(request, getter=celery_getter)
     span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
-    destination = queue(request.delivery_info)
+    destination = (request.delivery_info or {}).get("routing_key") or ""  # queue(), one call less
     waited = queue_time(request, now)
     system = _system[0] if _system else messaging_system(task.app)
-    recording = span.is_recording()  # an unsampled task costs propagation and its measurements only
-    if recording:
+    watch = used = None
+    if span.is_recording():  # an unsampled task costs propagation and its measurements only
         span.set_attributes(span_attributes(request, task.name, destination, system, waited))
-    token = context.attach(trace.set_span_in_context(span, parent))
-    # Statements repeated on Django's connections mark a recorded run span.
-    watch = n_plus_one.begin(span) if recording else None
+        token = context.attach(trace.set_span_in_context(span, parent))
+        # Statements repeated on Django's connections mark a recorded run span.
+        watch = n_plus_one.begin(span)
+        used = cost.start(True)  # cost.py: CPU time and peak memory growth
+    else:
+        token = context.attach(trace.set_span_in_context(span, parent))
     # What postrun needs, read here once (each read of task.request goes through Celery's stack).
-    used = cost.start(recording)  # cost.py: CPU time and peak memory growth
-    run = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system, used]
-    _running[task_id] = run
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system, used]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
@@ -318,8 +319,8 @@ def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, 
     context.detach(token)
     if state is None:  # interrupted: the main process records it (killed.py)
         return
-    cost.finish(span, task.name, used)
     if span.is_recording():
+        cost.finish(span, task.name, used)
         span.set_attribute("celery.state", state)
     span.end()
     record_metrics(task.name, hostname, destination, system, state, error, runtime, waited[0] if waited else None)
