@@ -320,8 +320,9 @@ def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, 
     if state is None:  # interrupted: the main process records it (killed.py)
         return
     if span.is_recording():
-        cost.finish(span, task.name, used)
-        span.set_attribute("celery.state", state)
+        attributes = cost.finish(task.name, used) if used is not None else {}  # cost.py
+        attributes["celery.state"] = state
+        span.set_attributes(attributes)
     span.end()
     record_metrics(task.name, hostname, destination, system, state, error, runtime, waited[0] if waited else None)
 
