@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 spans = InMemorySpanExporter()
 tracing = TracerProvider(sampler=ParentBased(ALWAYS_ON))
@@ -79,6 +79,7 @@ def nested():
     ok.delay()  # a publish inside the run span
 
 
+TASK_NAMES = ("side.ok", "side.fails", "side.expected", "side.retries", "side.ignored", "side.rejected", "side.nested")
 SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319d-b7ad6b7169203332-00"
 TRACES = {SAMPLED.split("-")[1]: "sampled", UNSAMPLED.split("-")[1]: "unsampled"}
@@ -97,7 +98,7 @@ Signal._live_receivers = counting
 
 def run_all(phase: str) -> None:
     app.finalize()
-    for task_name in ("side.ok", "side.fails", "side.expected", "side.retries", "side.ignored", "side.rejected", "side.nested"):
+    for task_name in TASK_NAMES:
         task = app.tasks[task_name]
         tracer = build_tracer(task.name, task, app=app, hostname="side@host")
         for flavour, parent in (("sampled", SAMPLED), ("unsampled", UNSAMPLED)):
@@ -125,7 +126,13 @@ def run_all(phase: str) -> None:
 
 
 # Times, and the id of a message published inside a task (a new uuid each run).
-MASKED = {"messaging.message.id", "celery.task.queue_time", "celery.task.cpu_time", "celery.task.memory.peak_growth", "exception.stacktrace"}
+MASKED = {
+    "messaging.message.id",
+    "celery.task.queue_time",
+    "celery.task.cpu_time",
+    "celery.task.memory.peak_growth",
+    "exception.stacktrace",
+}
 
 
 def masked(attributes) -> dict:

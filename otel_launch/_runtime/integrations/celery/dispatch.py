@@ -44,9 +44,9 @@ def install(prerun: Any, postrun: Any) -> bool:
     current = [getattr(trace, name, None) for name in _REPLACED]
     if all(getattr(send, "_otel_launch_direct", False) for send in current):
         return True
-    if any(send != signal.send or signal.use_caching for send, (signal, _) in zip(current, pairs)):
+    if any(send != signal.send or signal.use_caching for send, (signal, _) in zip(current, pairs, strict=True)):
         return False  # not Celery's dispatch as we know it: the signals stay as they are
-    for name, send, (signal, handler) in zip(_REPLACED, current, pairs):
+    for name, send, (signal, handler) in zip(_REPLACED, current, pairs, strict=True):
         setattr(trace, name, direct(signal, handler, send))
     return True
 

@@ -293,7 +293,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     parent = propagate.extract(request, getter=celery_getter)
     span = _tracer().start_span(f"run/{task.name}", context=parent, kind=_CONSUMER, start_time=int(now * 1e9))
     destination = (request.delivery_info or {}).get("routing_key") or ""  # queue(), one call less
-    waited = queue_time(request, now)
+    waited = queue_time(vars(request), now)  # its headers as they came: dict reads, not Context.get calls
     system = _system[0] if _system else messaging_system(task.app)
     watch = used = None
     if span.is_recording():  # an unsampled task costs propagation and its measurements only
@@ -305,7 +305,8 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     else:
         token = context.attach(trace.set_span_in_context(span, parent))
     # What postrun needs, read here once (each read of task.request goes through Celery's stack).
-    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, request.hostname, system, used]
+    hostname = request.hostname
+    _running[task_id] = [span, token, time.perf_counter(), None, waited, destination, watch, hostname, system, used]
 
 
 def on_postrun(task_id: str | None = None, task: Any = None, state: Any = None, **_: Any) -> None:
