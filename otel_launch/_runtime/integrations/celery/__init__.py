@@ -10,7 +10,10 @@ It is run when a process first uses Celery: its first publish, or the start of `
 Importing the app is not using it, and building the SDK there cost every management command of a
 Celery project ~50 ms.
 
-Every publish also carries its time (header ``worker.PUBLISHED``), for queue time.
+Every publish also carries its time (header ``worker.PUBLISHED``), for queue time. Celery's task
+tracer hands ``task_prerun`` and ``task_postrun`` to our handlers directly while they are those
+signals' only receivers (``dispatch.py``; a Django project's worker has Celery's own fixup among
+them, and keeps Celery's dispatch).
 
 Prefork pool children inherit the connected signals, and the SDK renews its export threads
 and ``service.instance.id`` in every child at fork. What it misses is the exit: children
