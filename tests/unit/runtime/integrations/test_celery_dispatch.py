@@ -66,3 +66,24 @@ def test_with_another_receiver_or_ours_taken_off_celery_dispatches():
     signal.disconnect(dispatch_uid="ours")
     assert direct(sender="task", task_id="2") == [(other, None)]
     assert seen == ["1", "2"] and [c["task_id"] for c in calls] == ["1"]
+
+
+def test_installed_once_and_only_over_celerys_own_dispatch(monkeypatch):
+    from celery import signals
+    from celery.app import trace
+
+    monkeypatch.setattr(trace, "send_prerun", signals.task_prerun.send)
+    monkeypatch.setattr(trace, "send_postrun", signals.task_postrun.send)
+    assert dispatch.install(handler, handler)
+    direct = trace.send_prerun
+    assert direct.__wrapped__ == signals.task_prerun.send
+    assert dispatch.install(handler, handler) and trace.send_prerun is direct  # not wrapped twice
+    dispatch.uninstall()
+    assert trace.send_prerun == signals.task_prerun.send and trace.send_postrun == signals.task_postrun.send
+
+    def someone_elses(sender=None, **named):
+        return []
+
+    monkeypatch.setattr(trace, "send_prerun", someone_elses)  # not Celery's dispatch: left as it is
+    assert not dispatch.install(handler, handler)
+    assert trace.send_prerun is someone_elses and trace.send_postrun == signals.task_postrun.send
