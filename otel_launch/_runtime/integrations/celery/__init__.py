@@ -10,7 +10,10 @@ It is run when a process first uses Celery: its first publish, or the start of `
 Importing the app is not using it, and building the SDK there cost every management command of a
 Celery project ~50 ms.
 
-Every publish also carries its time (header ``worker.PUBLISHED``), for queue time.
+Every publish also carries its time (header ``worker.PUBLISHED``), for queue time. Celery's task
+tracer hands ``task_prerun`` and ``task_postrun`` to our handlers directly while they are those
+signals' only receivers (``dispatch.py``; a Django project's worker has Celery's own fixup among
+them, and keeps Celery's dispatch).
 
 Prefork pool children inherit the connected signals, and the SDK renews its export threads
 and ``service.instance.id`` in every child at fork. What it misses is the exit: children
@@ -48,7 +51,7 @@ def on_import(_: ModuleType | None = None) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     from otel_launch._runtime.integrations._instrumentor import instrument_once
-    from otel_launch._runtime.integrations.celery import worker
+    from otel_launch._runtime.integrations.celery import dispatch, worker
 
     _replace_its_handlers(CeleryInstrumentor)
     instrument_once(CeleryInstrumentor())
@@ -60,6 +63,9 @@ def on_import(_: ModuleType | None = None) -> None:
     signals.task_postrun.connect(worker.on_postrun, dispatch_uid="otel-launch-postrun", **connect)
     signals.task_failure.connect(worker.on_failure, dispatch_uid="otel-launch-failure", **connect)
     signals.task_retry.connect(worker.on_retry, dispatch_uid="otel-launch-retry", **connect)
+    # Celery's task tracer calls the two per-task handlers without its signal dispatch while they
+    # are their signals' only receivers (dispatch.py); once its module is loaded (a worker's is).
+    dispatch.install(worker.on_prerun, worker.on_postrun)
     # Also when the app instrumented Celery itself: its pool children need the flush as much.
     signals.worker_process_shutdown.connect(_flush_pool_child, dispatch_uid="otel-launch-flush", **connect)
 
@@ -74,9 +80,12 @@ def on_worker_import(apps_worker: ModuleType) -> None:
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", WORKER_SCHEDULE_DELAY_MS)
     on_import()
     from celery import signals
+    from celery.app import trace  # noqa: F401  (the task tracer, for dispatch.py)
     from celery.worker.request import Request
 
-    from otel_launch._runtime.integrations.celery import killed, worker
+    from otel_launch._runtime.integrations.celery import dispatch, killed, worker
+
+    dispatch.install(worker.on_prerun, worker.on_postrun)
 
     killed.install(Request)
     signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")

@@ -88,22 +88,21 @@ def start(recording: bool) -> tuple[float, int] | None:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def finish(span: Any, name: str, started: tuple[float, int] | None) -> None:
-    """At the task's end: its cost on its span and in its task's histograms."""
-    if started is None:
-        return
+def finish(name: str, started: tuple[float, int]) -> dict[str, Any]:
+    """At the task's end: its cost into its task's histograms; returned as the run span's attributes
+    (which the caller sets with its own, in one call: each ``set_attributes`` takes the span's lock)."""
     usage = getrusage(RUSAGE_SELF)
     cpu = max(0.0, usage.ru_utime + usage.ru_stime - started[0])
     growth = max(0, usage.ru_maxrss - started[1]) * PEAK_RSS_UNIT
-    if span.is_recording():
-        span.set_attributes({"celery.task.cpu_time": cpu, "celery.task.memory.peak_growth": growth})
+    attributes = {"celery.task.cpu_time": cpu, "celery.task.memory.peak_growth": growth}
     if not _metered():
-        return
+        return attributes
     bound = _bound.get(name)
     if bound is None:
         if len(_bound) > 10_000:  # bounded, whatever the app names its tasks
             _bound.clear()
-        attributes = {"celery.task_name": name}
-        bound = _bound[name] = tuple(BoundHistogram(histogram, attributes) for histogram in _instruments[2:])
+        shared = {"celery.task_name": name}
+        bound = _bound[name] = tuple(BoundHistogram(histogram, shared) for histogram in _instruments[2:])
     bound[0].record(cpu)
     bound[1].record(growth)
+    return attributes
