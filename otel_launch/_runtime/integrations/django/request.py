@@ -40,8 +40,8 @@ import threading
 from timeit import default_timer
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation._semconv import (
     _filter_semconv_active_request_count_attr,
     _get_schema_url,
@@ -73,6 +73,7 @@ from opentelemetry.util.http import (
 )
 
 from otel_launch._runtime._compat import coroutine_functions
+from otel_launch._runtime.integrations._lean_context import attach, detach, extract_wsgi, get_current
 from otel_launch._runtime.integrations.django import n_plus_one
 
 iscoroutinefunction, markcoroutinefunction = coroutine_functions()  # asgiref's, also before asgiref 3.6
@@ -466,9 +467,10 @@ def _begin(request: Any) -> _Request | None:
     meta = request.META
     is_asgi = _is_asgi(request)
     carrier = request.scope if is_asgi else meta
-    current = context_api.get_current()
+    current = get_current()
     if _no_span_in(current):
-        parent, kind = propagate.extract(carrier, getter=_asgi_getter(c) if is_asgi else c.wsgi_getter), _SERVER
+        parent = propagate.extract(carrier, getter=_asgi_getter(c)) if is_asgi else extract_wsgi(carrier, c.wsgi_getter)
+        kind = _SERVER
     else:
         parent, kind = current, _INTERNAL
     name = method_name(request.method or "")
@@ -500,7 +502,7 @@ def _begin(request: Any) -> _Request | None:
             c.mode,
         )
         c.active.add(1, state.active)
-    state.token = context_api.attach(trace.set_span_in_context(span, parent))
+    state.token = attach(_with_span(span, parent))
     if kind is _SERVER and recording:
         state.watch = n_plus_one.begin(span)
     state.started = default_timer()
@@ -577,7 +579,7 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
             c.active.add(-1, state.active)
     finally:
         span.end()
-        context_api.detach(state.token)
+        detach(state.token)
 
 
 def _span_key() -> Any:
@@ -589,6 +591,13 @@ def _span_key() -> Any:
 
 
 _SPAN_KEY = _span_key()
+
+
+def _with_span(span: Any, parent: Any) -> Any:
+    """``trace.set_span_in_context(span, parent)``: the same new ``Context``, in one step."""
+    if _SPAN_KEY is None:
+        return trace.set_span_in_context(span, parent)
+    return Context({**parent, _SPAN_KEY: span})
 
 
 def _no_span_in(current: Any) -> bool:
