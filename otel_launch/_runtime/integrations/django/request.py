@@ -164,13 +164,22 @@ def method_name(method: str) -> str:
 
 
 _config: _Config | None = None
-_pending = threading.local()  # the request whose span is being started, for the sampler wrapper
+# The request whose span is being started, for the sampler wrapper: [request, carrier, is_asgi,
+# the attributes the wrapper collected].
+_pending = threading.local()
 
 
 def config() -> _Config:
     """The request path's configuration, made again when the app sets its own tracer provider
     after ours served (gunicorn's ``post_fork`` with ``--preload``, uWSGI's ``@postfork``, as the
     OpenTelemetry guides advise): its server spans follow, as every other span does."""
+    c = _config
+    if c is not None and c.provider is getattr(trace, "_TRACER_PROVIDER", None):  # get_tracer_provider(), once set
+        return c
+    return _configure()
+
+
+def _configure() -> _Config:
     global _config
     provider = trace.get_tracer_provider()
     if _config is None or _config.provider is not provider:
@@ -188,17 +197,21 @@ def _put_attributes_in_the_sampling_result(tracer: Any) -> bool:
     sampler = getattr(tracer, "sampler", None)
     if sampler is None or not type(tracer).__module__.startswith("opentelemetry.sdk.trace"):
         return False
-    from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    drop = Decision.DROP
 
     class SampleFirst(Sampler):
         def should_sample(
             self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
         ):  # noqa: E501
             result = sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-            request = getattr(_pending, "request", None)
-            if request is None or not result.decision.is_recording():
+            if result.decision is drop:  # an unsampled request's answer, as it came
                 return result
-            collected = _pending.collected = _request_attributes(*request)
+            pending = getattr(_pending, "request", None)
+            if pending is None or not result.decision.is_recording():
+                return result
+            collected = pending[3] = _request_attributes(pending[0], pending[1], pending[2])
             if result.attributes:
                 collected = {**collected, **result.attributes}
             return SamplingResult(result.decision, collected, result.trace_state)
@@ -475,12 +488,12 @@ def _begin(request: Any) -> _Request | None:
         parent, kind = current, _INTERNAL
     name = method_name(request.method or "")
     if c.sample_first:
-        _pending.request, _pending.collected = (request, carrier, is_asgi), None
+        pending = _pending.request = [request, carrier, is_asgi, None]  # the sampler wrapper fills in [3]
         try:
             span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
-            collected = _pending.collected
         finally:
-            _pending.request = _pending.collected = None
+            _pending.request = None
+        collected = pending[3]
     else:
         span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
         collected = _request_attributes(request, carrier, is_asgi) if span.is_recording() else None
