@@ -384,3 +384,96 @@ def test_enduser_id_is_the_signed_in_users_key_only_when_asked(receiver, workdir
         expected = [("GET /whoami/", None), ("GET /plain/", None), ("GET /fail/", None), ("GET /whoami/", None)]
     assert recorded == expected
     assert all("not-recorded" not in json.dumps(s.attributes) for s in receiver.spans)
+
+
+# --- trace context and baggage in, sampled or not (integrations/_lean_context.py) -------------------
+# The request path skips the extraction for a request carrying none of the known propagators'
+# headers, and asks any other propagator as it is: what the view and the server span see is what
+# opentelemetry-instrument gives them.
+
+INCOMING_TRACE_ID, INCOMING_SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+INCOMING = {"trace": "incoming", "span": "own"}
+SERVER_KIND = 2  # SpanKind.SERVER + 1 in OTLP numbering
+
+
+def _views_saw(process: subprocess.Popen) -> list[dict]:
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        pytest.fail(f"{process.args} did not finish within 60s")
+    assert process.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def _server_spans_of(receiver: OTLPReceiver, count: int) -> list[tuple]:
+    if count:
+        assert receiver.wait_for(lambda r: sum(s.kind == SERVER_KIND for s in r.spans) == count, timeout=15)
+    return sorted(
+        (s.trace_id == INCOMING_TRACE_ID, s.parent_span_id == INCOMING_SPAN_ID, s.name.replace(" /", " "))
+        for s in receiver.spans
+        if s.kind == SERVER_KIND
+    )
+
+
+PROPAGATOR_SETTINGS = [None, "tracecontext,baggage", "baggage,tracecontext", "tracecontext", "b3"]
+PROPAGATION_SAMPLERS = {"ratio-0": ("parentbased_traceidratio", "0"), "always-on": ("parentbased_always_on", "")}
+
+
+@pytest.mark.parametrize(
+    ("propagators", "sampler"),
+    [(p, "ratio-0") for p in PROPAGATOR_SETTINGS] + [(None, "always-on")],
+    ids=[f"{p or 'default'}-ratio-0" for p in PROPAGATOR_SETTINGS] + ["default-always-on"],
+)
+def test_the_view_and_the_server_span_see_what_opentelemetry_instrument_gives_them(
+    receivers, workdir, propagators, sampler
+):
+    if propagators == "b3":
+        pytest.importorskip("opentelemetry.propagators.b3")
+    name, argument = PROPAGATION_SAMPLERS[sampler]
+    settings = {"OTEL_TRACES_SAMPLER": name, "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    if argument:
+        settings["OTEL_TRACES_SAMPLER_ARG"] = argument
+    if propagators:
+        settings["OTEL_PROPAGATORS"] = propagators
+    env = clean_env(
+        SHOP_DB=str(workdir / "shop.sqlite3"),
+        DJANGO_SETTINGS_MODULE="shop.settings",  # opentelemetry-instrument reads them at start-up
+        PYTHONPATH=str(SHOP),
+        **UPSTREAM_SKIPS,
+        **settings,
+    )
+    mine, theirs = receivers
+    target = [PYTHON, str(TARGETS / "django_propagation.py"), str(SHOP)]
+    processes = [
+        start([*launcher(), *target], {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": mine.grpc_endpoint}, workdir),
+        start([str(UPSTREAM), *target], {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": theirs.grpc_endpoint}, workdir),
+    ]
+    try:
+        ours, upstream = _views_saw(processes[0]), _views_saw(processes[1])
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                kill_group(process)
+    assert len(ours) == 7
+    assert ours == upstream
+    # What each propagator carries, as it should: the W3C headers by the default, B3's by B3 alone.
+    w3c, baggage = (
+        propagators in (None, "tracecontext,baggage", "baggage,tracecontext", "tracecontext"),
+        (propagators in (None, "tracecontext,baggage", "baggage,tracecontext")),
+    )
+    assert [{k: v for k, v in seen.items() if k in ("trace", "span")} == INCOMING for seen in ours] == [
+        False,
+        w3c,
+        w3c,
+        w3c,
+        False,
+        propagators == "b3",
+        False,
+    ]
+    assert [seen["baggage"] for seen in ours][3:5] == (
+        [{"tenant": "acme"}, {"tenant": "acme", "region": "eu"}] if baggage else [{}, {}]
+    )
+    # The server spans: the same, each in the caller's trace under the caller's span where it came in.
+    recorded = sum(seen["sampled"] for seen in ours)
+    assert _server_spans_of(mine, recorded) == _server_spans_of(theirs, recorded)

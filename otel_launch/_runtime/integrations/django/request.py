@@ -40,8 +40,8 @@ import threading
 from timeit import default_timer
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation._semconv import (
     _filter_semconv_active_request_count_attr,
     _get_schema_url,
@@ -73,6 +73,7 @@ from opentelemetry.util.http import (
 )
 
 from otel_launch._runtime._compat import coroutine_functions
+from otel_launch._runtime.integrations._lean_context import attach, detach, extract_wsgi, get_current
 from otel_launch._runtime.integrations.django import n_plus_one
 
 iscoroutinefunction, markcoroutinefunction = coroutine_functions()  # asgiref's, also before asgiref 3.6
@@ -163,13 +164,22 @@ def method_name(method: str) -> str:
 
 
 _config: _Config | None = None
-_pending = threading.local()  # the request whose span is being started, for the sampler wrapper
+# The request whose span is being started, for the sampler wrapper: [request, carrier, is_asgi,
+# the attributes the wrapper collected].
+_pending = threading.local()
 
 
 def config() -> _Config:
     """The request path's configuration, made again when the app sets its own tracer provider
     after ours served (gunicorn's ``post_fork`` with ``--preload``, uWSGI's ``@postfork``, as the
     OpenTelemetry guides advise): its server spans follow, as every other span does."""
+    c = _config
+    if c is not None and c.provider is getattr(trace, "_TRACER_PROVIDER", None):  # get_tracer_provider(), once set
+        return c
+    return _configure()
+
+
+def _configure() -> _Config:
     global _config
     provider = trace.get_tracer_provider()
     if _config is None or _config.provider is not provider:
@@ -187,17 +197,21 @@ def _put_attributes_in_the_sampling_result(tracer: Any) -> bool:
     sampler = getattr(tracer, "sampler", None)
     if sampler is None or not type(tracer).__module__.startswith("opentelemetry.sdk.trace"):
         return False
-    from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    drop = Decision.DROP
 
     class SampleFirst(Sampler):
         def should_sample(
             self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
         ):  # noqa: E501
             result = sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-            request = getattr(_pending, "request", None)
-            if request is None or not result.decision.is_recording():
+            if result.decision is drop:  # an unsampled request's answer, as it came
                 return result
-            collected = _pending.collected = _request_attributes(*request)
+            pending = getattr(_pending, "request", None)
+            if pending is None or not result.decision.is_recording():
+                return result
+            collected = pending[3] = _request_attributes(pending[0], pending[1], pending[2])
             if result.attributes:
                 collected = {**collected, **result.attributes}
             return SamplingResult(result.decision, collected, result.trace_state)
@@ -466,19 +480,20 @@ def _begin(request: Any) -> _Request | None:
     meta = request.META
     is_asgi = _is_asgi(request)
     carrier = request.scope if is_asgi else meta
-    current = context_api.get_current()
+    current = get_current()
     if _no_span_in(current):
-        parent, kind = propagate.extract(carrier, getter=_asgi_getter(c) if is_asgi else c.wsgi_getter), _SERVER
+        parent = propagate.extract(carrier, getter=_asgi_getter(c)) if is_asgi else extract_wsgi(carrier, c.wsgi_getter)
+        kind = _SERVER
     else:
         parent, kind = current, _INTERNAL
     name = method_name(request.method or "")
     if c.sample_first:
-        _pending.request, _pending.collected = (request, carrier, is_asgi), None
+        pending = _pending.request = [request, carrier, is_asgi, None]  # the sampler wrapper fills in [3]
         try:
             span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
-            collected = _pending.collected
         finally:
-            _pending.request = _pending.collected = None
+            _pending.request = None
+        collected = pending[3]
     else:
         span = c.tracer.start_span(name, context=parent, kind=kind, start_time=meta.get(_START_TIME_KEY))
         collected = _request_attributes(request, carrier, is_asgi) if span.is_recording() else None
@@ -500,7 +515,7 @@ def _begin(request: Any) -> _Request | None:
             c.mode,
         )
         c.active.add(1, state.active)
-    state.token = context_api.attach(trace.set_span_in_context(span, parent))
+    state.token = attach(_with_span(span, parent))
     if kind is _SERVER and recording:
         state.watch = n_plus_one.begin(span)
     state.started = default_timer()
@@ -577,7 +592,7 @@ def _finish(request: Any, state: _Request, response: Any, raised: BaseException 
             c.active.add(-1, state.active)
     finally:
         span.end()
-        context_api.detach(state.token)
+        detach(state.token)
 
 
 def _span_key() -> Any:
@@ -589,6 +604,13 @@ def _span_key() -> Any:
 
 
 _SPAN_KEY = _span_key()
+
+
+def _with_span(span: Any, parent: Any) -> Any:
+    """``trace.set_span_in_context(span, parent)``: the same new ``Context``, in one step."""
+    if _SPAN_KEY is None:
+        return trace.set_span_in_context(span, parent)
+    return Context({**parent, _SPAN_KEY: span})
 
 
 def _no_span_in(current: Any) -> bool:
