@@ -94,27 +94,33 @@ def direct(signal: Any, send: Any) -> Any:
 
     from celery.utils.dispatch.signal import NONE_ID, logger
 
-    checked: list[Any] | None = None  # a copy of signal.receivers, all of them for any sender
+    # A copy of signal.receivers found all for any sender, its receivers, and whether any is weak
+    # (one tuple: a thread reads the three as one).
+    checked: tuple[Any, tuple[Any, ...], bool] = (None, (), False)
 
     def send_direct(sender: Any = None, **named: Any) -> list[tuple[Any, Any]]:
         nonlocal checked
-        receivers, known = signal.receivers, checked
         if signal._dead_receivers or signal.use_caching:
             return send(sender, **named)  # Celery's dispatch clears the dead, or consults its cache
-        if receivers != known:
-            copy = list(receivers)  # checked as a copy: another thread may connect meanwhile
+        known, receivers, weak = checked
+        if signal.receivers != known:
+            copy = list(signal.receivers)  # checked as a copy: another thread may connect meanwhile
             if not _for_any_sender(copy, NONE_ID):
                 return send(sender, **named)  # a receiver for a specific sender: Celery filters
-            checked = known = copy
-        live = []
-        for _, receiver in known:
-            if isinstance(receiver, ReferenceType):  # weakref.ref, WeakMethod
-                receiver = receiver()
-                if receiver is None:
-                    return send(sender, **named)  # died since: Celery's dispatch drops it
-            live.append(receiver)
+            receivers = tuple(receiver for _, receiver in copy)
+            weak = any(isinstance(receiver, ReferenceType) for receiver in receivers)  # ref, WeakMethod
+            checked = (copy, receivers, weak)
+        if weak:  # each dereferenced before the first is called, as Signal._live_receivers does
+            live = []
+            for receiver in receivers:
+                if isinstance(receiver, ReferenceType):
+                    receiver = receiver()
+                    if receiver is None:
+                        return send(sender, **named)  # died since: Celery's dispatch drops it
+                live.append(receiver)
+            receivers = live
         responses = []
-        for receiver in live:
+        for receiver in receivers:
             try:
                 response = receiver(signal=signal, sender=sender, **named)
             except Exception as exc:  # as Signal.send: logged, returned, never raised into the task
