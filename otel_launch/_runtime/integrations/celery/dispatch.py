@@ -110,6 +110,13 @@ def direct(signal: Any, send: Any) -> Any:
             receivers = tuple(receiver for _, receiver in copy)
             weak = any(isinstance(receiver, ReferenceType) for receiver in receivers)  # ref, WeakMethod
             checked = (copy, receivers, weak)
+        if len(receivers) == 1 and not weak:  # ours alone, the commonest: no list to build
+            (receiver,) = receivers
+            try:
+                return [(receiver, receiver(signal=signal, sender=sender, **named))]
+            except Exception as exc:  # as Signal.send: logged, returned, never raised into the task
+                logger.exception("Signal handler %r raised: %r", receiver, exc)
+                return [(receiver, exc)]
         if weak:  # each dereferenced before the first is called, as Signal._live_receivers does
             live = []
             for receiver in receivers:
