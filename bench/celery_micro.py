@@ -5,7 +5,11 @@ what a prefork child runs for each message) called N times on a trivial task.
 started with the environment the launcher writes), ``otel-launch-nometrics``
 (OTEL_METRICS_EXPORTER=none), ``otel-launch-10`` (parentbased_traceidratio 0.1),
 ``otel-launch-0`` (the same sampler at 0: every task unsampled) or ``contrib``
-(CeleryInstrumentor, as ``opentelemetry-instrument`` would); ``BENCH_BEFORE_SRC`` and
+(CeleryInstrumentor, as ``opentelemetry-instrument`` would); any of them suffixed ``+fixup``
+(``plain+fixup``, ``otel-launch-0+fixup``) with receivers of ``task_prerun`` and ``task_postrun``
+connected as Celery's Django fixup connects its own in every Django project's worker (bound
+methods, weakly, for any sender; their bodies only read what the fixup's read before closing
+connections, as there are none here); ``BENCH_BEFORE_SRC`` and
 ``BENCH_PROFILE`` as in django_micro.py. Spans go to an OTLP receiver in another process, so
 export costs what it costs in a worker. It prints the CPU time a task (all threads); for
 instructions a task (callgrind), see instructions.py.
@@ -46,6 +50,16 @@ def contrib() -> None:
     CeleryInstrumentor().instrument()
 
 
+class FixupReceivers:
+    """``DjangoWorkerFixup.on_task_prerun``/``on_task_postrun`` without the connections to close."""
+
+    def on_task_prerun(self, sender, **kwargs) -> None:
+        getattr(sender.request, "is_eager", False)
+
+    def on_task_postrun(self, sender, **kwargs) -> None:
+        getattr(sender.request, "is_eager", False)
+
+
 def measured(tracer, name: str, count: int, hostname: str) -> None:
     for _ in range(count):
         task_id = str(uuid.uuid4())
@@ -69,7 +83,7 @@ def measured(tracer, name: str, count: int, hostname: str) -> None:
 
 
 def main() -> None:
-    variant = sys.argv[1]
+    variant, _, fixup = sys.argv[1].partition("+")
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     with receiver() as collector:
         environment(variant, collector.endpoint)
@@ -86,6 +100,11 @@ def main() -> None:
         if variant == "contrib":
             contrib()
         from celery import signals
+
+        fixup_receivers = FixupReceivers()  # kept alive: weakly connected, as the fixup's
+        if fixup == "fixup":
+            signals.task_prerun.connect(fixup_receivers.on_task_prerun)
+            signals.task_postrun.connect(fixup_receivers.on_task_postrun)
         from celery.app.trace import build_tracer
 
         app.finalize()
@@ -100,7 +119,7 @@ def main() -> None:
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         shutdown(variant)
         spans = collector.spans()
-    result = {"variant": variant, "tasks": count, "spans_received": spans, "cpu_us": round(1e6 * cpu / count, 1)}
+    result = {"variant": sys.argv[1], "tasks": count, "spans_received": spans, "cpu_us": round(1e6 * cpu / count, 1)}
     print(json.dumps({**result, "wall_us": round(1e6 * wall / count, 1), **pauses.summary(count)}), flush=True)
 
 

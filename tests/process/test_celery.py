@@ -138,8 +138,8 @@ def test_tasks_sent_inside_django_transactions_and_savepoints(receiver, workdir)
     assert total("celery.task.commit_delay") == 2
 
 
-# Celery's task tracer hands task_prerun/task_postrun to our handlers directly while they are the
-# only receivers (celery/dispatch.py): side by side with Celery's own dispatch, the same records.
+# Celery's task tracer hands task_prerun/task_postrun to their receivers directly while all are for
+# any sender (celery/dispatch.py): side by side with Celery's own dispatch, the same records.
 TASKS = 7 * 2 + 2  # seven tasks sampled and unsampled through the worker's tracer, two eager ones
 
 
@@ -155,10 +155,19 @@ def test_direct_dispatch_records_what_celerys_dispatch_records(workdir):
     # Ours alone: Celery's dispatch never looked the receivers up; through the signals it did for every task.
     assert direct["alone"]["looked_up"] == {"task_prerun": 0, "task_postrun": 0}
     assert signals["alone"]["looked_up"] == {"task_prerun": TASKS, "task_postrun": TASKS}
-    # With a receiver of the app's beside ours: Celery's dispatch, every task, for both.
-    assert direct["beside"] == signals["beside"]
-    assert direct["beside"]["looked_up"] == {"task_prerun": TASKS, "task_postrun": TASKS}
+    # With receivers of the app's beside ours, as Celery's Django fixup connects its own: still no
+    # dispatch of Celery's, and they see every task as through it.
+    assert direct["beside"]["looked_up"] == {"task_prerun": 0, "task_postrun": 0}
+    assert signals["beside"]["looked_up"] == {"task_prerun": TASKS, "task_postrun": TASKS}
+    assert direct["beside"]["seen_by_app"] == signals["beside"]["seen_by_app"]
     assert len(direct["beside"]["seen_by_app"]) == 2 * TASKS
+    # One more receiver, for a specific task: Celery's dispatch for task_prerun, every task.
+    assert direct["for_one"]["looked_up"] == {"task_prerun": TASKS, "task_postrun": 0}
+    assert signals["for_one"]["looked_up"] == {"task_prerun": TASKS, "task_postrun": TASKS}
+    assert direct["for_one"]["seen_by_app"] == signals["for_one"]["seen_by_app"]
+    assert direct["for_one"]["seen_for_one"] == signals["for_one"]["seen_for_one"]
+    assert len(direct["for_one"]["seen_by_app"]) == 2 * TASKS
+    assert len(direct["for_one"]["seen_for_one"]) == 3  # side.ok sampled, unsampled, eager
     # The same spans (states, errors, retries, the publish inside a run) and the same metrics.
     assert direct["spans"] == signals["spans"]
     assert direct["metrics"] == signals["metrics"]
@@ -166,4 +175,4 @@ def test_direct_dispatch_records_what_celerys_dispatch_records(workdir):
     assert states == {"SUCCESS", "FAILURE", "RETRY", "IGNORED", "REJECTED"}
     assert {s["name"] for s in direct["spans"]} >= {"run/side.nested", "apply_async/side.ok"}
     executions = [m for m in direct["metrics"] if m[1] == "celery.task.executions"]
-    assert sum(m[3] for m in executions) == 2 * TASKS  # unsampled tasks are counted too
+    assert sum(m[3] for m in executions) == 3 * TASKS  # three phases; unsampled tasks are counted too

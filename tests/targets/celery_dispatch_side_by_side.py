@@ -5,8 +5,9 @@ message, and ``apply()`` for an eager task) with otel-launch's Celery integratio
 taken off). Prints, as JSON, what the SDK recorded (spans and metrics, times and durations
 masked) and how often Celery's dispatch looked up the receivers of the two signals.
 
-Two phases: ours the signals' only receivers, then with a receiver of the app's connected too
-(weakly, as Celery's Django fixup connects its own), which must see every task either way.
+Three phases: ours the signals' only receivers; then with receivers of the app's connected too
+(bound methods, weakly, for any sender, as Celery's Django fixup connects its own), which must see
+every task either way; then with one more for a specific task (which Celery's dispatch filters).
 """
 
 import json
@@ -194,7 +195,19 @@ receivers = AppReceivers()
 signals.task_prerun.connect(receivers.prerun)
 signals.task_postrun.connect(receivers.postrun)
 run_all("beside")
-result["beside"] = {"looked_up": dict(looked_up), "seen_by_app": seen_by_app}
+result["beside"] = {"looked_up": dict(looked_up), "seen_by_app": list(seen_by_app)}
+looked_up.update(task_prerun=0, task_postrun=0)
+seen_by_app.clear()
+seen_for_one: list[str] = []
+
+
+def for_one_task(sender=None, task_id=None, **_):
+    seen_for_one.append(task_id)
+
+
+signals.task_prerun.connect(for_one_task, sender=app.tasks["side.ok"], weak=False)
+run_all("for-one")
+result["for_one"] = {"looked_up": dict(looked_up), "seen_by_app": seen_by_app, "seen_for_one": seen_for_one}
 tracing.force_flush()
 result["spans"] = recorded_spans()
 result["metrics"] = recorded_metrics()

@@ -11,9 +11,9 @@ Importing the app is not using it, and building the SDK there cost every managem
 Celery project ~50 ms.
 
 Every publish also carries its time (header ``worker.PUBLISHED``), for queue time. Celery's task
-tracer hands ``task_prerun`` and ``task_postrun`` to our handlers directly while they are those
-signals' only receivers (``dispatch.py``; a Django project's worker has Celery's own fixup among
-them, and keeps Celery's dispatch).
+tracer hands ``task_prerun`` and ``task_postrun`` to their receivers directly while every one is
+connected for any sender (``dispatch.py``: ours, and in a Django project's worker Celery's own
+fixup's; a receiver for a specific sender keeps Celery's dispatch).
 
 Prefork pool children inherit the connected signals, and the SDK renews its export threads
 and ``service.instance.id`` in every child at fork. What it misses is the exit: children
@@ -63,8 +63,8 @@ def on_import(_: ModuleType | None = None) -> None:
     signals.task_postrun.connect(worker.on_postrun, dispatch_uid="otel-launch-postrun", **connect)
     signals.task_failure.connect(worker.on_failure, dispatch_uid="otel-launch-failure", **connect)
     signals.task_retry.connect(worker.on_retry, dispatch_uid="otel-launch-retry", **connect)
-    # Celery's task tracer calls the two per-task handlers without its signal dispatch while they
-    # are their signals' only receivers (dispatch.py); once its module is loaded (a worker's is).
+    # Celery's task tracer calls the two per-task handlers (and the signals' other receivers for any
+    # sender) without its signal dispatch (dispatch.py); once its module is loaded (a worker's is).
     dispatch.install(worker.on_prerun, worker.on_postrun)
     # Also when the app instrumented Celery itself: its pool children need the flush as much.
     signals.worker_process_shutdown.connect(_flush_pool_child, dispatch_uid="otel-launch-flush", **connect)

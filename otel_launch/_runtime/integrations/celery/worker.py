@@ -12,9 +12,9 @@ by the trace context in the message headers, with ``celery.action`` = ``run``, `
 ``utils.set_attributes_from_context``; on failure status ERROR and the exception event (not
 for exceptions in ``task.throws``); ``celery.retry.reason`` on retry; the histogram
 ``flower.task.runtime.seconds`` {task, worker}. One handler per signal, the span attached once,
-and measurements that share their attributes make it cheaper; while ``on_prerun`` and
-``on_postrun`` are their signals' only receivers, Celery's task tracer calls them without its
-signal dispatch (``dispatch.py``).
+and measurements that share their attributes make it cheaper; while every receiver of their
+signals is connected for any sender (Celery's Django fixup's are), Celery's task tracer calls
+``on_prerun`` and ``on_postrun`` without its signal dispatch (``dispatch.py``).
 
 What it adds (names in the README, "What a Celery team gets"):
 
