@@ -10,6 +10,9 @@ const app = document.getElementById("app");
 const PALETTE = ["#3559e0", "#e07a35", "#2f9e6e", "#b0399c", "#c9a227", "#1c9fb8", "#7a5af8", "#d9485f"];
 const colours = new Map();
 let timer = null;
+// The page shown, counted: a refresh that returns after its page was left (or after its filters
+// changed) draws nothing and schedules nothing, so it cannot overwrite the next page or stop its timer.
+let shownPage = 0;
 
 function colour(service) {
   if (!colours.has(service)) colours.set(service, PALETTE[colours.size % PALETTE.length]);
@@ -94,15 +97,20 @@ function listPage() {
     refresh();
   }
 
+  const page = shownPage;
+  const asked = () => new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
+
   async function refresh() {
+    const query = asked();
     try {
-      const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
       const [list, services] = await Promise.all([getJSON("/api/traces?" + query), getJSON("/api/services")]);
+      if (page !== shownPage || query !== asked()) return;  // left, or filtered again since: the newer refresh draws
       const known = new Set([...serviceSelect.options].map((o) => o.value));
       for (const service of services.services) if (!known.has(service)) serviceSelect.append(el("option", { value: service }, service));
       serviceSelect.value = filters.service;
       body.replaceChildren(renderList(list));
     } catch (error) {
+      if (page !== shownPage || query !== asked()) return;
       body.replaceChildren(el("div", { class: "empty" }, "cannot reach the viewer: " + error.message));
     }
     schedule(refresh, 1000);
@@ -141,18 +149,21 @@ function renderList(list) {
 function tracePage(traceId) {
   let shown = "";
   let selected = null;
+  const page = shownPage;
   async function refresh() {
     try {
       const [trace, logs] = await Promise.all([
         getJSON("/api/traces/" + encodeURIComponent(traceId)),
         getJSON("/api/logs?limit=1000&trace_id=" + encodeURIComponent(traceId)).catch((error) => ({ logs: null, error: error.message })),
       ]);
+      if (page !== shownPage) return;
       const counts = `${trace.spans.length} ${logs.logs ? logs.logs.length : "-"}`;
       if (counts !== shown) {  // spans or logs still arriving (a worker exports later): redraw
         shown = counts;
         app.replaceChildren(renderTrace(trace, logs, selected, (id) => (selected = id)));
       }
     } catch (error) {
+      if (page !== shownPage) return;
       if (!shown) app.replaceChildren(el("div", { class: "empty" }, "no such trace (yet): " + traceId));
     }
     schedule(refresh, 2000);
@@ -515,18 +526,24 @@ function overviewPage() {
     refresh();
   }
 
+  const page = shownPage;
+  const asked = () => `${state.since} ${state.service}`;
+
   async function refresh() {
     for (const button of buttons) button.classList.toggle("active", button.dataset.since === state.since);
+    const view = asked();
     try {
       const query = new URLSearchParams({ since: state.since });
       if (state.service) query.set("service", state.service);
       const data = await getJSON("/api/overview?" + query);
+      if (page !== shownPage || view !== asked()) return;  // left, or another window or service since
       const known = new Set([...serviceSelect.options].map((o) => o.value));
       for (const service of data.services || []) if (!known.has(service)) serviceSelect.append(el("option", { value: service }, service));
       serviceSelect.value = state.service;
       renderOverview(body, data);
       updated.textContent = "updated " + new Date().toLocaleTimeString([], { hour12: false });
     } catch (error) {
+      if (page !== shownPage || view !== asked()) return;
       dropCharts();
       body.replaceChildren(el("div", { class: "empty" }, "cannot read the overview: " + error.message));
     }
@@ -672,11 +689,16 @@ function logsPage() {
     refresh();
   }
 
+  const page = shownPage;
+  const asked = () => new URLSearchParams(Object.entries(logFilters).filter(([, v]) => v)).toString();
+
   async function refresh() {
+    const filtered = asked();
     try {
-      const query = new URLSearchParams(Object.entries(logFilters).filter(([, v]) => v));
+      const query = new URLSearchParams(filtered);
       query.set("limit", "200");
       const [list, services] = await Promise.all([getJSON("/api/logs?" + query), getJSON("/api/services")]);
+      if (page !== shownPage || filtered !== asked()) return;  // left, or filtered again since: the newer refresh draws
       const known = new Set([...serviceSelect.options].map((o) => o.value));
       for (const service of services.services) if (!known.has(service)) serviceSelect.append(el("option", { value: service }, service));
       serviceSelect.value = logFilters.service;
@@ -688,6 +710,7 @@ function logsPage() {
       const caption = body.querySelector("caption");
       if (caption) caption.textContent = `${list.logs.length} shown, newest first, ${list.stored} stored`;
     } catch (error) {
+      if (page !== shownPage || filtered !== asked()) return;
       shown = null;
       body.replaceChildren(el("div", { class: "empty" }, "cannot read the logs: " + error.message));
     }
@@ -732,6 +755,7 @@ function navigate(path) {
 }
 
 function route() {
+  shownPage += 1;
   clearTimeout(timer);
   dropCharts();
   const match = location.pathname.match(/^\/trace\/([0-9a-fA-F]+)$/);
