@@ -65,7 +65,7 @@ def on_import(_: ModuleType | None = None) -> None:
     signals.task_retry.connect(worker.on_retry, dispatch_uid="otel-launch-retry", **connect)
     # Celery's task tracer calls the two per-task handlers (and the signals' other receivers for any
     # sender) without its signal dispatch (dispatch.py); once its module is loaded (a worker's is).
-    dispatch.install(worker.on_prerun, worker.on_postrun)
+    dispatch.install()
     # Also when the app instrumented Celery itself: its pool children need the flush as much.
     signals.worker_process_shutdown.connect(_flush_pool_child, dispatch_uid="otel-launch-flush", **connect)
 
@@ -85,7 +85,7 @@ def on_worker_import(apps_worker: ModuleType) -> None:
 
     from otel_launch._runtime.integrations.celery import dispatch, killed, worker
 
-    dispatch.install(worker.on_prerun, worker.on_postrun)
+    dispatch.install()
 
     killed.install(Request)
     signals.task_received.connect(worker.stamp_receipt, weak=False, dispatch_uid="otel-launch-received")

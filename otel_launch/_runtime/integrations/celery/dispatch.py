@@ -39,22 +39,23 @@ from typing import Any
 _REPLACED = ("send_prerun", "send_postrun")
 
 
-def install(prerun: Any, postrun: Any) -> bool:
-    """Have Celery's task tracer call the receivers of ``task_prerun`` and ``task_postrun`` (ours,
-    ``prerun`` and ``postrun``, among them) without its dispatch; whether it could. Once per
-    process (a pool child inherits it)."""
+def install() -> bool:
+    """Have Celery's task tracer call the receivers of ``task_prerun`` and ``task_postrun`` (ours
+    among them) without its dispatch; whether it could. Once per process (a pool child inherits it)."""
     trace = sys.modules.get("celery.app.trace")
     if trace is None:
         return False
     from celery import signals
 
-    pairs = ((signals.task_prerun, prerun), (signals.task_postrun, postrun))
+    replaced_signals = (signals.task_prerun, signals.task_postrun)
     current = [getattr(trace, name, None) for name in _REPLACED]
     if all(getattr(send, "_otel_launch_direct", False) for send in current):
         return True
-    if any(send != signal.send or not _as_known(signal) for send, (signal, _) in zip(current, pairs, strict=True)):
+    if any(
+        send != signal.send or not _as_known(signal) for send, signal in zip(current, replaced_signals, strict=True)
+    ):
         return False  # not Celery's dispatch as we know it: the signals stay as they are
-    for name, send, (signal, _) in zip(_REPLACED, current, pairs, strict=True):
+    for name, send, signal in zip(_REPLACED, current, replaced_signals, strict=True):
         setattr(trace, name, direct(signal, send))
     return True
 

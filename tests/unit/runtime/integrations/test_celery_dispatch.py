@@ -185,10 +185,10 @@ def test_installed_once_and_only_over_celerys_own_dispatch(monkeypatch):
 
     monkeypatch.setattr(trace, "send_prerun", signals.task_prerun.send)
     monkeypatch.setattr(trace, "send_postrun", signals.task_postrun.send)
-    assert dispatch.install(handler, handler)
+    assert dispatch.install()
     direct = trace.send_prerun
     assert direct.__wrapped__ == signals.task_prerun.send
-    assert dispatch.install(handler, handler) and trace.send_prerun is direct  # not wrapped twice
+    assert dispatch.install() and trace.send_prerun is direct  # not wrapped twice
     dispatch.uninstall()
     assert trace.send_prerun == signals.task_prerun.send and trace.send_postrun == signals.task_postrun.send
 
@@ -196,5 +196,5 @@ def test_installed_once_and_only_over_celerys_own_dispatch(monkeypatch):
         return []
 
     monkeypatch.setattr(trace, "send_prerun", someone_elses)  # not Celery's dispatch: left as it is
-    assert not dispatch.install(handler, handler)
+    assert not dispatch.install()
     assert trace.send_prerun is someone_elses and trace.send_postrun == signals.task_postrun.send
